@@ -1,0 +1,1 @@
+"""flows: Prefect flows and tasks around the pipeline stages, and the `kdflow` command line."""

@@ -1,0 +1,1 @@
+"""kdcore: pure PyTorch building blocks for knowledge distillation (no Prefect, no MLflow)."""

@@ -1,0 +1,69 @@
+"""The one shape every dataset takes: three in-memory tensor splits plus what models need to know."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and integer labels of one split, held as tensors."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, ...]
+    name: str
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        """Content hash of all three splits: the cache key of everything trained on them."""
+        h = hashlib.sha256()
+        for split in (self.train, self.val, self.test):
+            for t in (split.x, split.y):
+                t = t.contiguous().cpu()
+                h.update(str((t.dtype, tuple(t.shape))).encode())
+                h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def state_dict(self) -> dict:
+        """Plain tensors and primitives only, so it loads with torch.load(weights_only=True)."""
+        return {
+            "splits": {n: {"x": s.x, "y": s.y} for n, s in self.splits().items()},
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "name": self.name,
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "DataBundle":
+        splits = {n: Split(s["x"], s["y"]) for n, s in state["splits"].items()}
+        return cls(
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
+            num_classes=state["num_classes"],
+            input_shape=tuple(state["input_shape"]),
+            name=state["name"],
+            classes=list(state["classes"]),
+        )
+
+    def splits(self) -> dict[str, Split]:
+        return {"train": self.train, "val": self.val, "test": self.test}

@@ -1,0 +1,20 @@
+"""Stratified, seeded train/val/test split of index positions."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return disjoint index arrays (train, val, test) with each class in the same proportion."""
+    if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum to less than 1")
+    idx = np.arange(len(labels))
+    rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
+    val_of_rest = val_fraction / (1 - test_fraction)
+    train, val = train_test_split(
+        rest, test_size=val_of_rest, stratify=labels[rest], random_state=seed
+    )
+    return np.sort(train), np.sort(val), np.sort(test)

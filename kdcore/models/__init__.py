@@ -1,0 +1,4 @@
+from kdcore.models.registry import MODELS, build_model, count_parameters, register_model
+from kdcore.models import small  # noqa: F401,E402  (registers the built-in models)
+
+__all__ = ["MODELS", "build_model", "count_parameters", "register_model"]

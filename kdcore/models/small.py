@@ -1,0 +1,59 @@
+"""Small models for small images: an MLP and two plain CNNs."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from kdcore.models.registry import register_model
+
+
+@register_model("mlp")
+def mlp(input_shape, num_classes, width: int = 64, depth: int = 1, **_) -> nn.Module:
+    c, h, w = input_shape
+    layers: list[nn.Module] = [nn.Flatten()]
+    features = c * h * w
+    for _ in range(depth):
+        layers += [nn.Linear(features, width), nn.ReLU(inplace=True)]
+        features = width
+    layers.append(nn.Linear(features, num_classes))
+    return nn.Sequential(*layers)
+
+
+class ConvNet(nn.Module):
+    """Conv-BN-ReLU blocks, each stage ending in a 2x2 max-pool, then a linear classifier."""
+
+    def __init__(self, input_shape, num_classes, widths: list[int], hidden: int):
+        super().__init__()
+        c, h, w = input_shape
+        blocks: list[nn.Module] = []
+        for width in widths:
+            blocks += [
+                nn.Conv2d(c, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+            if min(h, w) >= 4:  # keep at least 2x2 after pooling on tiny inputs
+                blocks.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            c = width
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1) if hidden == 0 else nn.Identity()
+        flat = c if hidden == 0 else c * h * w
+        head: list[nn.Module] = [nn.Flatten()]
+        if hidden:
+            head += [nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Dropout(0.2)]
+            flat = hidden
+        head.append(nn.Linear(flat, num_classes))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
+@register_model("cnn_small")
+def cnn_small(input_shape, num_classes, width: int = 16, **_) -> nn.Module:
+    return ConvNet(input_shape, num_classes, [width, width * 2], hidden=0)
+
+
+@register_model("cnn_medium")
+def cnn_medium(input_shape, num_classes, width: int = 32, **_) -> nn.Module:
+    return ConvNet(input_shape, num_classes, [width, width * 2, width * 4], hidden=width * 4)

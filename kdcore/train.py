@@ -1,0 +1,91 @@
+"""One training loop for every model and every distiller: in-memory tensors, no DataLoader."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from kdcore.data.bundle import Split
+from kdcore.distill.base import Batch, Distiller
+from kdcore.evaluate import evaluate
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # "adam" | "sgd"
+    momentum: float = 0.9
+    seed: int = 0
+    device: str = "cpu"
+
+
+def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=True)
+    if s.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    raise ValueError(f"unknown optimizer {s.optimizer!r}; choose 'adam' or 'sgd'")
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    val: Split,
+    settings: TrainSettings,
+    distiller: Distiller,
+    teacher_logits: torch.Tensor | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> list[dict[str, float]]:
+    """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
+
+    `teacher_logits[i]` are the teacher's outputs for `train.x[i]`, computed once by the caller.
+    `on_epoch(epoch, metrics)` may raise (e.g. to prune a trial): the exception propagates.
+    """
+    device = torch.device(settings.device)
+    model.to(device)
+    distiller.to(device)
+    train = train.to(device)
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(device)
+    params = list(model.parameters()) + list(distiller.parameters())
+    optimizer = make_optimizer(params, settings)
+    steps_per_epoch = -(-len(train) // settings.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.15
+    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    history = []
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=generator).to(device)
+        sums: dict[str, torch.Tensor] = {}
+        for start in range(0, len(train), settings.batch_size):
+            index = order[start : start + settings.batch_size]
+            batch = Batch(
+                x=train.x[index],
+                y=train.y[index],
+                index=index,
+                teacher_logits=None if teacher_logits is None else teacher_logits[index],
+            )
+            terms = distiller.loss_terms(model(batch.x), batch)
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            for name, value in terms.items():  # summed on device: no sync per step
+                sums[name] = sums.get(name, 0) + value.detach() * len(index)
+            sums["loss"] = sums.get("loss", 0) + loss.detach() * len(index)
+        metrics = {f"train/{k}": float(v) / len(train) for k, v in sums.items()}
+        metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4).items()})
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    return history

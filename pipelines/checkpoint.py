@@ -1,0 +1,43 @@
+"""Model checkpoints that rebuild from the registry and load with weights_only=True."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from kdcore.models import build_model
+
+
+def save_atomic(obj: Any, path: Path) -> Path:
+    """torch.save to a temporary file, then rename: a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_model(model: nn.Module, arch: str, input_shape, num_classes: int, options: dict, path: Path) -> Path:
+    spec = {"arch": arch, "input_shape": list(input_shape), "num_classes": num_classes, "options": dict(options)}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return save_atomic({"spec": spec, "state_dict": state}, path)
+
+
+def load_model(path: str | Path) -> nn.Module:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to retrain") from None
+    spec = blob["spec"]
+    model = build_model(spec["arch"], tuple(spec["input_shape"]), spec["num_classes"], **spec["options"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()

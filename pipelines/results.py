@@ -1,0 +1,50 @@
+"""What each stage returns: small, serialisable records (paths, ids, numbers), never tensors."""
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class PreparedData(BaseModel):
+    path: str
+    digest: str
+    num_classes: int
+    input_shape: list[int]
+    sizes: dict[str, int]
+
+
+class TrainedModel(BaseModel):
+    role: str
+    arch: str
+    checkpoint: str
+    run_id: str
+    model_uri: str | None = None
+    parameters: int
+    val_acc: float
+    seconds: float
+    reused: bool = False
+
+
+class TuneResult(BaseModel):
+    study_name: str
+    storage: str
+    best_params: dict[str, float]
+    best_value: float | None
+    complete: int
+    pruned: int
+    seconds: float
+
+
+class Evaluation(BaseModel):
+    run_id: str
+    test_acc: dict[str, float]
+    parameters: dict[str, int]
+    champion_test_acc: float | None = None
+    champion_version: str | None = None
+    champion_error: str | None = None
+
+
+class Registration(BaseModel):
+    name: str
+    version: str
+    champion: bool
+    reason: str

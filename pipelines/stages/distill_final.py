@@ -1,0 +1,23 @@
+"""Stage 6: the student retrained with the best hyper-parameters found on the validation split."""
+from __future__ import annotations
+
+from kdcore.distill import KD
+from pipelines.cache import cache_dir
+from pipelines.config import PipelineConfig
+from pipelines.results import PreparedData, TrainedModel, TuneResult
+from pipelines.stages.prepare_data import load_bundle
+from pipelines.stages.teacher_logits import load_logits
+from pipelines.training import settings_for, train_model
+
+
+def distill_final(
+    cfg: PipelineConfig, data: PreparedData, logits_path: str, tuned: TuneResult, parent_run_id: str
+) -> TrainedModel:
+    p = tuned.best_params
+    settings = settings_for(cfg.student.train, cfg, lr=p["lr"], weight_decay=p["weight_decay"])
+    checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"student-{parent_run_id}.pt"
+    return train_model(
+        "student", cfg.student, settings, cfg, load_bundle(data.path), KD(p["temperature"], p["alpha"]),
+        load_logits(logits_path), parent_run_id, checkpoint,
+        extra_params={"data.digest": data.digest, **{f"best.{k}": v for k, v in p.items()}},
+    )

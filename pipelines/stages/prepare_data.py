@@ -1,0 +1,38 @@
+"""Stage 1: load the dataset, split it (stratified, seeded) and store the tensors once."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from kdcore.data import DataBundle, load_dataset
+from pipelines.cache import cache_dir, cache_key
+from pipelines.checkpoint import save_atomic
+from pipelines.config import PipelineConfig
+from pipelines.results import PreparedData
+
+log = logging.getLogger("kdflow")
+
+
+def prepare_data(cfg: PipelineConfig) -> PreparedData:
+    d = cfg.data
+    path = cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump())}.pt"
+    if path.exists():
+        bundle = load_bundle(str(path))
+        log.info("data: reusing prepared %s splits from %s", d.dataset, path)
+    else:
+        bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed)
+        save_atomic(bundle.state_dict(), path)
+    sizes = {name: len(split) for name, split in bundle.splits().items()}
+    log.info("data: %s %s, %d classes, input %s", d.dataset, sizes, bundle.num_classes, bundle.input_shape)
+    return PreparedData(
+        path=str(path),
+        digest=bundle.digest,
+        num_classes=bundle.num_classes,
+        input_shape=list(bundle.input_shape),
+        sizes=sizes,
+    )
+
+
+def load_bundle(path: str) -> DataBundle:
+    return DataBundle.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -1,0 +1,88 @@
+"""Train one model in its own nested MLflow run: params, per-epoch metrics, checkpoint, logged model."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+
+from kdcore.data import DataBundle
+from kdcore.device import resolve_device
+from kdcore.distill import Distiller
+from kdcore.models import build_model, count_parameters
+from kdcore.train import TrainSettings, fit
+from pipelines.checkpoint import save_model
+from pipelines.config import ModelConfig, PipelineConfig, TrainConfig
+from pipelines.results import TrainedModel
+from pipelines.tracking import EpochLogger, loggable_params, stage_run
+
+log = logging.getLogger("kdflow")
+
+
+def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainSettings:
+    values = dict(
+        epochs=train.epochs,
+        batch_size=train.batch_size,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        optimizer=train.optimizer,
+        seed=cfg.runtime.seed,
+        device=str(resolve_device(cfg.runtime.device)),
+    )
+    values.update(overrides)
+    return TrainSettings(**values)
+
+
+def progress(role: str, epochs: int):
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        log.info("%s: epoch %d/%d  train/loss %.4f  val/acc %.4f", role, epoch, epochs, metrics["train/loss"], metrics["val/acc"])
+
+    return report
+
+
+def train_model(
+    role: str,
+    spec: ModelConfig,
+    settings: TrainSettings,
+    cfg: PipelineConfig,
+    bundle: DataBundle,
+    distiller: Distiller,
+    teacher_logits: torch.Tensor | None,
+    parent_run_id: str,
+    checkpoint: Path,
+    extra_params: dict | None = None,
+) -> TrainedModel:
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    model = build_model(spec.arch, bundle.input_shape, bundle.num_classes, **spec.options())
+    n_params = count_parameters(model)
+    with stage_run(role, parent_run_id) as run:
+        mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})
+        mlflow.log_params({"model.parameters": n_params, "model.device": settings.device})
+        logger, report = EpochLogger(run.info.run_id), progress(role, settings.epochs)
+
+        def on_epoch(epoch, metrics):
+            logger(epoch, metrics)
+            report(epoch, metrics)
+
+        history = fit(model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch)
+        model.cpu().eval()
+        save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, spec.options(), checkpoint)
+        example = bundle.train.x[:2].numpy()
+        info = mlflow.pytorch.log_model(
+            model, name="model", input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
+        )
+        mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
+        mlflow.log_metric("parameters", n_params)
+    return TrainedModel(
+        role=role,
+        arch=spec.arch,
+        checkpoint=str(checkpoint),
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        parameters=n_params,
+        val_acc=history[-1]["val/acc"],
+        seconds=time.perf_counter() - started,
+    )
