@@ -1,0 +1,40 @@
+"""Shared fixtures: run the real `kdflow` command in an isolated working directory."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "--set", "teacher.train.epochs=3",
+    "--set", "student.train.epochs=3",
+    "--set", "tune.n_trials=3",
+    "--set", "tune.epochs=3",
+]
+
+
+def isolated_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env.update(PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def kdflow(tmp_path):
+    """Run `kdflow ARGS` in tmp_path with its own Prefect home; return (completed process, summary or None)."""
+
+    def run(*args: str, timeout: float = 600):
+        out = tmp_path / "summary.json"
+        out.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "flows.cli", *args]
+        if args and args[0] == "run":
+            cmd += ["--output", str(out)]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+        summary = json.loads(out.read_text()) if out.exists() else None
+        return proc, summary
+
+    return run

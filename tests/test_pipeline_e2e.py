@@ -1,0 +1,70 @@
+"""End to end: the real CLI, a temporary Prefect server, a SQLite MLflow store and an Optuna study."""
+import optuna
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import TINY
+
+
+def runs_by_name(client, experiment_id, parent_id):
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=100)
+    return {r.info.run_name: r for r in runs}
+
+
+def test_kdflow_run_builds_the_run_tree_registry_and_study(kdflow, tmp_path):
+    proc, summary = kdflow("run", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher" in proc.stdout and "student" in proc.stdout  # the summary table
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    ml = summary["mlflow"]
+    experiment = client.get_experiment(ml["experiment_id"])
+    assert experiment.name == "kdflow-digits"
+    parent = client.get_run(ml["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["prefect.flow_run_id"]
+    assert parent.data.params["teacher.arch"] == "cnn_medium" and parent.data.params["distill.method"] == "kd"
+
+    children = runs_by_name(client, ml["experiment_id"], ml["parent_run_id"])
+    trials = {n: r for n, r in children.items() if n.startswith("trial-")}
+    assert {"teacher", "baseline", "student", "evaluation"} <= set(children)
+    assert len(trials) == 3
+    for name in ("teacher", "baseline", "student"):
+        run = children[name]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["student.arch"] == "mlp"
+        history = client.get_metric_history(run.info.run_id, "val/acc")
+        assert [m.step for m in history] == [1, 2, 3]
+        assert int(run.data.params["model.parameters"]) == summary["models"][name]["parameters"]
+    logged = {m.source_run_id for m in client.search_logged_models([ml["experiment_id"]])}
+    assert {children[n].info.run_id for n in ("teacher", "baseline", "student")} <= logged
+    for trial in trials.values():
+        assert {"temperature", "alpha", "lr", "weight_decay"} <= set(trial.data.params)
+        assert trial.data.tags["trial_state"] in {"COMPLETE", "PRUNED"}
+        assert client.get_metric_history(trial.info.run_id, "val/acc")[0].step == 1
+    evaluation = children["evaluation"].data.metrics
+    for role in ("teacher", "baseline", "student"):
+        assert evaluation[f"test/{role}_acc"] == summary["models"][role]["test_acc"]
+    assert summary["models"]["student"]["parameters"] * 5 <= summary["models"]["teacher"]["parameters"]
+
+    name = "kdflow-digits-student"
+    assert ml["registered_model"] == name
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == ml["version"] == "1"
+
+    study = optuna.load_study(study_name=summary["optuna"]["study_name"], storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 3
+    assert {t.user_attrs["mlflow_run_id"] for t in finished} == {r.info.run_id for r in trials.values()}
+    assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 3
+    assert set(summary["stage_seconds"]) >= {"prepare_data", "train_teacher", "tune_student", "evaluate", "register"}
+
+    # The same study name resumes (no new trials); the teacher is reused; the champion moves only if beaten.
+    proc, again = kdflow("run", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert again["optuna"]["study_name"] == summary["optuna"]["study_name"]
+    assert len(optuna.load_study(study_name=again["optuna"]["study_name"], storage=study._storage).trials) == 3
+    assert again["models"]["teacher"]["mlflow_run_id"] == summary["models"]["teacher"]["mlflow_run_id"]
+    assert again["mlflow"]["version"] == "2"
+    moved = again["models"]["student"]["test_acc"] > summary["models"]["student"]["test_acc"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == ("2" if moved else "1")
+    assert again["champion"]["moved"] is moved
