@@ -26,10 +26,17 @@ def save_atomic(obj: Any, path: Path) -> Path:
     return path
 
 
-def save_model(model: nn.Module, arch: str, input_shape, num_classes: int, options: dict, path: Path) -> Path:
+def save_model(model: nn.Module, arch: str, input_shape, num_classes: int, options: dict, path: Path,
+               tokenizer: dict | None = None) -> Path:
     spec = {"arch": arch, "input_shape": list(input_shape), "num_classes": num_classes, "options": dict(options)}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return save_atomic({"spec": spec, "state_dict": state}, path)
+    extra = {} if tokenizer is None else {"tokenizer": tokenizer}  # text: the ids mean these words
+    return save_atomic({"spec": spec, "state_dict": state, **extra}, path)
+
+
+def checkpoint_tokenizer(path: str | Path) -> dict | None:
+    """The vocabulary a text model was trained with (None for other models)."""
+    return torch.load(path, map_location="cpu", weights_only=True).get("tokenizer")
 
 
 def load_model(path: str | Path) -> nn.Module:

@@ -14,12 +14,40 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class TextDataConfig(Section):
+    max_len: int = Field(256, ge=1, le=100_000, description="Tokens kept per text; longer texts are cut.")
+    vocab_size: int = Field(20_000, ge=3, le=10_000_000, description="Vocabulary size, <pad> and <unk> included; counted on the train split only.")
+    min_freq: int = Field(2, ge=1, description="Words seen fewer times in the train split become <unk>.")
+    lowercase: bool = Field(True, description="Lower-case texts before splitting them into words.")
+    text_column: str = Field("text", min_length=1, description="CSV column / JSON key holding the text (text_csv, text_jsonl).")
+    label_column: str = Field("label", min_length=1, description="CSV column / JSON key holding the label (text_csv, text_jsonl).")
+    labels: list[str] | None = Field(None, description="The label set; records with other labels are bad input (default: the labels of the train split).")
+
+
+TEXT_DATASETS = ("imdb", "ag_news", "text_csv", "text_jsonl", "text_folder")
+
+
 class DataConfig(Section):
-    dataset: Literal["digits"] = Field("digits", description="Dataset to train and evaluate on.")
+    dataset: Literal["digits", "imdb", "ag_news", "text_csv", "text_jsonl", "text_folder"] = Field("digits", description="Dataset to train and evaluate on.")
     root: str | None = Field(None, description="Folder holding the dataset files (not needed for digits).")
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the data held out for validation (tuning).")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share of the data held out for the final test.")
     seed: int = Field(0, ge=0, description="Seed of the stratified split.")
+    strict: bool = Field(True, description="A bad record (empty text, missing or unknown label, undecodable bytes) stops loading; false skips and reports it.")
+    text: TextDataConfig = Field(default_factory=TextDataConfig, description="Tokenisation and columns of text datasets.")
+
+    def loader_options(self) -> dict[str, Any]:
+        """Keyword options of this dataset's loader (text datasets: tokenisation and record checks)."""
+        if self.dataset not in TEXT_DATASETS:
+            return {}
+        from kdcore.text.settings import TextSettings
+
+        t = self.text
+        return {"text": TextSettings(
+            max_len=t.max_len, vocab_size=t.vocab_size, min_freq=t.min_freq, lowercase=t.lowercase,
+            text_column=t.text_column, label_column=t.label_column,
+            labels=tuple(t.labels) if t.labels else None, strict=self.strict,
+        )}
 
 
 class TrainConfig(Section):
@@ -99,6 +127,18 @@ class PipelineConfig(Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _models_read_the_data(self) -> "PipelineConfig":
+        from kdcore.text.models import TEXT_MODELS
+
+        text = self.data.dataset in TEXT_DATASETS
+        for role in ("teacher", "student"):
+            arch = getattr(self, role).arch
+            if (arch in TEXT_MODELS) != text:
+                kind = "a text model (" + ", ".join(TEXT_MODELS) + ")" if text else "an image model"
+                raise ValueError(f"{role}.arch={arch} does not fit data.dataset={self.data.dataset}; choose {kind}")
+        return self
 
     def flat(self) -> dict[str, Any]:
         """`{"teacher.arch": "cnn_medium", "distill.temperature": 4.0, ...}`."""

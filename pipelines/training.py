@@ -16,6 +16,7 @@ from kdcore.train import TrainSettings, fit
 from pipelines.checkpoint import save_model
 from pipelines.config import ModelConfig, PipelineConfig, TrainConfig
 from pipelines.results import TrainedModel
+from pipelines.text_model_logging import log_text_model
 from pipelines.tracking import EpochLogger, loggable_params, stage_run
 
 log = logging.getLogger("kdflow")
@@ -56,7 +57,8 @@ def train_model(
 ) -> TrainedModel:
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
-    model = build_model(spec.arch, bundle.input_shape, bundle.num_classes, **spec.options())
+    options = {**spec.options(), **bundle.model_options()}  # text models: + vocab_size
+    model = build_model(spec.arch, bundle.input_shape, bundle.num_classes, **options)
     n_params = count_parameters(model)
     with stage_run(role, parent_run_id) as run:
         mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})
@@ -69,11 +71,14 @@ def train_model(
 
         history = fit(model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch)
         model.cpu().eval()
-        save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, spec.options(), checkpoint)
-        example = bundle.train.x[:2].numpy()
-        info = mlflow.pytorch.log_model(
-            model, name="model", input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
-        )
+        save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
+        if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside
+            info = log_text_model(checkpoint, bundle)
+        else:
+            example = bundle.train.x[:2].numpy()
+            info = mlflow.pytorch.log_model(
+                model, name="model", input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
+            )
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
         mlflow.log_metric("parameters", n_params)
     return TrainedModel(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +31,11 @@ class DataBundle:
     input_shape: tuple[int, ...]
     name: str
     classes: list[str] = field(default_factory=list)
+    tokenizer: dict | None = None  # text data: the vocabulary fitted on train (kdcore.text.tokenizer)
+
+    def model_options(self) -> dict:
+        """What a model needs to know about the data beyond input shape and classes."""
+        return {} if self.tokenizer is None else {"vocab_size": len(self.tokenizer["tokens"])}
 
     @property
     def digest(self) -> str:
@@ -40,6 +46,8 @@ class DataBundle:
                 t = t.contiguous().cpu()
                 h.update(str((t.dtype, tuple(t.shape))).encode())
                 h.update(t.numpy().tobytes())
+        if self.tokenizer is not None:  # the same ids mean other words under another vocabulary
+            h.update(json.dumps(self.tokenizer, sort_keys=True).encode())
         return h.hexdigest()[:16]
 
     def state_dict(self) -> dict:
@@ -50,6 +58,7 @@ class DataBundle:
             "input_shape": list(self.input_shape),
             "name": self.name,
             "classes": list(self.classes),
+            **({} if self.tokenizer is None else {"tokenizer": self.tokenizer}),
         }
 
     @classmethod
@@ -63,6 +72,7 @@ class DataBundle:
             input_shape=tuple(state["input_shape"]),
             name=state["name"],
             classes=list(state["classes"]),
+            tokenizer=state.get("tokenizer"),
         )
 
     def splits(self) -> dict[str, Split]:

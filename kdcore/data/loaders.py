@@ -46,7 +46,11 @@ def load_digits(root: str | None, val: float, test: float, seed: int) -> DataBun
 DATASETS: dict[str, Callable[..., DataBundle]] = {"digits": load_digits}
 
 
-def load_dataset(name: str, root: str | None, val: float, test: float, seed: int) -> DataBundle:
+def load_dataset(name: str, root: str | None, val: float, test: float, seed: int, **options) -> DataBundle:
+    """`options` go to the loader as keywords (text datasets: `text=TextSettings(...)`)."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name](root, val, test, seed)
+    return DATASETS[name](root, val, test, seed, **options)
+
+
+import kdcore.text.datasets  # noqa: E402,F401  (registers imdb, ag_news, text_csv, ...; needs DataError above)

@@ -21,7 +21,7 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
         bundle = load_bundle(str(path))
         log.info("data: reusing prepared %s splits from %s", d.dataset, path)
     else:
-        bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed)
+        bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
         save_atomic(bundle.state_dict(), path)
     sizes = {name: len(split) for name, split in bundle.splits().items()}
     log.info("data: %s %s, %d classes, input %s", d.dataset, sizes, bundle.num_classes, bundle.input_shape)

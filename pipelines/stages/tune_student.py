@@ -66,7 +66,7 @@ def tune_student(
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
             torch.manual_seed(settings.seed)
-            model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options())
+            model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(), **bundle.model_options())
             try:
                 history = fit(model, bundle.train, bundle.val, settings, KD(params["temperature"], params["alpha"]), teacher_logits, on_epoch)
             except optuna.TrialPruned:

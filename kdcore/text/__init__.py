@@ -1,0 +1,1 @@
+"""Text classification: tokeniser and vocabulary, text dataset loaders, and text models."""

@@ -1,0 +1,35 @@
+"""Log a text model to MLflow as a pyfunc that scores raw strings (the tokenizer travels with it)."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import mlflow
+import torch
+
+import kdcore
+from kdcore.data import DataBundle
+from kdcore.text.tokenizer import Tokenizer
+
+MODEL_CODE = Path(__file__).with_name("text_pyfunc_model.py")
+
+
+def example_texts(bundle: DataBundle, n: int = 2) -> list[str]:
+    """Train texts rebuilt from their ids: valid raw input that the model has seen the words of."""
+    tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
+    return [tokenizer.decode(row) or "unknown" for row in bundle.train.x[:n]]
+
+
+def log_text_model(checkpoint: Path, bundle: DataBundle) -> mlflow.models.model.ModelInfo:
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "tokenizer.json"
+        vocab.write_text(json.dumps({**bundle.tokenizer, "classes": list(bundle.classes)}))
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={"checkpoint": str(checkpoint), "tokenizer": str(vocab)},
+            code_paths=[str(Path(kdcore.__file__).parent)],  # loadable where kdflow is not installed
+            input_example=example_texts(bundle),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "scikit-learn"],
+        )

@@ -1,0 +1,44 @@
+"""The MLflow model of a text classifier: raw strings in, class names out (MLflow models-from-code).
+
+MLflow runs this file when the model is loaded; it needs only kdcore (shipped with the model as
+code) and the two artifacts: our weights_only checkpoint and the tokenizer JSON.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+BATCH = 256
+
+
+class TextClassifier(PythonModel):
+    def load_context(self, context) -> None:
+        import torch
+
+        from kdcore.models import build_model
+        from kdcore.text.tokenizer import Tokenizer
+
+        vocab = json.loads(Path(context.artifacts["tokenizer"]).read_text())
+        self.tokenizer, self.classes = Tokenizer.from_state_dict(vocab), list(vocab["classes"])
+        blob = torch.load(context.artifacts["checkpoint"], map_location="cpu", weights_only=True)
+        spec = blob["spec"]
+        self.model = build_model(spec["arch"], tuple(spec["input_shape"]), spec["num_classes"], **spec["options"])
+        self.model.load_state_dict(blob["state_dict"])
+        self.model.eval()
+
+    def predict(self, context, model_input: list[str], params=None) -> list[str]:
+        """The predicted class name of each text."""
+        import torch
+
+        texts, out = list(model_input), []
+        with torch.no_grad():
+            for start in range(0, len(texts), BATCH):
+                ids, _ = self.tokenizer.encode(texts[start : start + BATCH])
+                out += [self.classes[i] for i in self.model(ids).argmax(dim=1).tolist()]
+        return out
+
+
+mlflow.models.set_model(TextClassifier())
