@@ -1,0 +1,177 @@
+"""Text KD benchmark: teacher vs labels-only student vs KD student, accuracy, size and CPU speed.
+
+Runs on whatever real text is here:
+  IMDB:          python benchmarks/text_distill.py --imdb data/imdb
+  your folders:  python benchmarks/text_distill.py --folder path/to/texts     (root/<class>/*.txt)
+  your CSV:      python benchmarks/text_distill.py --csv reviews.csv --text-column review --label-column sentiment
+  man pages:     python benchmarks/text_distill.py --build-from-man /usr/share/man --folder /tmp/man-sections
+                 (builds root/<section>/<page>.txt from the manual's groff sources: predict a page's section)
+
+Uses kdcore directly (no MLflow, Prefect or Optuna): the same `fit`, `LabelsOnly` and `KD` as the pipeline.
+Throughput: raw strings -> tokenizer -> model -> class, batch 256, on the CPU, teacher and student
+interleaved in the same process, the median of several passes over the test texts.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdcore.data import load_dataset  # noqa: E402
+from kdcore.distill import KD, LabelsOnly  # noqa: E402
+from kdcore.evaluate import evaluate, predict_logits  # noqa: E402
+from kdcore.models import build_model, count_parameters  # noqa: E402
+from kdcore.text.settings import TextSettings  # noqa: E402
+from kdcore.text.tokenizer import Tokenizer  # noqa: E402
+from kdcore.train import TrainSettings, fit  # noqa: E402
+
+SECTIONS = ("1", "2", "3", "5", "7", "8")
+_ESCAPES = re.compile(r"\\f(\[[^\]]*\]|\(..|.)|\\\*(\(..|\[[^\]]*\]|.)|\\\((..)|\\\[[^\]]*\]|\\[&|^%ce0-]")
+_SECTION_REF = re.compile(r"\(\d[a-z]*\)")  # "ls(1)" would give the answer away
+
+
+def man_page_text(source: str, max_words: int) -> str:
+    """Prose of a groff man page: macro lines dropped (their arguments kept), escapes and section refs removed."""
+    lines = []
+    for line in source.splitlines():
+        if line.startswith((".TH", ".\\\"", "'\\\"", ".so", ".ds", ".de", ".nr", ".if", ".ie", ".el")):
+            continue
+        if line.startswith((".", "'")):
+            line = line.partition(" ")[2]  # .B foo / .SH NAME / .IR a b -> their text
+        lines.append(line)
+    text = _SECTION_REF.sub(" ", _ESCAPES.sub(" ", " ".join(lines)))
+    return " ".join(text.split()[:max_words])
+
+
+def build_from_man(man_root: Path, out: Path, per_class: int, max_words: int, seed: int) -> None:
+    """out/<section>/<page>.txt for sections 1, 2, 3, 5, 7, 8: up to `per_class` pages each, seeded."""
+    rng = random.Random(seed)
+    for section in SECTIONS:
+        pages = sorted((man_root / f"man{section}").glob("*.gz"))
+        rng.shuffle(pages)
+        folder = out / section
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = 0
+        for page in pages:
+            if kept == per_class:
+                break
+            try:
+                text = man_page_text(gzip.decompress(page.read_bytes()).decode("utf-8", errors="replace"), max_words)
+            except (OSError, EOFError):
+                continue
+            if len(text.split()) >= 40:  # stubs that only point to another page say nothing
+                (folder / f"{page.name[:-3]}.txt").write_text(text)
+                kept += 1
+        print(f"man{section}: {kept} pages", file=sys.stderr)
+
+
+def train(arch, bundle, width, epochs, lr, distiller, logits, seed):
+    torch.manual_seed(seed)
+    model = build_model(arch, bundle.input_shape, bundle.num_classes, **({"width": width} if width else {}),
+                        **bundle.model_options())
+    settings = TrainSettings(epochs=epochs, batch_size=32, lr=lr, weight_decay=1e-4, seed=seed)
+    started = time.perf_counter()
+    history = fit(model, bundle.train, bundle.val, settings, distiller, logits,
+                  lambda e, m: print(f"  epoch {e}: val/acc {m['val/acc']:.4f}", file=sys.stderr))
+    return model.eval(), history[-1]["val/acc"], time.perf_counter() - started
+
+
+@torch.no_grad()
+def texts_per_second(models: dict, tokenizer: Tokenizer, texts: list[str], repeats: int) -> dict[str, float]:
+    """Raw strings to predicted classes, batch 256; models take turns so both see the same machine load."""
+    times = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            started = time.perf_counter()
+            for i in range(0, len(texts), 256):
+                model(tokenizer.encode(texts[i : i + 256])[0]).argmax(1)
+            times[name].append(time.perf_counter() - started)
+    return {name: len(texts) / statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--imdb", help="folder holding aclImdb/")
+    source.add_argument("--folder", help="root/<class>/*.txt (or root/train|test/<class>/*.txt)")
+    source.add_argument("--csv", help="CSV file with a header row")
+    p.add_argument("--build-from-man", metavar="MAN_ROOT", help="first build --folder from man pages under MAN_ROOT")
+    p.add_argument("--per-class", type=int, default=400, help="man pages per section (with --build-from-man)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--max-len", type=int, default=256)
+    p.add_argument("--vocab-size", type=int, default=20_000)
+    p.add_argument("--teacher", default="bilstm")
+    p.add_argument("--teacher-width", type=int, default=128)
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--student", default="fasttext")
+    p.add_argument("--student-width", type=int, default=64)
+    p.add_argument("--student-epochs", type=int, default=20)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--repeats", type=int, default=5, help="timed passes over the test texts per model")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, help="also write the results as JSON")
+    a = p.parse_args()
+
+    settings = TextSettings(max_len=a.max_len, vocab_size=a.vocab_size, text_column=a.text_column, label_column=a.label_column, strict=False)
+    if a.build_from_man:
+        if not a.folder:
+            p.error("--build-from-man needs --folder (where the class folders are written)")
+        build_from_man(Path(a.build_from_man), Path(a.folder), a.per_class, a.max_len, a.seed)
+    name, root = ("imdb", a.imdb) if a.imdb else ("text_folder", a.folder) if a.folder else ("text_csv", a.csv)
+    bundle = load_dataset(name, root, 0.15, 0.2, a.seed, text=settings)
+    sizes = {k: len(v) for k, v in bundle.splits().items()}
+    print(f"data: {name} {root} {sizes}, {bundle.num_classes} classes, vocabulary {len(bundle.tokenizer['tokens'])}, "
+          f"padded length {bundle.input_shape[0]}", file=sys.stderr)
+
+    print(f"teacher {a.teacher}:", file=sys.stderr)
+    teacher, _, teacher_s = train(a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, a.seed)
+    logits = predict_logits(teacher, bundle.train.x, 256)
+    print(f"labels-only student {a.student}:", file=sys.stderr)
+    baseline, _, baseline_s = train(a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed)
+    print(f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}):", file=sys.stderr)
+    student, _, student_s = train(a.student, bundle, a.student_width, a.student_epochs, 5e-3,
+                                  KD(a.temperature, a.alpha), logits, a.seed)
+
+    tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
+    test_texts = [tokenizer.decode(row) for row in bundle.test.x]  # the test texts as strings again
+    torch.set_num_threads(a.threads)
+    speed = texts_per_second({"teacher": teacher, "student": student}, tokenizer, test_texts, a.repeats)
+    rows = {
+        "teacher": (a.teacher, teacher, teacher_s, speed["teacher"]),
+        "baseline": (a.student, baseline, baseline_s, None),
+        "kd_student": (a.student, student, student_s, speed["student"]),
+    }
+    result = {
+        "data": {"name": name, "root": str(root), "sizes": sizes, "classes": bundle.classes,
+                 "vocabulary": len(tokenizer), "padded_length": bundle.input_shape[0]},
+        "kd": {"temperature": a.temperature, "alpha": a.alpha},
+        "threads": a.threads,
+        "models": {role: {"arch": arch, "test_acc": evaluate(m, bundle.test, 256)["acc"], "parameters": count_parameters(m),
+                          "train_seconds": round(s, 1), "texts_per_second": None if tps is None else round(tps, 1)}
+                   for role, (arch, m, s, tps) in rows.items()},
+    }
+    result["speedup"] = round(speed["student"] / speed["teacher"], 1)
+    print(f"\n| model | arch | test accuracy | parameters | CPU texts/s ({a.threads} thread) |\n|---|---|---|---|---|")
+    for role, m in result["models"].items():
+        tps = "" if m["texts_per_second"] is None else f"{m['texts_per_second']:,.0f}"
+        print(f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | {tps} |")
+    print(f"\nstudent / teacher throughput: {result['speedup']}x")
+    if a.output:
+        a.output.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
