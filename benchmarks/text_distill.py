@@ -107,6 +107,7 @@ def main() -> None:
     source.add_argument("--csv", help="CSV file with a header row")
     p.add_argument("--build-from-man", metavar="MAN_ROOT", help="first build --folder from man pages under MAN_ROOT")
     p.add_argument("--per-class", type=int, default=400, help="man pages per section (with --build-from-man)")
+    p.add_argument("--man-words", type=int, default=256, help="words kept per man page (with --build-from-man)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
     p.add_argument("--max-len", type=int, default=256)
@@ -120,16 +121,17 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--repeats", type=int, default=5, help="timed passes over the test texts per model")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (training and timing)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, help="also write the results as JSON")
     a = p.parse_args()
 
+    torch.set_num_threads(a.threads)  # on a shared box, one thread each avoids oversubscription stalls
     settings = TextSettings(max_len=a.max_len, vocab_size=a.vocab_size, text_column=a.text_column, label_column=a.label_column, strict=False)
     if a.build_from_man:
         if not a.folder:
             p.error("--build-from-man needs --folder (where the class folders are written)")
-        build_from_man(Path(a.build_from_man), Path(a.folder), a.per_class, a.max_len, a.seed)
+        build_from_man(Path(a.build_from_man), Path(a.folder), a.per_class, a.man_words, a.seed)
     name, root = ("imdb", a.imdb) if a.imdb else ("text_folder", a.folder) if a.folder else ("text_csv", a.csv)
     bundle = load_dataset(name, root, 0.15, 0.2, a.seed, text=settings)
     sizes = {k: len(v) for k, v in bundle.splits().items()}
@@ -147,7 +149,6 @@ def main() -> None:
 
     tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
     test_texts = [tokenizer.decode(row) for row in bundle.test.x]  # the test texts as strings again
-    torch.set_num_threads(a.threads)
     speed = texts_per_second({"teacher": teacher, "student": student}, tokenizer, test_texts, a.repeats)
     rows = {
         "teacher": (a.teacher, teacher, teacher_s, speed["teacher"]),

@@ -1,7 +1,9 @@
 """Stage 1: load the dataset, split it (stratified, seeded) and store the tensors once."""
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 
 import torch
 
@@ -16,7 +18,7 @@ log = logging.getLogger("kdflow")
 
 def prepare_data(cfg: PipelineConfig) -> PreparedData:
     d = cfg.data
-    path = cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump())}.pt"
+    path = cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
     if path.exists():
         bundle = load_bundle(str(path))
         log.info("data: reusing prepared %s splits from %s", d.dataset, path)
@@ -32,6 +34,19 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
         input_shape=list(bundle.input_shape),
         sizes=sizes,
     )
+
+
+def source_stamp(root: str | None) -> str | None:
+    """Names, sizes and modification times of the files under data.root: an edited file is re-read."""
+    if not root or not Path(root).exists():
+        return None
+    top = Path(root)
+    files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(top) if p != top else p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def load_bundle(path: str) -> DataBundle:
