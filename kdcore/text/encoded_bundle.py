@@ -30,6 +30,8 @@ def encode_bundle(
     classes = list(classes) if classes is not None else label_order(train.labels)
     if len(classes) < 2:
         raise DataError(f"{source}: found {len(classes)} class(es) {classes}; a classifier needs at least 2")
+    if test is not None and not len(test):
+        raise DataError(f"{source}: the test split holds no usable labelled texts")
     index = {c: i for i, c in enumerate(classes)}
     pool_y = np.array([index[label] for label in train.labels])
     try:
