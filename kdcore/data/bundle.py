@@ -1,10 +1,16 @@
-"""The one shape every dataset takes: three in-memory tensor splits plus what models need to know."""
+"""The one shape every dataset takes: three in-memory tensor splits plus what models need to know.
+
+Image datasets keep their pixels as stored (uint8); `view` turns them into model inputs
+(normalised, and augmented in training). Everything here loads with torch.load(weights_only=True).
+"""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 
 import torch
+
+from kdcore.data.view import InputView
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,12 @@ class DataBundle:
     input_shape: tuple[int, ...]
     name: str
     classes: list[str] = field(default_factory=list)
+    view: InputView = field(default_factory=InputView)
+
+    def inputs(self, name: str) -> Split:
+        """Split `name` as normalised float model inputs, never augmented (evaluation, logits, examples)."""
+        split = self.splits()[name]
+        return Split(self.view.normalise(split.x), split.y)
 
     @property
     def digest(self) -> str:
@@ -40,6 +52,7 @@ class DataBundle:
                 t = t.contiguous().cpu()
                 h.update(str((t.dtype, tuple(t.shape))).encode())
                 h.update(t.numpy().tobytes())
+        h.update(repr(sorted(self.view.state_dict().items())).encode())
         return h.hexdigest()[:16]
 
     def state_dict(self) -> dict:
@@ -50,6 +63,7 @@ class DataBundle:
             "input_shape": list(self.input_shape),
             "name": self.name,
             "classes": list(self.classes),
+            "view": self.view.state_dict(),
         }
 
     @classmethod
@@ -63,6 +77,7 @@ class DataBundle:
             input_shape=tuple(state["input_shape"]),
             name=state["name"],
             classes=list(state["classes"]),
+            view=InputView.from_state_dict(state["view"]) if "view" in state else InputView(),
         )
 
     def splits(self) -> dict[str, Split]:
