@@ -55,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
     from flows.distill_pipeline import distill_pipeline
     from kdcore.data import DataError
+    from pipelines.stages import prepare_data
 
     try:
+        prepare_data(cfg)  # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
         summary = distill_pipeline(config=cfg)
     except DataError as e:
         print(f"kdflow: data error: {e}", file=sys.stderr)

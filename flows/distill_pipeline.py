@@ -33,7 +33,6 @@ register = stage_task(stages.register_student, "register")
 def distill_pipeline(config: PipelineConfig) -> dict:
     """Prepare data, train the teacher and a labels-only baseline, tune and distil the student, evaluate, register."""
     cfg = config
-    experiment_id = setup_experiment(cfg)
     seconds: dict[str, float] = {}
 
     def timed(name, fn, *args):
@@ -42,18 +41,20 @@ def distill_pipeline(config: PipelineConfig) -> dict:
         seconds[name] = round(time.perf_counter() - started, 3)
         return result
 
+    # Data first: a dataset that cannot be prepared leaves no run behind in MLflow.
+    data = timed("prepare_data", prepare_data, cfg)
+    experiment_id = setup_experiment(cfg)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_url": str(flow_run.ui_url or "")}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.name}-{flow_run.name or 'run'}", tags=tags) as parent:
         pid = parent.info.run_id
         mlflow.log_params(loggable_params(cfg))
-        data = timed("prepare_data", prepare_data, cfg)
         mlflow.log_param("data.digest", data.digest)
         teacher = timed("train_teacher", train_teacher, cfg, data, pid)
         mlflow.set_tags({"kdflow.teacher_run_id": teacher.run_id, "kdflow.teacher_reused": str(teacher.reused).lower()})
         logits = timed("teacher_logits", teacher_logits, cfg, data, teacher)
         baseline = timed("train_baseline", train_baseline, cfg, data, pid)
         tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid)
-        student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid)
+        student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid, teacher)
         ev = timed("evaluate", evaluate, cfg, data, [teacher, baseline, student], pid)
         reg = timed("register", register, cfg, data, student, ev)
         summary = PipelineSummary.build(cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds)

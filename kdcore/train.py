@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from kdcore.data.bundle import Split
+from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
 from kdcore.evaluate import evaluate
 
@@ -22,6 +23,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     optimizer: str = "adam"  # "adam" | "sgd"
     momentum: float = 0.9
+    schedule: str = "onecycle"  # "onecycle" | "step" (x0.1 at 5/8, 6/8 and 7/8 of training, as in CRD's 240-epoch recipe)
     seed: int = 0
     device: str = "cpu"
 
@@ -34,6 +36,16 @@ def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {s.optimizer!r}; choose 'adam' or 'sgd'")
 
 
+def make_schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, steps_per_epoch: int):
+    """Stepped once per batch."""
+    if s.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s.lr, total_steps=s.epochs * steps_per_epoch, pct_start=0.15)
+    if s.schedule == "step":
+        milestones = [round(s.epochs * k / 8) * steps_per_epoch for k in (5, 6, 7)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    raise ValueError(f"unknown schedule {s.schedule!r}; choose 'onecycle' or 'step'")
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -42,25 +54,34 @@ def fit(
     distiller: Distiller,
     teacher_logits: torch.Tensor | None = None,
     on_epoch: EpochCallback | None = None,
+    view: InputView | None = None,
+    teacher: nn.Module | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
 
     `teacher_logits[i]` are the teacher's outputs for `train.x[i]`, computed once by the caller.
     `on_epoch(epoch, metrics)` may raise (e.g. to prune a trial): the exception propagates.
+    `view` turns stored splits into inputs (augmented in training, if it says so); default: use them as they are.
+    `teacher`, instead of `teacher_logits`, runs online (eval mode, no gradients) on each training batch exactly
+    as the student sees it: the only correct soft targets when batches are augmented.
     """
+    view = view or InputView()
+    if view.augments and teacher_logits is not None:
+        raise ValueError("cached teacher logits are for un-augmented inputs; pass `teacher` to score each augmented batch")
     device = torch.device(settings.device)
     model.to(device)
     distiller.to(device)
     train = train.to(device)
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
     params = list(model.parameters()) + list(distiller.parameters())
     optimizer = make_optimizer(params, settings)
     steps_per_epoch = -(-len(train) // settings.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.15
-    )
+    schedule = make_schedule(optimizer, settings, steps_per_epoch)
     generator = torch.Generator().manual_seed(settings.seed)
+    augment_generator = torch.Generator(device=device).manual_seed(settings.seed + 1)  # own stream: batch order stays put
     history = []
     for epoch in range(1, settings.epochs + 1):
         model.train()
@@ -68,12 +89,15 @@ def fit(
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, len(train), settings.batch_size):
             index = order[start : start + settings.batch_size]
-            batch = Batch(
-                x=train.x[index],
-                y=train.y[index],
-                index=index,
-                teacher_logits=None if teacher_logits is None else teacher_logits[index],
-            )
+            x = view.augment(train.x[index], augment_generator) if view.augments else view.normalise(train.x[index])
+            if teacher_logits is not None:
+                soft = teacher_logits[index]
+            elif teacher is not None:
+                with torch.no_grad():
+                    soft = teacher(x)
+            else:
+                soft = None
+            batch = Batch(x=x, y=train.y[index], index=index, teacher_logits=soft)
             terms = distiller.loss_terms(model(batch.x), batch)
             loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
@@ -84,7 +108,7 @@ def fit(
                 sums[name] = sums.get(name, 0) + value.detach() * len(index)
             sums["loss"] = sums.get("loss", 0) + loss.detach() * len(index)
         metrics = {f"train/{k}": float(v) / len(train) for k, v in sums.items()}
-        metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4).items()})
+        metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise).items()})
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)

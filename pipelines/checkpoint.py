@@ -39,11 +39,25 @@ def checkpoint_tokenizer(path: str | Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True).get("tokenizer")
 
 
-def load_model(path: str | Path) -> nn.Module:
+def read_checkpoint(path: str | Path) -> dict:
+    if not Path(path).is_file():
+        raise ValueError(f"checkpoint {path} does not exist; check the path")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to retrain") from None
+    if not isinstance(blob, dict) or not {"spec", "state_dict"} <= set(blob):
+        raise ValueError(f"{path} is not a kdflow checkpoint (no spec and state_dict); save models with pipelines.checkpoint.save_model")
+    return blob
+
+
+def read_spec(path: str | Path) -> dict:
+    """What a checkpoint was built for: arch, input_shape, num_classes, options."""
+    return read_checkpoint(path)["spec"]
+
+
+def load_model(path: str | Path) -> nn.Module:
+    blob = read_checkpoint(path)
     spec = blob["spec"]
     model = build_model(spec["arch"], tuple(spec["input_shape"]), spec["num_classes"], **spec["options"])
     model.load_state_dict(blob["state_dict"])

@@ -25,29 +25,48 @@ class TextDataConfig(Section):
 
 
 TEXT_DATASETS = ("imdb", "ag_news", "text_csv", "text_jsonl", "text_folder")
+DatasetName = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder",
+                      "imdb", "ag_news", "text_csv", "text_jsonl", "text_folder"]
 
 
 class DataConfig(Section):
-    dataset: Literal["digits", "imdb", "ag_news", "text_csv", "text_jsonl", "text_folder"] = Field("digits", description="Dataset to train and evaluate on.")
-    root: str | None = Field(None, description="Folder holding the dataset files (not needed for digits).")
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the data held out for validation (tuning).")
-    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share of the data held out for the final test.")
+    dataset: DatasetName = Field("digits", description="Dataset to train and evaluate on (imagefolder: your own images, one folder per class).")
+    root: str | None = Field(None, description="Folder holding the dataset files (not needed for digits); torchvision datasets are downloaded here when absent and the network allows.")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the training data held out for validation (tuning); never taken from the test set.")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share held out for the final test, for data without its own test split (digits, imagefolder).")
     seed: int = Field(0, ge=0, description="Seed of the stratified split.")
-    strict: bool = Field(True, description="A bad record (empty text, missing or unknown label, undecodable bytes) stops loading; false skips and reports it.")
+    image_size: int | None = Field(None, ge=4, le=1024, description="imagefolder: images are resized and centre-cropped to this side in pixels (default 32; 224 for ImageNet models).")
+    channels: Literal[1, 3] = Field(3, description="imagefolder: 1 reads images as grey, 3 as RGB.")
+    mean: list[float] | None = Field(None, description="Per-channel mean on the [0, 1] scale, e.g. [0.485, 0.456, 0.406] (default: training-split statistics).")
+    std: list[float] | None = Field(None, description="Per-channel standard deviation on the [0, 1] scale (default: training-split statistics).")
+    augment: Literal["auto", "none", "crop_flip"] = Field("auto", description="Training augmentation: auto = random crop with padding + horizontal flip for CIFAR, none otherwise.")
+    strict: bool = Field(False, description="A corrupt image or a bad text record (empty text, missing or unknown label, undecodable bytes) stops the run instead of being skipped with a warning.")
+    download: bool = Field(True, description="Download missing mnist / fashion_mnist / cifar files into data.root when the network is reachable.")
+    limit_train: int | None = Field(None, ge=10, description="Keep only a seeded, stratified subsample of this many training images (quick trials and tests).")
     text: TextDataConfig = Field(default_factory=TextDataConfig, description="Tokenisation and columns of text datasets.")
 
     def loader_options(self) -> dict[str, Any]:
-        """Keyword options of this dataset's loader (text datasets: tokenisation and record checks)."""
-        if self.dataset not in TEXT_DATASETS:
-            return {}
-        from kdcore.text.settings import TextSettings
+        """Keyword options of this dataset's loader, beyond root, split fractions and seed."""
+        if self.dataset in TEXT_DATASETS:
+            from kdcore.text.settings import TextSettings
 
-        t = self.text
-        return {"text": TextSettings(
-            max_len=t.max_len, vocab_size=t.vocab_size, min_freq=t.min_freq, lowercase=t.lowercase,
-            text_column=t.text_column, label_column=t.label_column,
-            labels=tuple(t.labels) if t.labels else None, strict=self.strict,
-        )}
+            t = self.text
+            return {"strict": self.strict, "text": TextSettings(
+                max_len=t.max_len, vocab_size=t.vocab_size, min_freq=t.min_freq, lowercase=t.lowercase,
+                text_column=t.text_column, label_column=t.label_column,
+                labels=tuple(t.labels) if t.labels else None, strict=self.strict,
+            )}
+        return {
+            "image_size": self.image_size, "channels": self.channels, "augment": self.augment, "strict": self.strict,
+            "download": self.download, "limit_train": self.limit_train,
+            "mean": tuple(self.mean) if self.mean else None, "std": tuple(self.std) if self.std else None,
+        }
+
+    @model_validator(mode="after")
+    def _std_positive(self) -> "DataConfig":
+        if self.std is not None and min(self.std, default=1) <= 0:
+            raise ValueError("data.std values must be greater than 0")
+        return self
 
 
 class TrainConfig(Section):
@@ -56,11 +75,14 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate (one-cycle schedule).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="Decoupled weight decay.")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="AdamW or SGD with Nesterov momentum.")
+    schedule: Literal["onecycle", "step"] = Field("onecycle", description="Learning-rate schedule: one-cycle, or step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe).")
 
 
 class ModelConfig(Section):
     arch: str = Field(description="Registered model name, e.g. cnn_medium or mlp.")
-    width: int | None = Field(None, ge=1, le=4096, description="Base width of the model (its default if empty).")
+    width: int | None = Field(None, ge=1, le=4096, description="Base width: hidden units (mlp), first-stage channels (cnn_*, resnet*), widen factor (wrn_*); the model's default if empty.")
+    depth: int | None = Field(None, ge=1, le=1000, description="Depth: hidden layers (mlp) or layers (resnet*: 6n+2, wrn_*: 6n+4); the model's default if empty.")
+    width_multiplier: float | None = Field(None, gt=0, le=8, description="Channel multiplier of MobileNets (mobilenetv2, mobilenet_v3_small); the model's default if empty.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="How this model is trained.")
 
     @field_validator("arch")
@@ -72,8 +94,25 @@ class ModelConfig(Section):
             raise ValueError(f"unknown model {arch!r}; choose one of {sorted(MODELS)}")
         return arch
 
+    @model_validator(mode="after")
+    def _options_exist(self) -> "ModelConfig":
+        import inspect
+
+        from kdcore.models import MODELS
+
+        accepted = inspect.signature(MODELS[self.arch]).parameters
+        for option in self.options():
+            if option not in accepted:
+                raise ValueError(f"model {self.arch} has no {option} option; leave it empty")
+        return self
+
     def options(self) -> dict[str, Any]:
-        return {} if self.width is None else {"width": self.width}
+        values = {"width": self.width, "depth": self.depth, "width_multiplier": self.width_multiplier}
+        return {k: v for k, v in values.items() if v is not None}
+
+
+class TeacherConfig(ModelConfig):
+    checkpoint: str | None = Field(None, description="A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data.")
 
 
 class DistillConfig(Section):
@@ -122,7 +161,7 @@ class RuntimeConfig(Section):
 class PipelineConfig(Section):
     name: str = Field("digits", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline (preset) name: names the experiment and the registered model.")
     data: DataConfig = Field(default_factory=DataConfig)
-    teacher: ModelConfig = Field(default_factory=lambda: ModelConfig(arch="cnn_medium"))
+    teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(arch="cnn_medium"))
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(arch="mlp"))
     distill: DistillConfig = Field(default_factory=DistillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)

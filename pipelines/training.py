@@ -29,6 +29,7 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
         lr=train.lr,
         weight_decay=train.weight_decay,
         optimizer=train.optimizer,
+        schedule=train.schedule,
         seed=cfg.runtime.seed,
         device=str(resolve_device(cfg.runtime.device)),
     )
@@ -54,6 +55,7 @@ def train_model(
     parent_run_id: str,
     checkpoint: Path,
     extra_params: dict | None = None,
+    teacher: torch.nn.Module | None = None,
 ) -> TrainedModel:
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
@@ -69,13 +71,13 @@ def train_model(
             logger(epoch, metrics)
             report(epoch, metrics)
 
-        history = fit(model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch)
+        history = fit(model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch, bundle.view, teacher)
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside
             info = log_text_model(checkpoint, bundle)
         else:
-            example = bundle.train.x[:2].numpy()
+            example = bundle.view.normalise(bundle.train.x[:2]).numpy()  # the model takes normalised float inputs
             info = mlflow.pytorch.log_model(
                 model, name="model", input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
             )

@@ -1,4 +1,8 @@
-"""The one shape every dataset takes: three in-memory tensor splits plus what models need to know."""
+"""The one shape every dataset takes: three in-memory tensor splits plus what models need to know.
+
+Image datasets keep their pixels as stored (uint8); `view` turns them into model inputs
+(normalised, and augmented in training). Everything here loads with torch.load(weights_only=True).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 
 import torch
+
+from kdcore.data.view import InputView
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,16 @@ class DataBundle:
     name: str
     classes: list[str] = field(default_factory=list)
     tokenizer: dict | None = None  # text data: the vocabulary fitted on train (kdcore.text.tokenizer)
+    view: InputView = field(default_factory=InputView)
 
     def model_options(self) -> dict:
         """What a model needs to know about the data beyond input shape and classes."""
         return {} if self.tokenizer is None else {"vocab_size": len(self.tokenizer["tokens"])}
+
+    def inputs(self, name: str) -> Split:
+        """Split `name` as model inputs, never augmented (evaluation, logits, examples)."""
+        split = self.splits()[name]
+        return Split(self.view.normalise(split.x), split.y)
 
     @property
     def digest(self) -> str:
@@ -48,6 +60,7 @@ class DataBundle:
                 h.update(t.numpy().tobytes())
         if self.tokenizer is not None:  # the same ids mean other words under another vocabulary
             h.update(json.dumps(self.tokenizer, sort_keys=True).encode())
+        h.update(repr(sorted(self.view.state_dict().items())).encode())
         return h.hexdigest()[:16]
 
     def state_dict(self) -> dict:
@@ -58,6 +71,7 @@ class DataBundle:
             "input_shape": list(self.input_shape),
             "name": self.name,
             "classes": list(self.classes),
+            "view": self.view.state_dict(),
             **({} if self.tokenizer is None else {"tokenizer": self.tokenizer}),
         }
 
@@ -72,6 +86,7 @@ class DataBundle:
             input_shape=tuple(state["input_shape"]),
             name=state["name"],
             classes=list(state["classes"]),
+            view=InputView.from_state_dict(state["view"]) if "view" in state else InputView(),
             tokenizer=state.get("tokenizer"),
         )
 

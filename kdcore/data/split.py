@@ -1,4 +1,4 @@
-"""Stratified, seeded train/val/test split of index positions."""
+"""Stratified, seeded splits of index positions."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,3 +18,18 @@ def stratified_split(
         rest, test_size=val_of_rest, stratify=labels[rest], random_state=seed
     )
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return disjoint index arrays (kept, held out) with `fraction` of each class held out."""
+    idx = np.arange(len(labels))
+    kept, held = train_test_split(idx, test_size=fraction, stratify=labels, random_state=seed)
+    return np.sort(kept), np.sort(held)
+
+
+def stratified_subsample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded, stratified subsample of `size` items (all of them if fewer)."""
+    if size >= len(labels):
+        return np.arange(len(labels))
+    picked, _ = train_test_split(np.arange(len(labels)), train_size=size, stratify=labels, random_state=seed)
+    return np.sort(picked)

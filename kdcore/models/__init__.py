@@ -1,5 +1,6 @@
 from kdcore.models.registry import MODELS, build_model, count_parameters, register_model
-from kdcore.models import small  # noqa: F401,E402  (registers the built-in models)
+# Each family registers its models by name on import.
+from kdcore.models import small, resnet_cifar, wrn, mobilenetv2, torchvision_models  # noqa: F401,E402
 import kdcore.text.models  # noqa: F401,E402  (registers the text models)
 
 __all__ = ["MODELS", "build_model", "count_parameters", "register_model"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kdcore.data.bundle import DataBundle
 from kdcore.data.loaders import DATASETS, DataError
+from kdcore.data.request import DataRequest
 from kdcore.text.encoded_bundle import encode_bundle, label_order
 from kdcore.text.folders import class_folders, read_class_folders
 from kdcore.text.imdb_archive import IMDB_URL, download_aclimdb, find_aclimdb
@@ -126,4 +127,16 @@ TEXT_DATASETS = {
     "text_jsonl": load_text_jsonl,
     "text_folder": load_text_folder,
 }
-DATASETS.update(TEXT_DATASETS)
+
+
+def from_request(loader):
+    """Adapt a text loader to the dataset registry's DataRequest."""
+
+    def load(req: DataRequest) -> DataBundle:
+        text = req.text or TextSettings()  # strict unless told otherwise
+        return loader(req.root, req.val_fraction, req.test_fraction, req.seed, text=text)
+
+    return load
+
+
+DATASETS.update({name: from_request(loader) for name, loader in TEXT_DATASETS.items()})

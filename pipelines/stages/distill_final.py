@@ -6,18 +6,25 @@ from pipelines.cache import cache_dir
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.stages.prepare_data import load_bundle
-from pipelines.stages.teacher_logits import load_logits
+from pipelines.teacher_targets import teacher_targets
 from pipelines.training import settings_for, train_model
 
 
 def distill_final(
-    cfg: PipelineConfig, data: PreparedData, logits_path: str, tuned: TuneResult, parent_run_id: str
+    cfg: PipelineConfig, data: PreparedData, logits_path: str, tuned: TuneResult, parent_run_id: str,
+    teacher: TrainedModel | None = None,
 ) -> TrainedModel:
+    """`teacher` is needed when the data view augments (the teacher then runs online on each batch)."""
     p = tuned.best_params
     settings = settings_for(cfg.student.train, cfg, lr=p["lr"], weight_decay=p["weight_decay"])
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"student-{parent_run_id}.pt"
+    bundle = load_bundle(data.path)
+    if teacher is None and bundle.view.augments:
+        raise ValueError("distill_final needs the teacher when training batches are augmented")
+    targets = teacher_targets(bundle, teacher, logits_path)
     return train_model(
-        "student", cfg.student, settings, cfg, load_bundle(data.path), KD(p["temperature"], p["alpha"]),
-        load_logits(logits_path), parent_run_id, checkpoint,
-        extra_params={"data.digest": data.digest, **{f"best.{k}": v for k, v in p.items()}},
+        "student", cfg.student, settings, cfg, bundle, KD(p["temperature"], p["alpha"]),
+        targets.logits, parent_run_id, checkpoint,
+        extra_params={"data.digest": data.digest, "distill.soft_targets": targets.kind, **{f"best.{k}": v for k, v in p.items()}},
+        teacher=targets.model,
     )

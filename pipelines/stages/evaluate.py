@@ -19,7 +19,7 @@ def registered_name(cfg: PipelineConfig) -> str:
     return f"kdflow-{cfg.name}-student"
 
 
-def champion_accuracy(cfg: PipelineConfig, test, tokenizer: dict | None = None) -> tuple[float | None, str | None, str | None]:
+def champion_accuracy(cfg: PipelineConfig, test, tokenizer: dict | None = None, transform=None) -> tuple[float | None, str | None, str | None]:
     """(accuracy, version, error) of the current champion on this test split; all None without one."""
     client = mlflow.MlflowClient()
     name = registered_name(cfg)
@@ -31,7 +31,7 @@ def champion_accuracy(cfg: PipelineConfig, test, tokenizer: dict | None = None) 
         path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=version.tags["kdflow.checkpoint"])
         if checkpoint_tokenizer(path) != tokenizer:  # token ids of another vocabulary mean other words
             raise ValueError("its vocabulary differs from this data's")
-        return evaluate(load_model(path), test)["acc"], str(version.version), None
+        return evaluate(load_model(path), test, transform=transform)["acc"], str(version.version), None
     except Exception as e:  # a champion we cannot score on this split is kept, never silently replaced
         log.warning("evaluate: champion v%s cannot be scored on this test split (%s)", version.version, e)
         return None, str(version.version), f"{type(e).__name__}: {e}"
@@ -41,15 +41,15 @@ def evaluate_models(
     cfg: PipelineConfig, data: PreparedData, models: list[TrainedModel], parent_run_id: str
 ) -> Evaluation:
     bundle = load_bundle(data.path)
-    test = bundle.test
+    test, normalise = bundle.test, bundle.view.normalise
     accs, params = {}, {}
     with stage_run("evaluation", parent_run_id) as run:
         for m in models:
-            metrics = evaluate(load_model(m.checkpoint), test)
+            metrics = evaluate(load_model(m.checkpoint), test, transform=normalise)
             accs[m.role], params[m.role] = metrics["acc"], m.parameters
             mlflow.log_metrics({f"test/{m.role}_acc": metrics["acc"], f"test/{m.role}_loss": metrics["loss"]})
             mlflow.log_param(f"{m.role}.parameters", m.parameters)
-        champion_acc, champion_version, champion_error = champion_accuracy(cfg, test, bundle.tokenizer)
+        champion_acc, champion_version, champion_error = champion_accuracy(cfg, test, bundle.tokenizer, normalise)
         if champion_acc is not None:
             mlflow.log_metric("test/champion_acc", champion_acc)
         mlflow.log_param("data.digest", data.digest)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from kdcore.data import DataBundle, load_dataset
+from kdcore.data import DataBundle, DataError, load_dataset
 from pipelines.cache import cache_dir, cache_key
-from pipelines.checkpoint import save_atomic
+from pipelines.checkpoint import read_spec, save_atomic
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData
 
@@ -25,8 +25,10 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
     else:
         bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
         save_atomic(bundle.state_dict(), path)
+    check_teacher_fits(cfg, bundle)
     sizes = {name: len(split) for name, split in bundle.splits().items()}
-    log.info("data: %s %s, %d classes, input %s", d.dataset, sizes, bundle.num_classes, bundle.input_shape)
+    log.info("data: %s %s, %d classes, input %s, augmentation %s", d.dataset, sizes, bundle.num_classes,
+             bundle.input_shape, "crop+flip" if bundle.view.augments else "none")
     return PreparedData(
         path=str(path),
         digest=bundle.digest,
@@ -51,3 +53,20 @@ def source_stamp(root: str | None) -> str | None:
 
 def load_bundle(path: str) -> DataBundle:
     return DataBundle.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def check_teacher_fits(cfg: PipelineConfig, bundle: DataBundle) -> None:
+    """A given teacher checkpoint must have been trained for these classes and this input shape."""
+    path = cfg.teacher.checkpoint
+    if path is None:
+        return
+    try:
+        spec = read_spec(path)
+    except ValueError as e:
+        raise DataError(f"teacher.checkpoint: {e}") from None
+    if spec["num_classes"] != bundle.num_classes:
+        raise DataError(f"teacher.checkpoint={path} predicts {spec['num_classes']} classes but data.dataset="
+                        f"{cfg.data.dataset} has {bundle.num_classes}; use a teacher trained on this dataset or drop teacher.checkpoint")
+    if tuple(spec["input_shape"]) != tuple(bundle.input_shape):
+        raise DataError(f"teacher.checkpoint={path} takes inputs of shape {tuple(spec['input_shape'])} but data.dataset="
+                        f"{cfg.data.dataset} gives {tuple(bundle.input_shape)}; match data.image_size/data.channels or drop teacher.checkpoint")

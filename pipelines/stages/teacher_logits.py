@@ -11,6 +11,7 @@ from pipelines.checkpoint import load_model, save_atomic
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.stages.prepare_data import load_bundle
+from pipelines.teacher_targets import cached_logits_valid
 
 log = logging.getLogger("kdflow")
 
@@ -20,8 +21,12 @@ def compute_teacher_logits(cfg: PipelineConfig, data: PreparedData, teacher: Tra
     if path.exists():
         log.info("teacher logits: reusing %s", path)
         return str(path)
+    bundle = load_bundle(data.path)
+    if not cached_logits_valid(bundle):
+        log.info("teacher logits: not cached; training batches are augmented, so the teacher runs online on each batch")
+        return ""
     model = load_model(teacher.checkpoint)  # eval mode; predict_logits runs without gradients
-    logits = predict_logits(model, load_bundle(data.path).train.x)
+    logits = predict_logits(model, bundle.train.x, transform=bundle.view.normalise)
     save_atomic(logits, path)
     log.info("teacher logits: computed for %d training samples", len(logits))
     return str(path)

@@ -4,19 +4,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import time
+
+import mlflow
 
 from kdcore.distill import LabelsOnly
+from kdcore.evaluate import evaluate
+from kdcore.models import count_parameters
+from pipelines.checkpoint import load_model, read_spec
 from pipelines.cache import cache_dir, cache_key
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.stages.prepare_data import load_bundle
-from pipelines.tracking import redact, tracking_uri
+from pipelines.tracking import loggable_params, redact, stage_run, tracking_uri
 from pipelines.training import settings_for, train_model
 
 log = logging.getLogger("kdflow")
 
 
 def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -> TrainedModel:
+    if cfg.teacher.checkpoint:
+        return given_teacher(cfg, data, parent_run_id)
     key = cache_key("teacher", data.digest, cfg.teacher.model_dump(), cfg.runtime.seed, redact(tracking_uri(cfg)))
     folder = cache_dir(cfg.runtime.store_dir, "teacher")
     checkpoint, record = folder / f"{key}.pt", folder / f"{key}.json"
@@ -35,3 +44,23 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
     tmp.write_text(json.dumps(result.model_dump()))
     os.replace(tmp, record)  # the record appears only once checkpoint and run are complete
     return result
+
+
+def given_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -> TrainedModel:
+    """teacher.checkpoint: no training; its fit to the data was checked in prepare_data, its val accuracy is logged."""
+    started = time.perf_counter()
+    bundle = load_bundle(data.path)
+    spec = read_spec(cfg.teacher.checkpoint)
+    model = load_model(cfg.teacher.checkpoint)
+    checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"teacher-{parent_run_id}.pt"
+    shutil.copyfile(cfg.teacher.checkpoint, checkpoint)  # later stages read our copy, even if the original moves
+    val_acc = evaluate(model, bundle.val, transform=bundle.view.normalise)["acc"]
+    n_params = count_parameters(model)
+    with stage_run("teacher", parent_run_id, **{"kdflow.teacher_source": "checkpoint"}) as run:
+        mlflow.log_params({**loggable_params(cfg), "data.digest": data.digest, "model.parameters": n_params,
+                           "teacher.checkpoint_arch": spec["arch"]})
+        mlflow.log_metrics({"val/acc": val_acc, "parameters": n_params})
+        mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
+    log.info("teacher: using %s from %s (val/acc %.4f)", spec["arch"], cfg.teacher.checkpoint, val_acc)
+    return TrainedModel(role="teacher", arch=spec["arch"], checkpoint=str(checkpoint), run_id=run.info.run_id,
+                        parameters=n_params, val_acc=val_acc, seconds=time.perf_counter() - started, reused=True)

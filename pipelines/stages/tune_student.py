@@ -15,8 +15,8 @@ from pipelines.cache import cache_key
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.stages.prepare_data import load_bundle
-from pipelines.stages.teacher_logits import load_logits
 from pipelines.tracking import EpochLogger, redact, stage_run
+from pipelines.teacher_targets import teacher_targets
 from pipelines.training import settings_for
 from pipelines.tuning import FINISHED, count, defaults, open_study, search, storage_url
 
@@ -40,7 +40,9 @@ def tune_student(
         return TuneResult(study_name=study_name, storage=redact(storage_url(cfg)), best_params=defaults(cfg),
                           best_value=None, complete=0, pruned=0, seconds=0.0)
 
-    bundle, teacher_logits = load_bundle(data.path), load_logits(logits_path)  # once, shared by all trials
+    bundle = load_bundle(data.path)
+    targets = teacher_targets(bundle, teacher, logits_path)  # once, shared by all trials
+    log.info("tune: soft targets from the %s", targets.kind)
     epochs = cfg.tune.epochs or cfg.student.train.epochs
     study = open_study(cfg, study_name, epochs)
     if not study.trials:
@@ -68,7 +70,8 @@ def tune_student(
             torch.manual_seed(settings.seed)
             model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(), **bundle.model_options())
             try:
-                history = fit(model, bundle.train, bundle.val, settings, KD(params["temperature"], params["alpha"]), teacher_logits, on_epoch)
+                history = fit(model, bundle.train, bundle.val, settings, KD(params["temperature"], params["alpha"]),
+                              targets.logits, on_epoch, bundle.view, targets.model)
             except optuna.TrialPruned:
                 pruned_at = epochs_done[-1]
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
