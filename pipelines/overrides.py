@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from functools import lru_cache
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
@@ -70,7 +70,22 @@ def set_fields(overrides: BaseModel | dict | None) -> dict[str, Any]:
         return {}
     if isinstance(overrides, dict):
         overrides = ConfigOverrides.model_validate(overrides)
-    return overrides.model_dump(exclude_unset=True)
+    return _drop_empty(overrides.model_dump(exclude_unset=True), PipelineConfig)
+
+
+def _drop_empty(tree: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    # A form may send null for a field left empty: where the config cannot hold None, that means
+    # "keep the preset's value"; where it can (teacher.width, tune.epochs), None is a real choice.
+    out = {}
+    for key, value in tree.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            out[key] = _drop_empty(value, field.annotation)
+        elif value is not None or type(None) in get_args(field.annotation):
+            out[key] = value
+    return out
 
 
 def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,15 @@ def test_empty_form_is_the_preset_and_a_complete_config_is_itself():
     assert set_fields({"tune": {"n_trials": 2}}) == {"tune": {"n_trials": 2}}
 
 
+def test_nulls_from_a_form_keep_the_preset_unless_the_field_can_be_empty():
+    form = {"teacher": None, "student": {"arch": None, "width": None, "train": {"lr": None, "epochs": 2}}, "tune": {"epochs": None}}
+    cfg = resolve_config("digits", form)
+    preset = load_config("digits")
+    assert cfg.teacher == preset.teacher and cfg.student.arch == "mlp" and cfg.student.train.lr == preset.student.train.lr
+    assert cfg.student.train.epochs == 2
+    assert cfg.student.width is None and cfg.tune.epochs is None  # None is a real value there: the model's default
+
+
 @pytest.mark.parametrize(
     "form, message",
     [
