@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from an offline box
+    # The temporary server's 20 s default is too short on a busy machine (measured: 2 cores, load 15).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     args = parse_args(argv)
     setup_logging()
     try:

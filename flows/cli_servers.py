@@ -16,6 +16,8 @@ def add_server_commands(commands) -> None:
 
     deploy = commands.add_parser("deploy", help="create the deployments on a work pool, for `prefect worker start --pool NAME`")
     deploy.add_argument("--pool", required=True, help="work pool name; created (process type) if missing")
+    deploy.add_argument("--working-dir", default=".", help="folder the runs execute in on the worker host, "
+                        "holding the default stores mlruns/ (default: this folder)")
     deploy.set_defaults(handler=deploy_command)
 
     ui = commands.add_parser("ui", help="start the Prefect UI and the MLflow UI on this pipeline's stores")
@@ -59,8 +61,9 @@ def deploy_command(args: argparse.Namespace) -> int:
 
     created = ensure_process_pool(args.pool)
     print(f"work pool {args.pool!r} ({'created, process type' if created else 'exists'})")
-    for name in deploy_all(args.pool):
-        print(f"deployment {name} on {args.pool!r}")
+    working_dir = os.path.abspath(args.working_dir)
+    for name in deploy_all(args.pool, working_dir):
+        print(f"deployment {name} on {args.pool!r}, running in {working_dir}")
     print(f"Start a worker on each machine that should run them:  prefect worker start --pool {args.pool}")
     return 0
 

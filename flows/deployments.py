@@ -37,7 +37,9 @@ DEPLOYMENTS: list[DeploymentSpec] = [
 ]
 
 
-def runner_deployments(specs: list[DeploymentSpec] | None = None, work_pool_name: str | None = None):
+def runner_deployments(
+    specs: list[DeploymentSpec] | None = None, work_pool_name: str | None = None, job_variables: dict | None = None
+):
     """One RunnerDeployment per spec. Module-path entrypoints: any host with kdflow installed can run them."""
     return [
         spec.flow().to_deployment(
@@ -47,6 +49,7 @@ def runner_deployments(specs: list[DeploymentSpec] | None = None, work_pool_name
             parameters=dict(spec.parameters),
             enforce_parameter_schema=True,  # the server refuses runs whose parameters do not fit the form
             work_pool_name=work_pool_name,
+            job_variables=dict(job_variables or {}),
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
         for spec in specs or DEPLOYMENTS
@@ -78,10 +81,14 @@ def ensure_process_pool(name: str) -> bool:
             return True
 
 
-def deploy_all(pool: str) -> list[str]:
-    """Create (or update) every deployment on the work pool `pool`; return their full names."""
+def deploy_all(pool: str, working_dir: str) -> list[str]:
+    """Create (or update) every deployment on the work pool `pool`; return their full names.
+
+    Runs execute in `working_dir` on the worker's host: without it a process worker uses a fresh
+    temporary folder, and the default stores (mlruns/) would vanish with it.
+    """
     names = []
-    for deployment in runner_deployments(work_pool_name=pool):
+    for deployment in runner_deployments(work_pool_name=pool, job_variables={"working_dir": working_dir}):
         deployment.apply(work_pool_name=pool)
         names.append(deployment.full_name)
     return names

@@ -304,6 +304,7 @@ def test_deploy_creates_the_process_pool_and_the_deployments_on_it(prefect_serve
     deployment = client.read_deployment_by_name(DEPLOYMENT)
     assert deployment.work_pool_name == "gpu-hosts"
     assert deployment.entrypoint == "flows.distill_pipeline.distill_pipeline"  # importable wherever kdflow is installed
+    assert deployment.job_variables == {"working_dir": str(tmp_path)}  # not a throw-away temporary folder
     assert deployment.enforce_parameter_schema and "config" in deployment.parameter_openapi_schema["properties"]
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
