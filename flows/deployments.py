@@ -18,6 +18,7 @@ class DeploymentSpec:
     description: str
     tags: tuple[str, ...] = ("kdflow",)
     parameters: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # more of Flow.to_deployment's arguments: cron=..., triggers=[...]
 
 
 def _distill_pipeline() -> Flow:
@@ -51,6 +52,7 @@ def runner_deployments(
             work_pool_name=work_pool_name,
             job_variables=dict(job_variables or {}),
             entrypoint_type=EntrypointType.MODULE_PATH,
+            **spec.options,
         )
         for spec in specs or DEPLOYMENTS
     ]
