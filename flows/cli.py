@@ -19,12 +19,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one config field, e.g. --set tune.n_trials=20 (repeatable)")
     run.add_argument("--output", type=Path, help="also write the summary as JSON to this file")
+    from flows.cli_servers import add_server_commands
+
+    add_server_commands(commands)
     return parser.parse_args(argv)
 
 
-def setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
+def setup_logging(console=None) -> None:
+    if console is not None:  # log lines print above the progress bars instead of through them
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False, show_level=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
     log = logging.getLogger("kdflow")
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
@@ -53,13 +61,23 @@ def print_summary(summary: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
+    from flows.cli_progress import progress_bars, wants_bars
     from flows.distill_pipeline import distill_pipeline
     from kdcore.data import DataError
     from pipelines.stages import prepare_data
 
+    # The complete config travels as the flow's parameters; the preset name, when it is one, is recorded too.
+    preset = args.preset if args.preset in preset_names() else "digits"
+    console = None
+    if wants_bars():
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        setup_logging(console)
     try:
         prepare_data(cfg)  # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
-        summary = distill_pipeline(config=cfg)
+        with progress_bars(console):
+            summary = distill_pipeline(preset=preset, config=cfg)
     except DataError as e:
         print(f"kdflow: data error: {e}", file=sys.stderr)
         return 1
@@ -72,10 +90,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from an offline box
+    # The temporary server's 20 s default is too short on a busy machine (measured: 2 cores, load 15).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     args = parse_args(argv)
     setup_logging()
     try:
-        return {"run": run}[args.command](args)
+        handler = getattr(args, "handler", None) or {"run": run}[args.command]
+        return handler(args)
     except ConfigError as e:
         print(f"kdflow: {e}", file=sys.stderr)
         return 2

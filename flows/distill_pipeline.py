@@ -1,38 +1,86 @@
 """The `distill-pipeline` Prefect flow: each stage a task, the whole run one MLflow parent run."""
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 
 import mlflow
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 
+from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials
+from flows.retries import RETRIES, RETRY_DELAYS_SECONDS, retry_on_transient
+from kdcore.device import resolve_device
 from pipelines import stages
-from pipelines.config import PipelineConfig
+from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
+from pipelines.progress import listening
 from pipelines.summary import PipelineSummary
-from pipelines.tracking import loggable_params, setup_experiment
+from pipelines.tracking import loggable_params, redact, setup_experiment, tracking_uri
+from pipelines.tuning import trial_rows
 
 
 def stage_task(fn, name: str, gpu: bool = False):
     # Stages cache on content themselves (pipelines/cache.py), so Prefect's own cache stays off.
-    return task(fn, name=name, cache_policy=NO_CACHE, tags=["gpu"] if gpu else [])
+    # Transient failures (tracking server away, SQLite busy) are retried; user errors are not.
+    return task(
+        fn, name=name, cache_policy=NO_CACHE, tags=["gpu"] if gpu else [],
+        retries=RETRIES, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=retry_on_transient,
+    )
+
+
+def tune_and_show(cfg, data, teacher, logits_path, parent_run_id):
+    """The Optuna study, with a progress artifact per trial and a table of the trials at the end."""
+    with listening(TrialProgressArtifact()):
+        tuned = stages.tune_student(cfg, data, teacher, logits_path, parent_run_id)
+    publish_trials(cfg.name, trial_rows(cfg, tuned.study_name))
+    return tuned
 
 
 prepare_data = stage_task(stages.prepare_data, "prepare-data")
 train_teacher = stage_task(stages.train_teacher, "train-teacher", gpu=True)
 teacher_logits = stage_task(stages.compute_teacher_logits, "teacher-logits", gpu=True)
 train_baseline = stage_task(stages.train_baseline, "train-baseline", gpu=True)
-tune_student = stage_task(stages.tune_student, "tune-student", gpu=True)
+tune_student = stage_task(tune_and_show, "tune-student", gpu=True)
 distill_final = stage_task(stages.distill_final, "distill-final", gpu=True)
 evaluate = stage_task(stages.evaluate_models, "evaluate", gpu=True)
 register = stage_task(stages.register_student, "register")
 
 
+@contextmanager
+def stage_logs_in_prefect():
+    """The stages' `kdflow` log lines ("teacher: reusing ...") also appear in the flow run's logs."""
+    log = logging.getLogger("kdflow")
+    handler, old_level = APILogHandler(), log.level
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+
+
 @flow(name="distill-pipeline", log_prints=True)
-def distill_pipeline(config: PipelineConfig) -> dict:
-    """Prepare data, train the teacher and a labels-only baseline, tune and distil the student, evaluate, register."""
-    cfg = config
+def distill_pipeline(preset: PresetName = PresetName("digits"), config: ConfigOverrides | None = None) -> dict:
+    """Prepare data, train the teacher and a labels-only baseline, tune and distil the student, evaluate, register.
+
+    Args:
+        preset: The preset the run starts from (pipelines/presets/NAME.yaml).
+        config: Fields to change from the preset; an empty field keeps the preset's value.
+    """
+    cfg = resolve_config(preset, config)  # a bad combination fails here, naming the field, before any work
+    device = str(resolve_device(cfg.runtime.device))
+    with stage_logs_in_prefect():
+        summary = run_stages(cfg, device)
+    publish_summary(summary, redact(tracking_uri(cfg)))
+    return summary
+
+
+def run_stages(cfg, device: str) -> dict:
     seconds: dict[str, float] = {}
 
     def timed(name, fn, *args):
@@ -47,7 +95,7 @@ def distill_pipeline(config: PipelineConfig) -> dict:
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_url": str(flow_run.ui_url or "")}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.name}-{flow_run.name or 'run'}", tags=tags) as parent:
         pid = parent.info.run_id
-        mlflow.log_params(loggable_params(cfg))
+        mlflow.log_params({**loggable_params(cfg), "model.device": device})
         mlflow.log_param("data.digest", data.digest)
         teacher = timed("train_teacher", train_teacher, cfg, data, pid)
         mlflow.set_tags({"kdflow.teacher_run_id": teacher.run_id, "kdflow.teacher_reused": str(teacher.reused).lower()})

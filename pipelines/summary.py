@@ -25,6 +25,7 @@ class PipelineSummary(BaseModel):
     optuna: dict[str, str]
     champion: dict[str, str | bool]
     stage_seconds: dict[str, float]
+    teacher_reused: bool = False
 
     @classmethod
     def build(
@@ -53,4 +54,5 @@ class PipelineSummary(BaseModel):
             optuna={"storage": tuned.storage, "study_name": tuned.study_name},
             champion={"moved": reg.champion, "reason": reg.reason},
             stage_seconds={**seconds, "total": round(sum(seconds.values()), 3)},
+            teacher_reused=teacher.reused,
         )

@@ -15,6 +15,7 @@ from kdcore.models import build_model, count_parameters
 from kdcore.train import TrainSettings, fit
 from pipelines.checkpoint import save_model
 from pipelines.config import ModelConfig, PipelineConfig, TrainConfig
+from pipelines.progress import report_epoch
 from pipelines.results import TrainedModel
 from pipelines.text_model_logging import log_text_model
 from pipelines.tracking import EpochLogger, loggable_params, stage_run
@@ -40,6 +41,7 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
 def progress(role: str, epochs: int):
     def report(epoch: int, metrics: dict[str, float]) -> None:
         log.info("%s: epoch %d/%d  train/loss %.4f  val/acc %.4f", role, epoch, epochs, metrics["train/loss"], metrics["val/acc"])
+        report_epoch(role, epoch, epochs, metrics)
 
     return report
 

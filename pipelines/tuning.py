@@ -59,3 +59,18 @@ def open_study(cfg: PipelineConfig, study_name: str, epochs: int) -> optuna.Stud
 
 def count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
+
+
+def trial_rows(cfg: PipelineConfig, study_name: str) -> list[dict]:
+    """Every trial of the study as a flat row: number, state, value, parameters, MLflow run."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage_url(cfg))
+    except KeyError:  # no study when nothing was tuned
+        return []
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row = {"trial": t.number, "state": t.state.name, "val/acc": None if t.value is None else round(t.value, 4)}
+        row.update({k: float(f"{v:.4g}") for k, v in t.params.items()})
+        row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
+        rows.append(row)
+    return rows

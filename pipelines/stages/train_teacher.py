@@ -23,10 +23,15 @@ from pipelines.training import settings_for, train_model
 log = logging.getLogger("kdflow")
 
 
+def teacher_cache_key(cfg: PipelineConfig, data_digest: str) -> str:
+    """What determines the teacher: the data, its own config, the seed, the run store and the code."""
+    return cache_key("teacher", data_digest, cfg.teacher.model_dump(), cfg.runtime.seed, redact(tracking_uri(cfg)))
+
+
 def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -> TrainedModel:
     if cfg.teacher.checkpoint:
         return given_teacher(cfg, data, parent_run_id)
-    key = cache_key("teacher", data.digest, cfg.teacher.model_dump(), cfg.runtime.seed, redact(tracking_uri(cfg)))
+    key = teacher_cache_key(cfg, data.digest)
     folder = cache_dir(cfg.runtime.store_dir, "teacher")
     checkpoint, record = folder / f"{key}.pt", folder / f"{key}.json"
     if checkpoint.exists() and record.exists():

@@ -15,6 +15,7 @@ from pipelines.cache import cache_key
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.stages.prepare_data import load_bundle
+from pipelines.progress import report_trials
 from pipelines.tracking import EpochLogger, redact, stage_run
 from pipelines.teacher_targets import teacher_targets
 from pipelines.training import settings_for
@@ -50,6 +51,7 @@ def tune_student(
     finished = sum(count(study, s) for s in FINISHED)
     remaining = max(0, cfg.tune.n_trials - finished)
     log.info("tune: study %s has %d finished trials; running %d more", study_name, finished, remaining)
+    report_trials(finished, cfg.tune.n_trials, study.best_value if count(study, State.COMPLETE) else None)
 
     def objective(trial: optuna.Trial) -> float:
         params = search(trial, cfg)
@@ -85,9 +87,10 @@ def tune_student(
 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         done = sum(count(study, s) for s in FINISHED)
-        best = study.best_value if count(study, State.COMPLETE) else float("nan")
+        best = study.best_value if count(study, State.COMPLETE) else None
         outcome = f"val/acc {trial.value:.4f}" if trial.state == State.COMPLETE else trial.state.name.lower()
-        log.info("tune: trial %d/%d %s (best so far %.4f)", done, cfg.tune.n_trials, outcome, best)
+        log.info("tune: trial %d/%d %s (best so far %.4f)", done, cfg.tune.n_trials, outcome, float("nan") if best is None else best)
+        report_trials(done, cfg.tune.n_trials, best)
 
     if remaining:
         study.optimize(

@@ -1,0 +1,84 @@
+"""What a person sees on a flow run's page: the summary, the tuning progress and the trial table."""
+from __future__ import annotations
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from pipelines.progress import ProgressListener
+
+
+def run_link(tracking_uri: str | None, experiment_id: str, run_id: str) -> str:
+    """A link into the MLflow UI when the store is a server, else the bare run id to paste into one."""
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        return f"[{run_id[:8]}]({tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
+    return f"`{run_id}`"
+
+
+def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
+    """Teacher / baseline / student side by side, the best hyper-parameters and the MLflow runs."""
+    ml, exp = summary["mlflow"], summary["mlflow"]["experiment_id"]
+    lines = [
+        f"# kdflow `{summary['pipeline']}`",
+        "",
+        "| model | arch | test accuracy | parameters | MLflow run |",
+        "|---|---|---:|---:|---|",
+    ]
+    for role, m in summary["models"].items():
+        lines.append(f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | {run_link(tracking_uri, exp, m['mlflow_run_id'])} |")
+    t = summary["trials"]
+    best_val = "n/a" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
+    lines += [
+        "",
+        f"**Best hyper-parameters** (validation accuracy {best_val}; {t['complete']} complete, {t['pruned']} pruned of {t['requested']} trials):",
+        "",
+        "| parameter | value |",
+        "|---|---:|",
+        *(f"| {k} | {v:.4g} |" for k, v in summary["best_params"].items()),
+        "",
+        f"**Registered** `{ml['registered_model']}` v{ml['version']}; champion: {summary['champion']['reason']}.",
+        "",
+        f"**MLflow** experiment `{exp}`, parent run {run_link(tracking_uri, exp, ml['parent_run_id'])}, "
+        f"evaluation run {run_link(tracking_uri, exp, ml['evaluation_run_id'])}; tracking store `{tracking_uri}`.",
+        "",
+        f"**Optuna** study `{summary['optuna']['study_name']}` in `{summary['optuna']['storage']}`.",
+    ]
+    if summary.get("teacher_reused"):
+        lines += ["", "The teacher was **reused** from an earlier run with the same data and teacher config."]
+    return "\n".join(lines) + "\n"
+
+
+def publish_summary(summary: dict, tracking_uri: str | None) -> None:
+    create_markdown_artifact(
+        summary_markdown(summary, tracking_uri),
+        key=f"kdflow-{artifact_key(summary['pipeline'])}-summary",
+        description="Teacher, baseline and student on the test split",
+    )
+
+
+def publish_trials(pipeline: str, rows: list[dict]) -> None:
+    if rows:
+        create_table_artifact(rows, key=f"kdflow-{artifact_key(pipeline)}-trials", description="Optuna trials of this study")
+
+
+def artifact_key(name: str) -> str:
+    # Prefect keys allow lowercase letters, digits and dashes only.
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+class TrialProgressArtifact(ProgressListener):
+    """A progress artifact that reads "trial k of N, best val/acc so far" during tuning."""
+
+    def __init__(self) -> None:
+        self.artifact_id = None
+
+    def trials(self, done: int, total: int, best: float | None) -> None:
+        percent = 100.0 * done / total if total else 100.0
+        text = f"trial {done} of {total}" + ("" if best is None else f", best val/acc so far {best:.4f}")
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(percent, description=text)
+        else:
+            update_progress_artifact(self.artifact_id, percent, description=text)

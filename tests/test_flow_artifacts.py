@@ -1,0 +1,60 @@
+"""The flow run's summary artifact and the command line's progress bars, rendered from real values."""
+import io
+
+from rich.console import Console
+
+from flows.artifacts import run_link, summary_markdown
+from flows.cli_progress import progress_bars, wants_bars
+from pipelines.progress import report_epoch, report_trials
+
+SUMMARY = {
+    "pipeline": "digits",
+    "models": {
+        "teacher": {"arch": "cnn_medium", "test_acc": 0.99722, "parameters": 159850, "mlflow_run_id": "a" * 32},
+        "baseline": {"arch": "mlp", "test_acc": 0.96111, "parameters": 2410, "mlflow_run_id": "b" * 32},
+        "student": {"arch": "mlp", "test_acc": 0.98333, "parameters": 2410, "mlflow_run_id": "c" * 32},
+    },
+    "best_params": {"temperature": 3.2, "alpha": 0.71, "lr": 0.0031, "weight_decay": 1.5e-4},
+    "best_val_acc": 0.985,
+    "trials": {"complete": 11, "pruned": 5, "requested": 16},
+    "mlflow": {"experiment_id": "3", "parent_run_id": "p" * 32, "evaluation_run_id": "e" * 32,
+               "registered_model": "kdflow-digits-student", "version": "2"},
+    "optuna": {"storage": "sqlite:///x/optuna.db", "study_name": "kdflow-digits-abc"},
+    "champion": {"moved": True, "reason": "no champion yet"},
+    "teacher_reused": True,
+}
+
+
+def test_summary_has_models_side_by_side_params_and_links_on_a_tracking_server():
+    md = summary_markdown(SUMMARY, "http://127.0.0.1:5000/")
+    assert "| teacher | cnn_medium | 99.72% | 159,850 | [aaaaaaaa](http://127.0.0.1:5000/#/experiments/3/runs/" + "a" * 32 + ") |" in md
+    assert "| student | mlp | 98.33% | 2,410 |" in md and "| baseline | mlp | 96.11% | 2,410 |" in md
+    assert "| temperature | 3.2 |" in md and "| weight_decay | 0.00015 |" in md
+    assert "11 complete, 5 pruned of 16 trials" in md and "**reused**" in md
+    assert "(http://127.0.0.1:5000/#/experiments/3/runs/" + "p" * 32 + ")" in md  # the parent run
+
+
+def test_summary_names_run_ids_when_the_store_is_a_file():
+    md = summary_markdown(SUMMARY, "sqlite:////tmp/mlruns/mlflow.db")
+    assert "`" + "a" * 32 + "`" in md and "](" not in md
+    assert run_link("https://mlflow.example.org", "1", "r") == "[r](https://mlflow.example.org/#/experiments/1/runs/r)"
+
+
+def test_progress_bars_show_epochs_and_trials_on_a_terminal():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with progress_bars(console):
+        for epoch in (1, 2, 3):
+            report_epoch("teacher", epoch, 3, {"val/acc": 0.9 + epoch / 100})
+        report_trials(0, 4, None)
+        report_trials(2, 4, 0.9712)
+    text = out.getvalue()
+    assert "teacher" in text and "3/3" in text and "val/acc 0.9300" in text
+    assert "trials" in text and "2/4" in text and "best val/acc 0.9712" in text
+
+
+def test_no_bars_when_output_is_not_a_terminal():
+    assert not wants_bars(io.StringIO())
+    with progress_bars() as bars:  # pytest captures stderr: not a terminal
+        assert bars is None
+        report_trials(1, 2, 0.5)  # nobody listens, nothing breaks
