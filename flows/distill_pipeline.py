@@ -53,7 +53,7 @@ def distill_pipeline(config: PipelineConfig) -> dict:
         logits = timed("teacher_logits", teacher_logits, cfg, data, teacher)
         baseline = timed("train_baseline", train_baseline, cfg, data, pid)
         tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid)
-        student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid)
+        student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid, teacher)
         ev = timed("evaluate", evaluate, cfg, data, [teacher, baseline, student], pid)
         reg = timed("register", register, cfg, data, student, ev)
         summary = PipelineSummary.build(cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds)

@@ -42,16 +42,30 @@ def fit(
     distiller: Distiller,
     teacher_logits: torch.Tensor | None = None,
     on_epoch: EpochCallback | None = None,
+    teacher: nn.Module | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
 
     `teacher_logits[i]` are the teacher's outputs for `train.x[i]`, computed once by the caller.
+    `teacher` is needed by feature methods only; it runs in eval mode and is never updated.
     `on_epoch(epoch, metrics)` may raise (e.g. to prune a trial): the exception propagates.
     """
+    if distiller.needs_features and teacher is None:
+        raise ValueError(f"{type(distiller).__name__} reads the teacher's features: pass teacher= to fit")
     device = torch.device(settings.device)
     model.to(device)
-    distiller.to(device)
     train = train.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+    try:
+        distiller.attach(model, teacher, train)  # before the optimiser: attach may create connectors
+        distiller.to(device)
+        return _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, device)
+    finally:
+        distiller.detach()
+
+
+def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, device) -> list[dict[str, float]]:
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device)
     params = list(model.parameters()) + list(distiller.parameters())
@@ -73,6 +87,8 @@ def fit(
                 y=train.y[index],
                 index=index,
                 teacher_logits=None if teacher_logits is None else teacher_logits[index],
+                epoch=epoch,
+                epochs=settings.epochs,
             )
             terms = distiller.loss_terms(model(batch.x), batch)
             loss = sum(terms.values())

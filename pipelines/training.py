@@ -54,6 +54,7 @@ def train_model(
     parent_run_id: str,
     checkpoint: Path,
     extra_params: dict | None = None,
+    teacher: torch.nn.Module | None = None,
 ) -> TrainedModel:
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
@@ -69,7 +70,7 @@ def train_model(
             logger(epoch, metrics)
             report(epoch, metrics)
 
-        history = fit(model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch)
+        history = fit(model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch, teacher=teacher)
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside
