@@ -321,6 +321,21 @@ def test_default_layers_follow_the_rule():
             self.fc = nn.Linear(4, 10)
 
     assert default_stages(ResNetLike()) == ["layer1", "layer2", "layer3"] and default_embedding(ResNetLike()) == "fc"
+
+    class FlatStages(nn.Module):  # CIFAR ResNet style: blocks in one flat container, downsampling by stride
+        def __init__(self):
+            super().__init__()
+            conv = lambda stride: nn.Conv2d(4, 4, 3, stride, 1)  # noqa: E731
+            self.stages = nn.Sequential(conv(1), conv(1), conv(2), conv(1), conv(2))
+            self.fc = nn.Linear(4, 10)
+
+        def forward(self, x):
+            return self.fc(self.stages(x).mean((2, 3)))
+
+    flat = FlatStages()
+    assert default_stages(flat) == []  # needs a probe to see where resolutions change
+    assert default_stages(flat, torch.zeros(2, 4, 16, 16)) == ["stages.1", "stages.3", "stages.4"]
+    assert flat.training
     with pytest.raises(ValueError, match="set distill.layers.student to module names"):
         stages_of(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), [], "student")
 

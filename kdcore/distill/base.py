@@ -32,8 +32,11 @@ class Distiller(nn.Module):
     needs_teacher: bool = True
     needs_features: bool = False  # True: the loop must pass the teacher model itself, not only its logits
 
-    def attach(self, student: nn.Module, teacher: nn.Module | None, train: Split) -> None:
-        """Called by the loop before the first step; methods that read features install hooks here."""
+    def attach(self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None) -> None:
+        """Called by the loop before the first step; methods that read features install hooks here.
+
+        `sample`: a few model-ready inputs (default: the first rows of `train.x`) to probe feature shapes.
+        """
 
     def detach(self) -> None:
         """Called by the loop after the last step, also on errors: removes whatever `attach` installed."""

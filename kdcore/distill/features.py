@@ -37,19 +37,19 @@ class FeatureDistiller(Distiller):
         self._names: dict[str, tuple[list[str], str]] = {}
         object.__setattr__(self, "_teacher", None)
 
-    def attach(self, student: nn.Module, teacher: nn.Module | None, train: Split) -> None:
+    def attach(self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None) -> None:
         if teacher is None:
             raise ValueError(f"{type(self).__name__} reads the teacher's features: pass the teacher model to fit")
+        probe = train.x[:2] if sample is None else sample  # model-ready inputs, only their shapes matter
         c = self.layers
         for role, model, stages, embedding in (
             ("student", student, c.student, c.student_embedding),
             ("teacher", teacher, c.teacher, c.teacher_embedding),
         ):
-            names = (stages_of(model, stages, role), embedding_of(model, embedding, role))
+            names = (stages_of(model, stages, role, probe), embedding_of(model, embedding, role))
             self._names[role] = names
             self._taps[role] = FeatureTap(model, names[0], [names[1]], role=role)
         object.__setattr__(self, "_teacher", teacher)
-        probe = train.x[:2]
         with torch.no_grad():  # one tiny forward each, to learn the feature shapes connectors must bridge
             was_training = student.training
             student.eval()

@@ -3,7 +3,8 @@
 Feature-map stages (shallow to deep), first match wins:
   1. the model's own `distill_stages` attribute (a list of module names);
   2. modules named layer1..layer4, block1..block4 or stage1..stage4 (ResNets, WRNs), in order;
-  3. a module named `features` (plain CNNs, VGG, torchvision MobileNetV2).
+  3. a flat container named `stages` or `features` (CIFAR ResNets/WRNs, MobileNetV2, VGG): of its
+     children, the last one at each spatial resolution, found by one probe forward pass.
 Embedding: the input of the model's last nn.Linear (the penultimate feature the classifier reads).
 `distill.layers` in the config overrides either.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 CONVENTIONAL_STAGES = [f"{prefix}{i}" for prefix in ("layer", "block", "stage") for i in range(1, 5)]
@@ -26,7 +28,7 @@ class LayerChoice:
     student_embedding: str | None = None
 
 
-def default_stages(model: nn.Module) -> list[str]:
+def default_stages(model: nn.Module, sample: torch.Tensor | None = None) -> list[str]:
     declared = getattr(model, "distill_stages", None)
     if declared:
         return list(declared)
@@ -35,7 +37,29 @@ def default_stages(model: nn.Module) -> list[str]:
         found = [f"{prefix}{i}" for i in range(1, 5) if f"{prefix}{i}" in names]
         if found:
             return found
-    return ["features"] if "features" in names else []
+    for container in ("stages", "features"):
+        if container in names and sample is not None:
+            return resolution_ends(model, container, sample)
+    return []
+
+
+@torch.no_grad()
+def resolution_ends(model: nn.Module, container: str, sample: torch.Tensor) -> list[str]:
+    """Children of `container` whose output is the last at its spatial size (the end of each stage)."""
+    children = list(model.get_submodule(container).named_children())
+    sizes: dict[str, tuple[int, ...]] = {}
+    handles = [m.register_forward_hook(lambda mod, args, out, n=n: sizes.__setitem__(n, tuple(out.shape[2:])))
+               for n, m in children]
+    was_training = model.training
+    try:
+        model.eval()
+        model(sample)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    ran = [n for n, _ in children if n in sizes]
+    return [f"{container}.{n}" for i, n in enumerate(ran) if i + 1 == len(ran) or sizes[ran[i + 1]] != sizes[n]]
 
 
 def default_embedding(model: nn.Module) -> str | None:
@@ -43,8 +67,8 @@ def default_embedding(model: nn.Module) -> str | None:
     return linears[-1] if linears else None
 
 
-def stages_of(model: nn.Module, chosen: list[str], role: str) -> list[str]:
-    stages = list(chosen) or default_stages(model)
+def stages_of(model: nn.Module, chosen: list[str], role: str, sample: torch.Tensor | None = None) -> list[str]:
+    stages = list(chosen) or default_stages(model, sample)
     if not stages:
         raise ValueError(
             f"cannot tell which modules of the {role} ({type(model).__name__}) give feature maps; "
