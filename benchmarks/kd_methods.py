@@ -68,6 +68,7 @@ def main() -> None:
     p.add_argument("--teacher-epochs", type=int, default=6)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared box)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="run seeds first..first+seeds-1 (to split seeds over processes)")
     p.add_argument("--crd-k", type=int, default=1024)
     p.add_argument("--methods", default=",".join(DISTILLERS))
     p.add_argument("--device", default="cpu")
@@ -91,12 +92,12 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     print(f"teacher cnn_medium(16): {count_parameters(teacher):,} parameters, {a.teacher_epochs} epochs, "
           f"test acc {evaluate(teacher, test)['acc']:.2%}")
-    print(f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs per method, seeds 0..{a.seeds - 1}, "
+    print(f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs per method, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}, "
           f"AdamW lr 3e-3 one-cycle, batch 64; published default weights; CRD nce_k={a.crd_k}")
 
     # CPU seconds, not wall time: on a shared box the wall clock measures the neighbours as much as the method.
     results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
-    for seed in range(a.seeds):
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
         for method in methods:
             torch.manual_seed(seed)
             student = build_model("cnn_small", shape, 10)
