@@ -52,7 +52,7 @@ def print_summary(summary: dict) -> None:
     console.print(table)
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
-    console.print(f"best hyper-parameters: {best}  (trials: {t['complete']} complete, {t['pruned']} pruned)")
+    console.print(f"best method: {summary['best_method']}; hyper-parameters: {best}  (trials: {t['complete']} complete, {t['pruned']} pruned)")
     console.print(f"registered {ml['registered_model']} v{ml['version']}; champion: {summary['champion']['reason']}")
     console.print(f"MLflow experiment {ml['experiment_id']}, parent run {ml['parent_run_id']}; "
                   f"Optuna study {summary['optuna']['study_name']}")

@@ -62,20 +62,31 @@ def fit(
     `teacher_logits[i]` are the teacher's outputs for `train.x[i]`, computed once by the caller.
     `on_epoch(epoch, metrics)` may raise (e.g. to prune a trial): the exception propagates.
     `view` turns stored splits into inputs (augmented in training, if it says so); default: use them as they are.
-    `teacher`, instead of `teacher_logits`, runs online (eval mode, no gradients) on each training batch exactly
-    as the student sees it: the only correct soft targets when batches are augmented.
+    `teacher` (eval mode, never updated) feeds feature methods, and, without `teacher_logits`, gives the soft
+    targets online on each training batch exactly as the student sees it: the only correct ones under augmentation.
     """
     view = view or InputView()
     if view.augments and teacher_logits is not None:
         raise ValueError("cached teacher logits are for un-augmented inputs; pass `teacher` to score each augmented batch")
+    if distiller.needs_features and teacher is None:
+        raise ValueError(f"{type(distiller).__name__} reads the teacher's features: pass teacher= to fit")
     device = torch.device(settings.device)
     model.to(device)
-    distiller.to(device)
     train = train.to(device)
-    if teacher_logits is not None:
-        teacher_logits = teacher_logits.to(device)
     if teacher is not None:
         teacher.to(device).eval()
+    try:
+        # before the optimiser: attach may create connectors; it probes shapes on model-ready inputs
+        distiller.attach(model, teacher, train, sample=view.normalise(train.x[:2]))
+        distiller.to(device)
+        return _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, device)
+    finally:
+        distiller.detach()
+
+
+def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, device) -> list[dict[str, float]]:
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(device)
     params = list(model.parameters()) + list(distiller.parameters())
     optimizer = make_optimizer(params, settings)
     steps_per_epoch = -(-len(train) // settings.batch_size)
@@ -97,7 +108,7 @@ def fit(
                     soft = teacher(x)
             else:
                 soft = None
-            batch = Batch(x=x, y=train.y[index], index=index, teacher_logits=soft)
+            batch = Batch(x=x, y=train.y[index], index=index, teacher_logits=soft, epoch=epoch, epochs=settings.epochs)
             terms = distiller.loss_terms(model(batch.x), batch)
             loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)

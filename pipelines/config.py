@@ -115,10 +115,76 @@ class TeacherConfig(ModelConfig):
     checkpoint: str | None = Field(None, description="A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data.")
 
 
+MethodName = Literal["kd", "dkd", "dist", "fitnets", "at", "sp", "rkd", "pkt", "crd"]  # = kdcore.distill.DISTILLERS
+
+
+class DKDConfig(Section):
+    """Zhao et al. 2022, CIFAR-100 resnet32x4 -> resnet8x4 settings."""
+
+    alpha: float = Field(1.0, ge=0, le=1000, description="Weight of target-class KD (TCKD).")
+    beta: float = Field(8.0, ge=0, le=1000, description="Weight of non-target-class KD (NCKD).")
+    temperature: float = Field(4.0, gt=0, le=100, description="Softmax temperature.")
+    warmup: float = Field(20 / 240, ge=0, le=1, description="Share of the epochs over which the DKD term ramps up linearly (paper: 20 of 240).")
+
+
+class DISTConfig(Section):
+    """Huang et al. 2022, CIFAR-100 settings."""
+
+    beta: float = Field(2.0, ge=0, le=1000, description="Weight of the inter-class relation term.")
+    gamma: float = Field(2.0, ge=0, le=1000, description="Weight of the intra-class relation term.")
+    temperature: float = Field(4.0, gt=0, le=100, description="Softmax temperature.")
+
+
+class FitNetsConfig(Section):
+    weight: float = Field(100.0, ge=0, le=1e6, description="Weight of the hint (feature regression) loss.")
+
+
+class ATConfig(Section):
+    weight: float = Field(1000.0, ge=0, le=1e6, description="Weight of the attention-transfer loss.")
+    p: float = Field(2.0, gt=0, le=8, description="Exponent of the attention map (sum of |activation|^p over channels).")
+
+
+class SPConfig(Section):
+    weight: float = Field(3000.0, ge=0, le=1e7, description="Weight of the similarity-preserving loss.")
+
+
+class RKDConfig(Section):
+    distance_weight: float = Field(25.0, ge=0, le=1e5, description="Weight of the distance-wise relation loss.")
+    angle_weight: float = Field(50.0, ge=0, le=1e5, description="Weight of the angle-wise relation loss.")
+
+
+class PKTConfig(Section):
+    weight: float = Field(30000.0, ge=0, le=1e8, description="Weight of the probabilistic knowledge transfer loss.")
+
+
+class CRDConfig(Section):
+    weight: float = Field(0.8, ge=0, le=1000, description="Weight of the contrastive loss.")
+    temperature: float = Field(0.07, gt=0, le=10, description="Temperature of the contrastive scores.")
+    nce_k: int = Field(16384, ge=1, le=1_000_000, description="Negatives per sample drawn from the memory bank.")
+    feat_dim: int = Field(128, ge=1, le=65_536, description="Size of the contrastive embedding.")
+    momentum: float = Field(0.5, ge=0, lt=1, description="Momentum of the memory-bank update.")
+
+
+class LayersConfig(Section):
+    teacher: list[str] = Field(default_factory=list, description="Teacher modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).")
+    student: list[str] = Field(default_factory=list, description="Student modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).")
+    teacher_embedding: str | None = Field(None, description="Teacher module whose input is the embedding RKD, PKT and CRD read (empty: its last linear layer).")
+    student_embedding: str | None = Field(None, description="Student module whose input is the embedding RKD, PKT and CRD read (empty: its last linear layer).")
+
+
 class DistillConfig(Section):
-    method: Literal["kd"] = Field("kd", description="Distillation method (Hinton's KD).")
-    temperature: float = Field(4.0, gt=0, le=100, description="Softmax temperature T of the soft targets.")
-    alpha: float = Field(0.9, ge=0, le=1, description="Weight of the distillation term; 1 - alpha weights the labels.")
+    method: MethodName = Field("kd", description="Distillation method: kd, dkd, dist (logits); fitnets, at, sp, rkd, pkt, crd (features).")
+    temperature: float = Field(4.0, gt=0, le=100, description="KD: softmax temperature T of the soft targets.")
+    alpha: float = Field(0.9, ge=0, le=1, description="KD: weight of the distillation term; 1 - alpha weights the labels.")
+    dkd: DKDConfig = Field(default_factory=DKDConfig, description="Decoupled KD (Zhao et al. 2022).")
+    dist: DISTConfig = Field(default_factory=DISTConfig, description="DIST (Huang et al. 2022).")
+    fitnets: FitNetsConfig = Field(default_factory=FitNetsConfig, description="FitNets hints (Romero et al. 2015).")
+    at: ATConfig = Field(default_factory=ATConfig, description="Attention transfer (Zagoruyko & Komodakis 2017).")
+    sp: SPConfig = Field(default_factory=SPConfig, description="Similarity-preserving KD (Tung & Mori 2019).")
+    rkd: RKDConfig = Field(default_factory=RKDConfig, description="Relational KD (Park et al. 2019).")
+    pkt: PKTConfig = Field(default_factory=PKTConfig, description="Probabilistic knowledge transfer (Passalis & Tefas 2018).")
+    crd: CRDConfig = Field(default_factory=CRDConfig, description="Contrastive representation distillation (Tian et al. 2020).")
+    layers: LayersConfig = Field(default_factory=LayersConfig, description="Which modules feature methods read.")
 
 
 class Range(Section):
@@ -133,11 +199,60 @@ class Range(Section):
         return self
 
 
+def span(low: float, high: float, what: str, log: bool = True) -> Any:
+    return Field(default_factory=lambda: Range(low=low, high=high, log=log), description=f"Range of {what}.")
+
+
+class DKDSpace(Section):
+    alpha: Range = span(0.25, 4.0, "distill.dkd.alpha")
+    beta: Range = span(1.0, 16.0, "distill.dkd.beta")
+    temperature: Range = span(1.0, 8.0, "distill.dkd.temperature", log=False)
+
+
+class DISTSpace(Section):
+    beta: Range = span(0.5, 8.0, "distill.dist.beta")
+    gamma: Range = span(0.5, 8.0, "distill.dist.gamma")
+    temperature: Range = span(1.0, 8.0, "distill.dist.temperature", log=False)
+
+
+class FitNetsSpace(Section):
+    weight: Range = span(1.0, 1000.0, "distill.fitnets.weight")
+
+
+class ATSpace(Section):
+    weight: Range = span(10.0, 10000.0, "distill.at.weight")
+
+
+class SPSpace(Section):
+    weight: Range = span(30.0, 30000.0, "distill.sp.weight")
+
+
+class RKDSpace(Section):
+    distance_weight: Range = span(1.0, 250.0, "distill.rkd.distance_weight")
+    angle_weight: Range = span(2.0, 500.0, "distill.rkd.angle_weight")
+
+
+class PKTSpace(Section):
+    weight: Range = span(300.0, 300000.0, "distill.pkt.weight")
+
+
+class CRDSpace(Section):
+    weight: Range = span(0.1, 5.0, "distill.crd.weight")
+
+
 class SearchSpace(Section):
     temperature: Range = Field(default_factory=lambda: Range(low=1.0, high=8.0), description="Range of distill.temperature.")
     alpha: Range = Field(default_factory=lambda: Range(low=0.1, high=0.95), description="Range of distill.alpha.")
     lr: Range = Field(default_factory=lambda: Range(low=1e-4, high=3e-2, log=True), description="Range of the student's learning rate.")
     weight_decay: Range = Field(default_factory=lambda: Range(low=1e-6, high=1e-2, log=True), description="Range of the student's weight decay.")
+    dkd: DKDSpace = Field(default_factory=DKDSpace, description="Ranges of DKD's weights.")
+    dist: DISTSpace = Field(default_factory=DISTSpace, description="Ranges of DIST's weights.")
+    fitnets: FitNetsSpace = Field(default_factory=FitNetsSpace, description="Range of the FitNets hint weight.")
+    at: ATSpace = Field(default_factory=ATSpace, description="Range of the AT weight.")
+    sp: SPSpace = Field(default_factory=SPSpace, description="Range of the SP weight.")
+    rkd: RKDSpace = Field(default_factory=RKDSpace, description="Ranges of RKD's weights.")
+    pkt: PKTSpace = Field(default_factory=PKTSpace, description="Range of the PKT weight.")
+    crd: CRDSpace = Field(default_factory=CRDSpace, description="Range of the CRD weight.")
 
 
 class TuneConfig(Section):
@@ -148,6 +263,7 @@ class TuneConfig(Section):
     study_name: str | None = Field(None, description="Optuna study name; the same name resumes (default: derived from the config).")
     storage: str | None = Field(None, description="Optuna storage URL (default: SQLite under mlruns/).")
     space: SearchSpace = Field(default_factory=SearchSpace, description="Search ranges of the tuned parameters.")
+    methods: list[MethodName] = Field(default_factory=list, description="Methods Optuna chooses among, each with its own weights (empty: only distill.method).")
 
 
 class RuntimeConfig(Section):

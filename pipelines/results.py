@@ -27,6 +27,7 @@ class TrainedModel(BaseModel):
 class TuneResult(BaseModel):
     study_name: str
     storage: str
+    method: str = "kd"  # the chosen KD method; best_params are its weights (+ lr, weight_decay)
     best_params: dict[str, float]
     best_value: float | None
     complete: int

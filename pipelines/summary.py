@@ -18,6 +18,7 @@ class PipelineSummary(BaseModel):
     pipeline: str
     data_digest: str
     models: dict[str, ModelFacts]
+    best_method: str
     best_params: dict[str, float]
     best_val_acc: float | None
     trials: dict[str, int]
@@ -41,6 +42,7 @@ class PipelineSummary(BaseModel):
             pipeline=cfg.name,
             data_digest=data.digest,
             models=models,
+            best_method=tuned.method,
             best_params=tuned.best_params,
             best_val_acc=tuned.best_value,
             trials={"complete": tuned.complete, "pruned": tuned.pruned, "requested": cfg.tune.n_trials},

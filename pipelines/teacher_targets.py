@@ -31,7 +31,9 @@ def cached_logits_valid(bundle: DataBundle) -> bool:
     return not bundle.view.augments
 
 
-def teacher_targets(bundle: DataBundle, teacher: TrainedModel, logits_path: str) -> TeacherTargets:
+def teacher_targets(bundle: DataBundle, teacher: TrainedModel, logits_path: str, need_model: bool = False) -> TeacherTargets:
+    """`need_model`: a feature method reads the teacher's features too, so the model comes along."""
     if cached_logits_valid(bundle):
-        return TeacherTargets(logits=torch.load(logits_path, map_location="cpu", weights_only=True))
+        model = load_model(teacher.checkpoint) if need_model else None
+        return TeacherTargets(logits=torch.load(logits_path, map_location="cpu", weights_only=True), model=model)
     return TeacherTargets(model=load_model(teacher.checkpoint))

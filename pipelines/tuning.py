@@ -6,6 +6,7 @@ from pathlib import Path
 import optuna
 
 from pipelines.config import PipelineConfig, Range
+from pipelines.methods import method_space, method_values, needs_teacher_model, searched_methods
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -22,19 +23,45 @@ def suggest(trial: optuna.Trial, name: str, r: Range) -> float:
     return trial.suggest_float(name, r.low, r.high, log=r.log)
 
 
-def search(trial: optuna.Trial, cfg: PipelineConfig) -> dict[str, float]:
-    """The tuned parameters: KD's temperature and alpha, the student's learning rate and weight decay."""
-    return {name: suggest(trial, name, getattr(cfg.tune.space, name)) for name in ("temperature", "alpha", "lr", "weight_decay")}
+def search(trial: optuna.Trial, cfg: PipelineConfig) -> tuple[str, dict[str, float]]:
+    """The method (a categorical when tune.methods lists several), its own weights, the student's lr and weight decay.
+
+    The space is conditional: a trial suggests only the weights of the method it drew.
+    """
+    methods = searched_methods(cfg)
+    method = trial.suggest_categorical("method", methods) if len(methods) > 1 else methods[0]
+    params = {name: suggest(trial, name, r) for name, r in method_space(cfg, method).items()}
+    params.update({name: suggest(trial, name, getattr(cfg.tune.space, name)) for name in ("lr", "weight_decay")})
+    return method, params
 
 
-def defaults(cfg: PipelineConfig) -> dict[str, float]:
-    """The config's own values: the warm start of a new study and the choice when nothing is tuned."""
+def defaults(cfg: PipelineConfig, method: str | None = None) -> dict[str, float]:
+    """The config's own values of the tuned parameters: the warm start of a new study and the choice when nothing is tuned."""
+    method = method or searched_methods(cfg)[0]
+    values = method_values(cfg, method)
     return {
-        "temperature": cfg.distill.temperature,
-        "alpha": cfg.distill.alpha,
+        **{name: values[name] for name in method_space(cfg, method)},
         "lr": cfg.student.train.lr,
         "weight_decay": cfg.student.train.weight_decay,
     }
+
+
+def warm_start(cfg: PipelineConfig) -> dict[str, float | str]:
+    """The first trial: distill.method (if searched) with its configured weights."""
+    methods = searched_methods(cfg)
+    method = cfg.distill.method if cfg.distill.method in methods else methods[0]
+    return {"method": method, **defaults(cfg, method)} if len(methods) > 1 else defaults(cfg, method)
+
+
+def fixed_values(cfg: PipelineConfig) -> dict:
+    """What the objective depends on but the search does not vary (e.g. crd.nce_k, layer choices): part of the study name."""
+    out = {}
+    for method in searched_methods(cfg):
+        searched = method_space(cfg, method)
+        out.update({k: v for k, v in method_values(cfg, method).items() if k not in searched})
+    if any(needs_teacher_model(m) for m in searched_methods(cfg)):
+        out["layers"] = cfg.distill.layers.model_dump()
+    return out
 
 
 def make_pruner(cfg: PipelineConfig, epochs: int) -> optuna.pruners.BasePruner:

@@ -7,21 +7,39 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kdcore.data.bundle import Split
+
 
 @dataclass
 class Batch:
-    """One training batch; `index` locates it in the train split (for cached teacher outputs)."""
+    """One training batch; `index` locates it in the train split (cached teacher outputs, CRD's memory)."""
 
     x: torch.Tensor
     y: torch.Tensor
     index: torch.Tensor
     teacher_logits: torch.Tensor | None = None
+    epoch: int = 1  # 1-based, so methods with a warm-up (DKD) know how far training is
+    epochs: int = 1
 
 
 class Distiller(nn.Module):
-    """One KD method. The training loop minimises the sum of `loss_terms` and logs each term."""
+    """One KD method. The training loop minimises the sum of `loss_terms` and logs each term.
+
+    Its own parameters (connectors, embedding heads) are optimised with the student but are not
+    part of the student: they are never saved with it nor counted in its size.
+    """
 
     needs_teacher: bool = True
+    needs_features: bool = False  # True: the loop must pass the teacher model itself, not only its logits
+
+    def attach(self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None) -> None:
+        """Called by the loop before the first step; methods that read features install hooks here.
+
+        `sample`: a few model-ready inputs (default: the first rows of `train.x`) to probe feature shapes.
+        """
+
+    def detach(self) -> None:
+        """Called by the loop after the last step, also on errors: removes whatever `attach` installed."""
 
     def loss_terms(self, student_logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcore.distill.base import Batch, Distiller
+from kdcore.distill.registry import register_distiller
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -20,6 +21,13 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return kl * t * t
 
 
+def teacher_logits_of(batch: Batch, method: str) -> torch.Tensor:
+    if batch.teacher_logits is None:
+        raise ValueError(f"{method} needs teacher logits for every batch")
+    return batch.teacher_logits
+
+
+@register_distiller("kd")
 class KD(Distiller):
     """(1 - alpha) * CE(student, y) + alpha * T^2 * KL(teacher_T || student_T)."""
 
@@ -28,9 +36,8 @@ class KD(Distiller):
         self.temperature, self.alpha = temperature, alpha
 
     def loss_terms(self, student_logits, batch: Batch):
-        if batch.teacher_logits is None:
-            raise ValueError("KD needs teacher logits for every batch")
+        teacher_logits = teacher_logits_of(batch, "KD")
         return {
             "ce": (1 - self.alpha) * F.cross_entropy(student_logits, batch.y),
-            "kd": self.alpha * kd_loss(student_logits, batch.teacher_logits, self.temperature),
+            "kd": self.alpha * kd_loss(student_logits, teacher_logits, self.temperature),
         }

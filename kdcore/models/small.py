@@ -15,7 +15,9 @@ def mlp(input_shape, num_classes, width: int = 64, depth: int = 1, **_) -> nn.Mo
         layers += [nn.Linear(features, width), nn.ReLU(inplace=True)]
         features = width
     layers.append(nn.Linear(features, num_classes))
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    net.distill_stages = [str(i) for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]  # hidden activations
+    return net
 
 
 class ConvNet(nn.Module):
@@ -25,6 +27,7 @@ class ConvNet(nn.Module):
         super().__init__()
         c, h, w = input_shape
         blocks: list[nn.Module] = []
+        stage_ends: list[int] = []
         for width in widths:
             blocks += [
                 nn.Conv2d(c, width, 3, padding=1, bias=False),
@@ -35,7 +38,9 @@ class ConvNet(nn.Module):
                 blocks.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2
             c = width
+            stage_ends.append(len(blocks) - 1)
         self.features = nn.Sequential(*blocks)
+        self.distill_stages = [f"features.{i}" for i in stage_ends]  # read by feature KD methods
         self.pool = nn.AdaptiveAvgPool2d(1) if hidden == 0 else nn.Identity()
         flat = c if hidden == 0 else c * h * w
         head: list[nn.Module] = [nn.Flatten()]

@@ -33,7 +33,7 @@ def read_csv(path: Path, check: RecordCheck, text_columns: Sequence[str | int], 
     if header:
         names = next(reader, None)
         if names is None:
-            raise DataError(f"{path} is empty; it needs a header row naming the {text_column!r} and {label_column!r} columns")
+            raise DataError(f"{path} is empty; it needs a header row naming the {', '.join(map(repr, text_columns))} and {label_column!r} columns")
         for column in (*text_columns, label_column):
             if column not in names:
                 raise DataError(f"{path}: no column {column!r} in the header {names}; set data.text.text_column / data.text.label_column")

@@ -1,9 +1,9 @@
-"""Stage 6: the student retrained with the best hyper-parameters found on the validation split."""
+"""Stage 6: the student retrained with the best method and hyper-parameters found on the validation split."""
 from __future__ import annotations
 
-from kdcore.distill import KD
 from pipelines.cache import cache_dir
 from pipelines.config import PipelineConfig
+from pipelines.methods import build_method, needs_teacher_model
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.stages.prepare_data import load_bundle
 from pipelines.teacher_targets import teacher_targets
@@ -19,12 +19,13 @@ def distill_final(
     settings = settings_for(cfg.student.train, cfg, lr=p["lr"], weight_decay=p["weight_decay"])
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"student-{parent_run_id}.pt"
     bundle = load_bundle(data.path)
-    if teacher is None and bundle.view.augments:
-        raise ValueError("distill_final needs the teacher when training batches are augmented")
-    targets = teacher_targets(bundle, teacher, logits_path)
+    if teacher is None and (bundle.view.augments or needs_teacher_model(tuned.method)):
+        raise ValueError(f"distill_final needs the teacher (augmented batches or method {tuned.method} reading features)")
+    targets = teacher_targets(bundle, teacher, logits_path, need_model=needs_teacher_model(tuned.method))
     return train_model(
-        "student", cfg.student, settings, cfg, bundle, KD(p["temperature"], p["alpha"]),
+        "student", cfg.student, settings, cfg, bundle, build_method(cfg, tuned.method, p),
         targets.logits, parent_run_id, checkpoint,
-        extra_params={"data.digest": data.digest, "distill.soft_targets": targets.kind, **{f"best.{k}": v for k, v in p.items()}},
+        extra_params={"data.digest": data.digest, "distill.soft_targets": targets.kind, "best.method": tuned.method,
+                      **{f"best.{k}": v for k, v in p.items()}},
         teacher=targets.model,
     )

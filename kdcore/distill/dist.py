@@ -1,0 +1,41 @@
+"""Huang et al. (2022), "Knowledge Distillation from A Stronger Teacher" (DIST, NeurIPS)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kdcore.distill.base import Batch, Distiller
+from kdcore.distill.kd import teacher_logits_of
+from kdcore.distill.registry import register_distiller
+
+
+def mean_pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of each row of `a` with the same row of `b`, averaged over rows."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)).mean()
+
+
+def dist_terms(student: torch.Tensor, teacher: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inter, intra): T^2 * (1 - Pearson) between the softened predictions, per sample across classes
+    (inter-class relation) and per class across the batch (intra-class relation)."""
+    ys, yt = F.softmax(student / t, dim=1), F.softmax(teacher.detach() / t, dim=1)
+    inter = 1 - mean_pearson(ys, yt)
+    intra = 1 - mean_pearson(ys.T, yt.T)
+    return inter * t * t, intra * t * t
+
+
+@register_distiller("dist")
+class DIST(Distiller):
+    """CE + beta * inter-class + gamma * intra-class relation loss."""
+
+    def __init__(self, beta: float = 2.0, gamma: float = 2.0, temperature: float = 4.0):
+        super().__init__()
+        self.beta, self.gamma, self.temperature = beta, gamma, temperature
+
+    def loss_terms(self, student_logits, batch: Batch):
+        inter, intra = dist_terms(student_logits, teacher_logits_of(batch, "DIST"), self.temperature)
+        return {
+            "ce": F.cross_entropy(student_logits, batch.y),
+            "inter": self.beta * inter,
+            "intra": self.gamma * intra,
+        }

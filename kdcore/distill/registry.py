@@ -1,0 +1,22 @@
+"""Distillers by name, so a config can say `distill.method: dkd` and never import a class."""
+from __future__ import annotations
+
+from kdcore.distill.base import Distiller
+
+DISTILLERS: dict[str, type[Distiller]] = {}
+
+
+def register_distiller(name: str):
+    def add(cls: type[Distiller]) -> type[Distiller]:
+        DISTILLERS[name] = cls
+        cls.method_name = name
+        return cls
+
+    return add
+
+
+def build_distiller(name: str, **params) -> Distiller:
+    """`build_distiller("dkd", alpha=1.0, beta=8.0)`; unknown names fail with the list of known ones."""
+    if name not in DISTILLERS:
+        raise ValueError(f"unknown distillation method {name!r}; choose one of {sorted(DISTILLERS)}")
+    return DISTILLERS[name](**params)
