@@ -26,7 +26,7 @@ def read_idx(path: Path) -> np.ndarray:
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated ({body.size} of {int(np.prod(dims))} values); re-download it")
-    return body.reshape(dims)
+    return body.reshape(dims).copy()  # writable, so torch.from_numpy can share it
 
 
 def _find(root: Path, stem: str) -> Path:

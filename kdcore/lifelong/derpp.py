@@ -7,8 +7,11 @@ from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.buffer import ReservoirBuffer
 from kdcore.lifelong.registry import register_strategy
 
-# The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix), by buffer size.
-BEST = {200: {"alpha": 0.2, "beta": 1.0}, 500: {"alpha": 1.0, "beta": 0.5}}
+# The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
+BEST = {
+    200: {"alpha": 0.2, "beta": 1.0, "replay_batch_size": 128},
+    500: {"alpha": 1.0, "beta": 0.5, "replay_batch_size": 10},
+}
 
 
 @register_strategy("derpp")
