@@ -58,7 +58,7 @@ class Strategy:
 
     def state_dict(self) -> dict:
         """Tensors and primitives only (loads with weights_only=True)."""
-        return {"tasks_seen": self.tasks_seen}
+        return {"name": self.name, "tasks_seen": self.tasks_seen}
 
     def load_state_dict(self, state: dict) -> None:
         self.tasks_seen = state["tasks_seen"]
