@@ -19,6 +19,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one config field, e.g. --set tune.n_trials=20 (repeatable)")
     run.add_argument("--output", type=Path, help="also write the summary as JSON to this file")
+    from flows.stream_cli import add_commands  # ingest, retrain, stream simulate (lifelong retraining)
+
+    add_commands(commands)
     return parser.parse_args(argv)
 
 
@@ -73,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     try:
+        if args.command in ("ingest", "retrain", "stream"):
+            from flows.stream_cli import run_stream_command
+
+            return run_stream_command(args)
         return {"run": run}[args.command](args)
     except ConfigError as e:
         print(f"kdflow: {e}", file=sys.stderr)

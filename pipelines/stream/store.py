@@ -94,3 +94,8 @@ class StreamStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stream_names(store_root: str | Path) -> list[str]:
+    streams = Path(store_root).resolve() / "streams"
+    return sorted(p.name for p in streams.iterdir() if p.is_dir() and _NAME.match(p.name)) if streams.exists() else []
