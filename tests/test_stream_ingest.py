@@ -95,3 +95,17 @@ def test_domain_incremental_rejects_unknown_class(tmp_path):
     with pytest.raises(BatchError, match="do not match stream"):
         ingest(tmp_path / "c.npz", tmp_path / "store", "d")
     assert len(StreamStore(tmp_path / "store", "d").batches()) == 1
+
+
+def test_cli_ingest_reports_duplicates_and_rejects_bad_input(tmp_path, kdflow):
+    write_npz(tmp_path / "a.npz")
+    proc, _ = kdflow("ingest", "a.npz", "--stream", "s", "--store", "store")
+    assert proc.returncode == 0 and "as batch 00001-" in proc.stdout
+    assert "no event sent" in proc.stdout  # no PREFECT_API_URL: nothing to notify
+    proc, _ = kdflow("ingest", "a.npz", "--stream", "s", "--store", "store")
+    assert proc.returncode == 0 and proc.stdout.startswith("duplicate:")
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    proc, _ = kdflow("ingest", "bad.npz", "--stream", "s", "--store", "store")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "bad.npz cannot be read" in proc.stderr
+    assert len(StreamStore(tmp_path / "store", "s").batches()) == 1
