@@ -1,7 +1,6 @@
 """`kdflow ingest`, `kdflow retrain` and `kdflow stream simulate`: the lifelong side of the command line."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os

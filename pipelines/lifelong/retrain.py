@@ -24,7 +24,7 @@ from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.promotion import promotion_decision
 from pipelines.lifelong.state import LifelongState, model_out
-from pipelines.stream import StreamError, StreamStore
+from pipelines.stream import StreamStore
 from pipelines.tracking import redact
 
 log = logging.getLogger("kdflow")
@@ -252,7 +252,3 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         matrix=matrix, metrics=scores, run_id=run.info.run_id,
     )
 
-
-def check_stream(cfg: RetrainConfig) -> None:
-    if not StreamStore(cfg.store_dir, cfg.stream).dir.exists():
-        raise StreamError(f"stream {cfg.stream!r} does not exist in {Path(cfg.store_dir).resolve()}; ingest a batch first with kdflow ingest")

@@ -57,6 +57,8 @@ class LifelongState:
             s = build_strategy(strategy, **strategy_options)
             if state.get("name", strategy) == strategy:
                 s.load_state_dict(state)
+            else:  # another strategy's memory does not fit this one; it still knows the model has learned
+                s.tasks_seen = state["tasks_seen"]
             return s
 
         student, student_spec = rebuild(blob["student"])
