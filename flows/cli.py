@@ -20,8 +20,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="override one config field, e.g. --set tune.n_trials=20 (repeatable)")
     run.add_argument("--output", type=Path, help="also write the summary as JSON to this file")
     from flows.cli_servers import add_server_commands
+    from flows.stream_cli import add_commands as add_stream_commands  # ingest, retrain, stream simulate
 
     add_server_commands(commands)
+    add_stream_commands(commands)
     return parser.parse_args(argv)
 
 
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     try:
+        if args.command in ("ingest", "retrain", "stream"):
+            from flows.stream_cli import run_stream_command
+
+            return run_stream_command(args)
         handler = getattr(args, "handler", None) or {"run": run}[args.command]
         return handler(args)
     except ConfigError as e:

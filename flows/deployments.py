@@ -18,13 +18,25 @@ class DeploymentSpec:
     description: str
     tags: tuple[str, ...] = ("kdflow",)
     parameters: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)  # more of Flow.to_deployment's arguments: cron=..., triggers=[...]
+    options: Callable[[], dict] = dict  # more of Flow.to_deployment's arguments: cron=..., triggers=[...]
 
 
 def _distill_pipeline() -> Flow:
     from flows.distill_pipeline import distill_pipeline
 
     return distill_pipeline
+
+
+def _retrain_on_new_data() -> Flow:
+    from flows.retrain import retrain_on_new_data
+
+    return retrain_on_new_data
+
+
+def _retrain_options() -> dict:
+    from flows.retrain import retrain_deployment_options
+
+    return retrain_deployment_options()
 
 
 DEPLOYMENTS: list[DeploymentSpec] = [
@@ -34,6 +46,14 @@ DEPLOYMENTS: list[DeploymentSpec] = [
         description="Train a teacher, tune and distil a student with Optuna, evaluate and register it. "
         "Pick a preset; change any field of the form to override it.",
         parameters={"preset": "digits"},
+    ),
+    DeploymentSpec(
+        name="retrain-on-new-data",
+        flow=_retrain_on_new_data,
+        description="Retrain a stream's model on every batch its champion has not learned (event kdflow.data.arrived, "
+        "and nightly at 03:00); the new version becomes champion only if it passes the gate.",
+        tags=("kdflow", "lifelong"),
+        options=_retrain_options,
     ),
 ]
 
@@ -47,12 +67,12 @@ def runner_deployments(
             name=spec.name,
             description=spec.description,
             tags=list(spec.tags),
-            parameters=dict(spec.parameters),
+            parameters={**spec.parameters, **spec.options().pop("parameters", {})},
             enforce_parameter_schema=True,  # the server refuses runs whose parameters do not fit the form
             work_pool_name=work_pool_name,
             job_variables=dict(job_variables or {}),
             entrypoint_type=EntrypointType.MODULE_PATH,
-            **spec.options,
+            **{k: v for k, v in spec.options().items() if k != "parameters"},
         )
         for spec in specs or DEPLOYMENTS
     ]

@@ -1,0 +1,89 @@
+"""Split-Fashion-MNIST, class-incremental: how much each lifelong strategy forgets.
+
+The DER paper's Seq-MNIST protocol (Buzzega et al. 2020): 5 tasks of 2 classes, an MLP 784-100-100-10,
+one epoch per task, batch 10, SGD lr 0.03; accuracy on each task's test images after every task.
+Prints mean ± std over seeds of the final average accuracy and forgetting, as a markdown table.
+
+    nice python benchmarks/lifelong_split_fmnist.py            # all strategies, 3 seeds
+    python benchmarks/lifelong_split_fmnist.py --seeds 1 --strategies finetune
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdcore.data.bundle import Split  # noqa: E402
+from kdcore.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist_arrays  # noqa: E402
+from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, learn_task, summarise  # noqa: E402
+from kdcore.lifelong.derpp import BEST  # noqa: E402
+from kdcore.models import build_model  # noqa: E402
+
+RUNS = {  # row name -> (strategy, options)
+    "finetune": ("finetune", {}),
+    "lwf": ("lwf", {}),
+    "derpp (buffer 200)": ("derpp", {"buffer_size": 200, **BEST[200]}),
+    "derpp (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500]}),
+    "joint": ("joint", {}),
+}
+
+
+def split_tasks(root: str, tasks: int = 5) -> list[tuple[Split, Split]]:
+    parts = []
+    for part in ("train", "test"):
+        x, y = load_fashion_mnist_arrays(root, part)
+        parts.append((torch.from_numpy(x).float().div(255).unsqueeze(1), torch.from_numpy(y)))
+    (xtr, ytr), (xte, yte) = parts
+    per = 10 // tasks
+    out = []
+    for t in range(tasks):
+        classes = torch.arange(t * per, (t + 1) * per)
+        tr, te = torch.isin(ytr, classes), torch.isin(yte, classes)
+        out.append((Split(xtr[tr], ytr[tr]), Split(xte[te], yte[te])))
+    return out
+
+
+def run(strategy: str, options: dict, tasks, seed: int) -> np.ndarray:
+    torch.manual_seed(seed)
+    model = build_model("mlp", (1, 28, 28), 10, width=100, depth=2)
+    method = build_strategy(strategy, seed=seed, **options)
+    settings = LearnSettings(epochs=1, batch_size=10, lr=0.03, seed=seed)
+    rows = []
+    for train, _ in tasks:
+        learn_task(model, method, train, settings)
+        rows.append(accuracy_row(model, [test for _, test in tasks]))
+    return np.array(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=DEFAULT_ROOT, help="folder with the four Fashion-MNIST IDX .gz files")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--strategies", nargs="*", default=list(RUNS), choices=list(RUNS))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    tasks = split_tasks(args.root)
+    lines = ["| strategy | average accuracy (%) | forgetting (%) | seconds per run |", "|---|---|---|---|"]
+    for name in args.strategies:
+        strategy, options = RUNS[name]
+        scores, seconds = [], []
+        for seed in range(args.seeds):
+            started = time.perf_counter()
+            a = run(strategy, options, tasks, seed)
+            seconds.append(time.perf_counter() - started)
+            scores.append(summarise(a))
+            print(f"{name} seed {seed}: {scores[-1]}  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
+        acc = 100 * np.array([s["avg_acc"] for s in scores])
+        fgt = 100 * np.array([s["forgetting"] for s in scores])
+        lines.append(f"| {name} | {acc.mean():.2f} ± {acc.std():.2f} | {fgt.mean():.2f} ± {fgt.std():.2f} | {np.mean(seconds):.0f} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

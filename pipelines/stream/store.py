@@ -1,0 +1,101 @@
+"""Where stream batches live: `<store>/streams/<name>/batches/<id>/{train.pt,test.pt,manifest.json}`.
+
+A batch directory appears by one atomic rename of a complete directory, so any directory under
+`batches/` is whole; nothing in it is ever changed afterwards.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from kdcore.data.bundle import Split
+
+SCENARIOS = ("class-il", "domain-il", "more-data")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class StreamError(ValueError):
+    """A stream request that cannot be served; the message names the input and the fix."""
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    id: str
+    path: Path
+    manifest: dict
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest["classes"]
+
+    def load(self, part: str, class_index: dict[str, int]) -> Split:
+        """The `train` or `test` part, labels mapped to the stream-wide class indices."""
+        blob = torch.load(self.path / f"{part}.pt", map_location="cpu", weights_only=True)
+        to_global = torch.tensor([class_index[c] for c in self.classes], dtype=torch.long)
+        return Split(blob["x"], to_global[blob["y"]])
+
+
+class StreamStore:
+    def __init__(self, root: str | Path, stream: str):
+        if not _NAME.match(stream):
+            raise StreamError(f"stream name {stream!r} must be letters, digits, '-' or '_' (at most 64); pick another name")
+        self.root, self.name = Path(root).resolve(), stream
+        self.dir = self.root / "streams" / stream
+        self.batches_dir = self.dir / "batches"
+        self.incoming_dir = self.dir / ".incoming"  # same filesystem as batches/, so rename is atomic
+
+    @property
+    def resource_id(self) -> str:
+        return f"kdflow.stream.{self.name}"
+
+    def settings(self) -> dict | None:
+        path = self.dir / "stream.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def write_settings(self, settings: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "stream.json.tmp"
+        tmp.write_text(json.dumps(settings, indent=2))
+        os.replace(tmp, self.dir / "stream.json")
+
+    def batches(self) -> list[StoredBatch]:
+        """Every complete batch, in arrival order (ids start with a sequence number)."""
+        if not self.batches_dir.exists():
+            return []
+        out = []
+        for d in sorted(self.batches_dir.iterdir()):
+            manifest = d / "manifest.json"
+            if d.is_dir() and manifest.exists():
+                out.append(StoredBatch(d.name, d, json.loads(manifest.read_text())))
+        return out
+
+    def class_order(self, batches: list[StoredBatch] | None = None) -> list[str]:
+        """Stream-wide class indices: classes in order of first arrival (so old outputs keep their index)."""
+        order: list[str] = []
+        for b in self.batches() if batches is None else batches:
+            order += [c for c in b.classes if c not in order]
+        return order
+
+    @contextmanager
+    def lock(self, purpose: str) -> Iterator[None]:
+        """An exclusive per-stream lock (flock: released by the OS even if the holder is killed)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / f".{purpose}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stream_names(store_root: str | Path) -> list[str]:
+    streams = Path(store_root).resolve() / "streams"
+    return sorted(p.name for p in streams.iterdir() if p.is_dir() and _NAME.match(p.name)) if streams.exists() else []
