@@ -8,6 +8,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.tune_workers import worker_launcher
 from pipelines import stages
 from pipelines.config import PipelineConfig
 from pipelines.summary import PipelineSummary
@@ -52,7 +53,7 @@ def distill_pipeline(config: PipelineConfig) -> dict:
         mlflow.set_tags({"kdflow.teacher_run_id": teacher.run_id, "kdflow.teacher_reused": str(teacher.reused).lower()})
         logits = timed("teacher_logits", teacher_logits, cfg, data, teacher)
         baseline = timed("train_baseline", train_baseline, cfg, data, pid)
-        tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid)
+        tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid, worker_launcher(cfg))
         student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid)
         ev = timed("evaluate", evaluate, cfg, data, [teacher, baseline, student], pid)
         reg = timed("register", register, cfg, data, student, ev)
