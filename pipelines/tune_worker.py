@@ -22,8 +22,6 @@ from kdcore.distill import KD
 from kdcore.models import build_model
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
-from pipelines.stages.prepare_data import load_bundle
-from pipelines.stages.teacher_logits import load_logits
 from pipelines.tracking import EpochLogger, stage_run, tracking_uri
 from pipelines.training import settings_for
 from pipelines.tuning import FINISHED, count, open_study, search
@@ -55,6 +53,9 @@ def study_progress(study: optuna.Study) -> tuple[int, int, int]:
 
 
 def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
+    from pipelines.stages import load_bundle  # here, not at the top: the stages package imports this module
+    from pipelines.stages.teacher_logits import load_logits
+
     bundle, teacher_logits = load_bundle(job.data_path), load_logits(job.logits_path)  # once per worker
 
     def objective(trial: optuna.Trial) -> float:

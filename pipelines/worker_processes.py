@@ -29,15 +29,18 @@ LaunchWorkers = Callable[[PipelineConfig, TuneJob, int], WorkerGroup]
 
 
 class LocalWorkers:
-    def __init__(self, cfg: PipelineConfig, job: TuneJob, n: int):
+    def __init__(self, cfg: PipelineConfig, job: TuneJob, n: int, threads: int | None = None, pin_cores: bool = False):
+        """`pin_cores` binds worker i to core i (taskset), so a measurement gives each worker exactly one core."""
         # n workers on one machine split its cores: without this each would spawn all of them and thrash.
-        threads = max(1, (os.cpu_count() or 1) // n) if resolve_device(cfg.runtime.device).type == "cpu" else 1
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 1) // n) if resolve_device(cfg.runtime.device).type == "cpu" else 1
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.procs = []
         for i in range(n):
             request = {"config": cfg.model_dump(), "job": job.model_dump(), "worker": f"local-{i}", "threads": threads}
-            proc = subprocess.Popen([sys.executable, "-m", "pipelines.tune_worker"], stdin=subprocess.PIPE, env=env, text=True)
+            pin = ["taskset", "-c", str(i % (os.cpu_count() or 1))] if pin_cores else []
+            proc = subprocess.Popen([*pin, sys.executable, "-m", "pipelines.tune_worker"], stdin=subprocess.PIPE, env=env, text=True)
             proc.stdin.write(json.dumps(request))
             proc.stdin.close()
             self.procs.append(proc)

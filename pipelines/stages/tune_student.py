@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import optuna
 
@@ -62,7 +63,9 @@ def tune_student(
         study.enqueue_trial(defaults(cfg))  # warm start from the known-good values
     finished = sum(count(study, s) for s in FINISHED)
     log.info("tune: study %s has %d finished trials; %d wanted, %d worker(s)", study_name, finished, cfg.tune.n_trials, cfg.tune.n_workers)
-    job = TuneJob(study_name=study_name, data_path=data.path, logits_path=logits_path, parent_run_id=parent_run_id, epochs=epochs)
+    # Absolute paths: workers start in their own folders (a Prefect worker runs flows in the code's folder).
+    job = TuneJob(study_name=study_name, data_path=str(Path(data.path).resolve()), logits_path=str(Path(logits_path).resolve()),
+                  parent_run_id=parent_run_id, epochs=epochs)
 
     if finished < cfg.tune.n_trials:
         if launch is None and cfg.tune.n_workers == 1:
