@@ -86,7 +86,7 @@ def train_rank(request: dict) -> None:
             Path(request["result"]).write_text(result.model_dump_json())
         else:
             torch.manual_seed(settings.seed)
-            model = build_model(cfg.teacher.arch, bundle.input_shape, bundle.num_classes, **cfg.teacher.options())
+            model = build_model(cfg.teacher.arch, bundle.input_shape, bundle.num_classes, **cfg.teacher.options(), **bundle.model_options())
             fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), None, None)
         dist.barrier()
     finally:
