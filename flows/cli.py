@@ -64,6 +64,10 @@ def print_summary(summary: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
     from flows.cli_progress import progress_bars, wants_bars
+    from pipelines.stores import move_credentials_to_env
+
+    cfg, secrets = move_credentials_to_env(cfg)  # passwords stay out of flow parameters and MLflow params
+    os.environ.update(secrets)
     from flows.distill_pipeline import distill_pipeline
     from kdcore.data import DataError
     from pipelines.stages import prepare_data

@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials
 from flows.retries import RETRIES, RETRY_DELAYS_SECONDS, retry_on_transient
 from kdcore.device import resolve_device
+from flows.tune_workers import worker_launcher
 from pipelines import stages
 from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
 from pipelines.progress import listening
@@ -101,7 +102,7 @@ def run_stages(cfg, device: str) -> dict:
         mlflow.set_tags({"kdflow.teacher_run_id": teacher.run_id, "kdflow.teacher_reused": str(teacher.reused).lower()})
         logits = timed("teacher_logits", teacher_logits, cfg, data, teacher)
         baseline = timed("train_baseline", train_baseline, cfg, data, pid)
-        tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid)
+        tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid, worker_launcher(cfg))
         student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid, teacher)
         ev = timed("evaluate", evaluate, cfg, data, [teacher, baseline, student], pid)
         reg = timed("register", register, cfg, data, student, ev)

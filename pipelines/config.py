@@ -172,6 +172,15 @@ class LayersConfig(Section):
     student_embedding: str | None = Field(None, description="Student module whose input is the embedding RKD, PKT and CRD read (empty: its last linear layer).")
 
 
+class DistributedConfig(Section):
+    nproc: int = Field(1, ge=1, le=1024, description="Processes (one per GPU) training the teacher under torchrun with DDP; 1: no torchrun.")
+    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="Collective backend: auto is NCCL on CUDA, gloo on CPU.")
+
+
+class TeacherConfig(ModelConfig):
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig, description="Data-parallel teacher training.")
+
+
 class DistillConfig(Section):
     method: MethodName = Field("kd", description="Distillation method: kd, dkd, dist (logits); fitnets, at, sp, rkd, pkt, crd (features).")
     temperature: float = Field(4.0, gt=0, le=100, description="KD: softmax temperature T of the soft targets.")
@@ -261,7 +270,11 @@ class TuneConfig(Section):
     pruner: Literal["median", "hyperband", "none"] = Field("median", description="Stops trials whose per-epoch validation accuracy lags.")
     seed: int = Field(0, ge=0, description="Seed of the TPE sampler.")
     study_name: str | None = Field(None, description="Optuna study name; the same name resumes (default: derived from the config).")
-    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite under mlruns/).")
+    storage: str | None = Field(None, description="Optuna storage URL (default: KDFLOW_OPTUNA_STORAGE, else SQLite under mlruns/).")
+    n_workers: int = Field(1, ge=1, le=1024, description="Tuning workers pulling trials from the one study (processes here, or runs of tune.deployment).")
+    deployment: str | None = Field(None, description="Prefect deployment of the tune-worker flow (e.g. tune-worker/kdflow) whose runs on a work pool are the workers; empty: local processes.")
+    heartbeat_seconds: int = Field(10, ge=1, le=3600, description="How often a running trial tells the study it is alive.")
+    grace_seconds: int = Field(60, ge=2, le=86_400, description="Silence after which a trial's worker is taken for dead: the trial fails and is retried.")
     space: SearchSpace = Field(default_factory=SearchSpace, description="Search ranges of the tuned parameters.")
     methods: list[MethodName] = Field(default_factory=list, description="Methods Optuna chooses among, each with its own weights (empty: only distill.method).")
 

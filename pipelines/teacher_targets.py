@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from kdcore.data import DataBundle
 from pipelines.checkpoint import load_model
-from pipelines.results import TrainedModel
 
 
 @dataclass
@@ -31,9 +30,9 @@ def cached_logits_valid(bundle: DataBundle) -> bool:
     return not bundle.view.augments
 
 
-def teacher_targets(bundle: DataBundle, teacher: TrainedModel, logits_path: str, need_model: bool = False) -> TeacherTargets:
+def teacher_targets(bundle: DataBundle, teacher_checkpoint: str | None, logits_path: str, need_model: bool = False) -> TeacherTargets:
     """`need_model`: a feature method reads the teacher's features too, so the model comes along."""
     if cached_logits_valid(bundle):
-        model = load_model(teacher.checkpoint) if need_model else None
+        model = load_model(teacher_checkpoint) if need_model else None
         return TeacherTargets(logits=torch.load(logits_path, map_location="cpu", weights_only=True), model=model)
-    return TeacherTargets(model=load_model(teacher.checkpoint))
+    return TeacherTargets(model=load_model(teacher_checkpoint))

@@ -13,12 +13,13 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.config import PipelineConfig
 
-_USERINFO = re.compile(r"(?<=://)([^/@\s:]+)(:[^/@\s]*)?@")
+_USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # up to the authority's last @: a password may hold an @
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret)=)[^&#\s]*")
 
 
 def redact(uri: str | None) -> str | None:
-    """`postgresql://user:secret@host/db` -> `postgresql://***@host/db`: credentials never get logged."""
-    return None if uri is None else _USERINFO.sub("***@", uri)
+    """`postgresql://user:secret@host/db?password=x` -> `postgresql://***@host/db?password=***`: credentials never get logged."""
+    return None if uri is None else _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("***@", uri))
 
 
 def tracking_uri(cfg: PipelineConfig) -> str:

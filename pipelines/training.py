@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import mlflow
 import torch
@@ -58,7 +59,9 @@ def train_model(
     checkpoint: Path,
     extra_params: dict | None = None,
     teacher: torch.nn.Module | None = None,
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> TrainedModel:
+    """`wrap` puts the model in a training harness (DDP) for `fit`; the unwrapped model is what gets saved."""
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     options = {**spec.options(), **bundle.model_options()}  # text models: + vocab_size
@@ -73,7 +76,8 @@ def train_model(
             logger(epoch, metrics)
             report(epoch, metrics)
 
-        history = fit(model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch, bundle.view, teacher)
+        history = fit(wrap(model) if wrap else model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch,
+                      bundle.view, teacher)
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside

@@ -1,6 +1,8 @@
 """Optuna conventions: storage, study naming, search space, pruners."""
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import optuna
@@ -8,12 +10,19 @@ import optuna
 from pipelines.config import PipelineConfig, Range
 from pipelines.methods import method_space, method_values, needs_teacher_model, searched_methods
 
+OPTUNA_STORAGE_ENV = "KDFLOW_OPTUNA_STORAGE"  # where a storage URL with a password belongs
+
+# Heartbeats and stale-trial retries are "experimental" in Optuna 5 but the documented way to survive dead workers.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def storage_url(cfg: PipelineConfig) -> str:
     if cfg.tune.storage:
         return cfg.tune.storage
+    if os.environ.get(OPTUNA_STORAGE_ENV):
+        return os.environ[OPTUNA_STORAGE_ENV]
     store = Path(cfg.runtime.store_dir).resolve()
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'optuna.db'}"
@@ -72,10 +81,26 @@ def make_pruner(cfg: PipelineConfig, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def open_storage(cfg: PipelineConfig) -> optuna.storages.RDBStorage:
+    """The study's database with heartbeats: a trial silent for tune.grace_seconds is failed and retried."""
+    from pipelines.dead_trials import FailRunAndRetry
+
+    url = storage_url(cfg)
+    # SQLite serialises writers; several local workers wait for the lock instead of failing.
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=engine,
+        heartbeat_interval=cfg.tune.heartbeat_seconds,
+        grace_period=max(cfg.tune.grace_seconds, 2 * cfg.tune.heartbeat_seconds),
+        heartbeat_stale_trial_callback=FailRunAndRetry(),
+    )
+
+
 def open_study(cfg: PipelineConfig, study_name: str, epochs: int) -> optuna.Study:
     sampler = optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=max(3, min(10, cfg.tune.n_trials // 3)))
     return optuna.create_study(
-        storage=storage_url(cfg),
+        storage=open_storage(cfg),
         study_name=study_name,
         direction="maximize",
         sampler=sampler,

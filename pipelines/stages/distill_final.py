@@ -21,7 +21,7 @@ def distill_final(
     bundle = load_bundle(data.path)
     if teacher is None and (bundle.view.augments or needs_teacher_model(tuned.method)):
         raise ValueError(f"distill_final needs the teacher (augmented batches or method {tuned.method} reading features)")
-    targets = teacher_targets(bundle, teacher, logits_path, need_model=needs_teacher_model(tuned.method))
+    targets = teacher_targets(bundle, teacher and teacher.checkpoint, logits_path, need_model=needs_teacher_model(tuned.method))
     return train_model(
         "student", cfg.student, settings, cfg, bundle, build_method(cfg, tuned.method, p),
         targets.logits, parent_run_id, checkpoint,

@@ -39,12 +39,16 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
         log.info("teacher: reusing %s from MLflow run %s (same data and teacher config)", cached.arch, cached.run_id)
         return cached.model_copy(update={"reused": True, "seconds": 0.0})
 
-    bundle = load_bundle(data.path)
-    settings = settings_for(cfg.teacher.train, cfg)
-    result = train_model(
-        "teacher", cfg.teacher, settings, cfg, bundle, LabelsOnly(), None, parent_run_id, checkpoint,
-        extra_params={"data.digest": data.digest, "teacher.cache_key": key},
-    )
+    extra_params = {"data.digest": data.digest, "teacher.cache_key": key}
+    if cfg.teacher.distributed.nproc > 1:
+        from pipelines.ddp_teacher import launch
+
+        result = launch(cfg, data.path, parent_run_id, checkpoint, extra_params)
+    else:
+        bundle = load_bundle(data.path)
+        settings = settings_for(cfg.teacher.train, cfg)
+        result = train_model("teacher", cfg.teacher, settings, cfg, bundle, LabelsOnly(), None, parent_run_id, checkpoint,
+                             extra_params=extra_params)
     tmp = record.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result.model_dump()))
     os.replace(tmp, record)  # the record appears only once checkpoint and run are complete

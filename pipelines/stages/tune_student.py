@@ -1,40 +1,59 @@
-"""Stage 5: an Optuna study over the KD method and its weights, scored on the validation split."""
+"""Stage 5: an Optuna study over the KD method and its weights, scored on the validation split.
+
+The trials run in tune.n_workers workers (pipelines/tune_worker.py) that share the study's
+database; this stage opens the study, starts the workers and returns once the study holds
+tune.n_trials finished trials, so the final student never starts on a half-done search.
+"""
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
-import mlflow
 import optuna
-import torch
 
-from kdcore.models import build_model
-from kdcore.train import fit
 from pipelines.cache import cache_key
 from pipelines.config import PipelineConfig
-from pipelines.methods import build_method, needs_teacher_model, searched_methods
+from pipelines.methods import searched_methods
 from pipelines.results import PreparedData, TrainedModel, TuneResult
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.progress import report_trials
-from pipelines.tracking import EpochLogger, redact, stage_run
-from pipelines.teacher_targets import teacher_targets
-from pipelines.training import settings_for
-from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, search, storage_url, warm_start
+from pipelines.tracking import redact
+from pipelines.tune_worker import TuneJob, pull_trials, study_progress
+from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, storage_url, warm_start
+from pipelines.worker_processes import LaunchWorkers, LocalWorkers
 
 log = logging.getLogger("kdflow")
 State = optuna.trial.TrialState
 
 
 def default_study_name(cfg: PipelineConfig, data: PreparedData, teacher: TrainedModel) -> str:
-    searched = cfg.tune.model_dump(exclude={"n_trials", "study_name", "storage"})
+    searched = cfg.tune.model_dump(exclude={"n_trials", "study_name", "storage", "n_workers", "deployment", "heartbeat_seconds", "grace_seconds"})
     key = cache_key(data.digest, teacher.run_id, cfg.student.model_dump(), cfg.distill.method, searched, cfg.runtime.seed,
                     fixed_values(cfg))
     return f"kdflow-{cfg.name}-{key}"
 
 
+def wait_for_study(study: optuna.Study, wanted: int, workers, poll_seconds: float = 2.0) -> None:
+    """Block until the study holds `wanted` finished trials; fail if every worker is gone before that."""
+    while True:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial is noticed even if no worker asks
+        finished, running, waiting = study_progress(study)
+        report_trials(finished, wanted, study.best_value if count(study, State.COMPLETE) else None)
+        if finished >= wanted:
+            return
+        if not workers.alive():
+            raise RuntimeError(
+                f"all tuning workers ended but study {study.study_name} holds {finished}/{wanted} finished trials "
+                f"({running} running, {waiting} queued); see the workers' logs, then rerun: the study resumes"
+            )
+        time.sleep(poll_seconds)
+
+
 def tune_student(
-    cfg: PipelineConfig, data: PreparedData, teacher: TrainedModel, logits_path: str, parent_run_id: str
+    cfg: PipelineConfig, data: PreparedData, teacher: TrainedModel, logits_path: str, parent_run_id: str,
+    launch: LaunchWorkers | None = None,
 ) -> TuneResult:
+    """`launch` starts tune.n_workers workers elsewhere (flows/ passes Prefect deployment runs); default: local processes."""
     started = time.perf_counter()
     study_name = cfg.tune.study_name or default_study_name(cfg, data, teacher)
     if cfg.tune.n_trials == 0:
@@ -42,68 +61,32 @@ def tune_student(
         return TuneResult(study_name=study_name, storage=redact(storage_url(cfg)), method=cfg.distill.method,
                           best_params=defaults(cfg, cfg.distill.method), best_value=None, complete=0, pruned=0, seconds=0.0)
 
-    bundle = load_bundle(data.path)
-    methods = searched_methods(cfg)
-    # once, shared by all trials; feature methods also read the teacher's features (eval mode, never updated)
-    targets = teacher_targets(bundle, teacher, logits_path, need_model=any(needs_teacher_model(m) for m in methods))
-    log.info("tune: soft targets from the %s", targets.kind)
     epochs = cfg.tune.epochs or cfg.student.train.epochs
     study = open_study(cfg, study_name, epochs)
     if not study.trials:
         study.enqueue_trial(warm_start(cfg))  # warm start from the known-good values
     finished = sum(count(study, s) for s in FINISHED)
-    remaining = max(0, cfg.tune.n_trials - finished)
-    log.info("tune: study %s has %d finished trials; running %d more", study_name, finished, remaining)
+    log.info("tune: study %s has %d finished trials; %d wanted, %d worker(s)", study_name, finished, cfg.tune.n_trials, cfg.tune.n_workers)
+    # Absolute paths: workers start in their own folders (a Prefect worker runs flows in the code's folder).
+    job = TuneJob(study_name=study_name, data_path=str(Path(data.path).resolve()), logits_path=str(Path(logits_path).resolve()),
+                  teacher_checkpoint=str(Path(teacher.checkpoint).resolve()), parent_run_id=parent_run_id, epochs=epochs)
     report_trials(finished, cfg.tune.n_trials, study.best_value if count(study, State.COMPLETE) else None)
 
-    def objective(trial: optuna.Trial) -> float:
-        method, params = search(trial, cfg)
-        settings = settings_for(cfg.student.train, cfg, epochs=epochs, lr=params["lr"], weight_decay=params["weight_decay"])
-        pruned_at = 0
-        with stage_run(f"trial-{trial.number}", parent_run_id, **{"optuna.study": study_name, "optuna.trial": trial.number}) as run:
-            trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            mlflow.log_params({"method": method, **params})
-            logger, epochs_done = EpochLogger(run.info.run_id), []
-
-            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                logger(epoch, metrics)
-                epochs_done.append(epoch)
-                trial.report(metrics["val/acc"], epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
-            torch.manual_seed(settings.seed)
-            model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(), **bundle.model_options())
+    if finished < cfg.tune.n_trials:
+        if launch is None and cfg.tune.n_workers == 1:
+            pull_trials(cfg, job, worker="local-0")  # in this process: no start-up cost for the common case
+        else:
+            workers = (launch or LocalWorkers)(cfg, job, cfg.tune.n_workers)
             try:
-                history = fit(model, bundle.train, bundle.val, settings, build_method(cfg, method, params),
-                              targets.logits, on_epoch, bundle.view, targets.model)
-            except optuna.TrialPruned:
-                pruned_at = epochs_done[-1]
-            mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
-            if pruned_at:
-                mlflow.log_metric("pruned_at_epoch", pruned_at)
-            else:
-                mlflow.log_metric("val/acc_final", history[-1]["val/acc"])
-        if pruned_at:
-            raise optuna.TrialPruned()
-        return history[-1]["val/acc"]
+                wait_for_study(study, cfg.tune.n_trials, workers)
+                workers.join()  # each ends by itself once the study is full, after its current trial
+            except BaseException:
+                workers.stop()
+                raise
 
-    def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        done = sum(count(study, s) for s in FINISHED)
-        best = study.best_value if count(study, State.COMPLETE) else None
-        outcome = f"val/acc {trial.value:.4f}" if trial.state == State.COMPLETE else trial.state.name.lower()
-        log.info("tune: trial %d/%d %s (best so far %.4f)", done, cfg.tune.n_trials, outcome, float("nan") if best is None else best)
-        report_trials(done, cfg.tune.n_trials, best)
-
-    if remaining:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED), progress],
-        )
     complete = count(study, State.COMPLETE)
     best_params = dict(study.best_params) if complete else warm_start(cfg)
-    method = best_params.pop("method", methods[0])
+    method = best_params.pop("method", searched_methods(cfg)[0])
     log.info("tune: best method %s with %s", method, best_params)
     return TuneResult(
         study_name=study_name,

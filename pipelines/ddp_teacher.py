@@ -1,0 +1,97 @@
+"""The teacher trained by several processes under torchrun (DistributedDataParallel).
+
+`train_teacher` starts `torchrun --nproc_per_node N -m pipelines.ddp_teacher REQUEST.json`; every
+rank trains on its shard, gradients are averaged by DDP (NCCL on GPUs, gloo on CPUs), and only
+rank 0 logs to MLflow, saves the checkpoint and writes the result record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from kdcore.distill import LabelsOnly
+from kdcore.distributed import shard
+from kdcore.models import build_model
+from kdcore.train import fit
+from pipelines.config import PipelineConfig
+from pipelines.results import TrainedModel
+from pipelines.stages.prepare_data import load_bundle
+from pipelines.tracking import tracking_uri
+from pipelines.training import settings_for, train_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def backend_for(cfg: PipelineConfig) -> str:
+    if cfg.teacher.distributed.backend != "auto":
+        return cfg.teacher.distributed.backend
+    return "nccl" if torch.cuda.is_available() and cfg.runtime.device in ("auto", "cuda") else "gloo"
+
+
+def launch(cfg: PipelineConfig, data_path: str, parent_run_id: str, checkpoint: Path, extra_params: dict) -> TrainedModel:
+    """Run torchrun with teacher.distributed.nproc processes on this machine and return rank 0's record."""
+    nproc = cfg.teacher.distributed.nproc
+    with tempfile.TemporaryDirectory(prefix="kdflow-ddp-") as tmp:
+        request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        request.write_text(json.dumps({
+            "config": cfg.model_dump(), "data_path": data_path, "parent_run_id": parent_run_id,
+            "checkpoint": str(checkpoint), "extra_params": extra_params, "result": str(result),
+        }))
+        os.chmod(request, 0o600)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        if torch.device(settings_for(cfg.teacher.train, cfg).device).type == "cpu":
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "pipelines.ddp_teacher", str(request)]
+        proc = subprocess.run(cmd, env=env)
+        if proc.returncode != 0 or not result.exists():
+            raise RuntimeError(f"torchrun teacher training with teacher.distributed.nproc={nproc} failed (exit {proc.returncode}); see its output above")
+        return TrainedModel.model_validate_json(result.read_text())
+
+
+def train_rank(request: dict) -> None:
+    cfg = PipelineConfig.model_validate(request["config"])
+    backend = backend_for(cfg)
+    dist.init_process_group(backend)
+    try:
+        rank, world, local_rank = dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        bundle = load_bundle(request["data_path"])
+        bundle = dataclasses.replace(bundle, train=shard(bundle.train, rank, world, cfg.runtime.seed))
+        # The global batch stays teacher.train.batch_size, so the run takes the steps a single process would.
+        settings = settings_for(cfg.teacher.train, cfg, device=str(device), batch_size=max(1, cfg.teacher.train.batch_size // world))
+
+        def wrap(model: torch.nn.Module) -> torch.nn.Module:
+            model.to(device)
+            return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        if rank == 0:
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking_uri(cfg))
+            extra = {**request["extra_params"], "teacher.distributed.world_size": world, "teacher.distributed.backend": backend}
+            result = train_model("teacher", cfg.teacher, settings, cfg, bundle, LabelsOnly(), None,
+                                 request["parent_run_id"], Path(request["checkpoint"]), extra_params=extra, wrap=wrap)
+            Path(request["result"]).write_text(result.model_dump_json())
+        else:
+            torch.manual_seed(settings.seed)
+            model = build_model(cfg.teacher.arch, bundle.input_shape, bundle.num_classes, **cfg.teacher.options(), **bundle.model_options())
+            fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), None, None)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    train_rank(json.loads(Path(sys.argv[1]).read_text()))

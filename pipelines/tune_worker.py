@@ -1,0 +1,147 @@
+"""One tuning worker: pulls trials from the shared study until it holds the requested number of finished trials.
+
+Any number of these run at once (processes here, Prefect flow runs on other hosts); the study's
+database is the only thing they share. Run as `python -m pipelines.tune_worker` with a TuneJob
+as JSON on stdin (stdin, so a storage password never shows in a process list).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+
+import mlflow
+import optuna
+import torch
+from pydantic import BaseModel
+
+from kdcore.models import build_model
+from kdcore.train import fit
+from pipelines.config import PipelineConfig
+from pipelines.methods import build_method, needs_teacher_model, searched_methods
+from pipelines.progress import report_trials
+from pipelines.teacher_targets import teacher_targets
+from pipelines.tracking import EpochLogger, stage_run, tracking_uri
+from pipelines.training import settings_for
+from pipelines.tuning import FINISHED, count, open_study, search
+
+log = logging.getLogger("kdflow")
+State = optuna.trial.TrialState
+
+
+class TuneJob(BaseModel):
+    """What every worker of one study needs: small paths and ids, never tensors."""
+
+    study_name: str
+    data_path: str
+    logits_path: str
+    teacher_checkpoint: str
+    parent_run_id: str
+    epochs: int
+
+
+def where(device: str) -> dict[str, str]:
+    """Host, process and device of this worker: recorded on every trial it runs."""
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
+    return {"host": socket.gethostname(), "pid": str(os.getpid()), "device": name}
+
+
+def study_progress(study: optuna.Study) -> tuple[int, int, int]:
+    """(finished, running, waiting) trials of the study."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return sum(s in FINISHED for s in states), states.count(State.RUNNING), states.count(State.WAITING)
+
+
+def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
+    from pipelines.stages import load_bundle  # here, not at the top: the stages package imports this module
+
+    bundle = load_bundle(job.data_path)
+    # once per worker, shared by its trials; feature methods also read the teacher's features (eval mode)
+    need_model = any(needs_teacher_model(m) for m in searched_methods(cfg))
+    targets = teacher_targets(bundle, job.teacher_checkpoint, job.logits_path, need_model=need_model)
+    log.info("tune: soft targets from the %s", targets.kind)
+
+    def objective(trial: optuna.Trial) -> float:
+        method, params = search(trial, cfg)
+        settings = settings_for(cfg.student.train, cfg, epochs=job.epochs, lr=params["lr"], weight_decay=params["weight_decay"])
+        origin = {**where(settings.device), "worker": worker}
+        pruned_at = 0
+        tags = {"optuna.study": job.study_name, "optuna.trial": trial.number, **{f"kdflow.{k}": v for k, v in origin.items()}}
+        with stage_run(f"trial-{trial.number}", job.parent_run_id, **tags) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            for key, value in origin.items():
+                trial.set_user_attr(key, value)
+            mlflow.log_params({"method": method, **params})
+            logger, epochs_done = EpochLogger(run.info.run_id), []
+
+            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                logger(epoch, metrics)
+                epochs_done.append(epoch)
+                trial.report(metrics["val/acc"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+            torch.manual_seed(settings.seed)
+            model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(), **bundle.model_options())
+            try:
+                history = fit(model, bundle.train, bundle.val, settings, build_method(cfg, method, params),
+                              targets.logits, on_epoch, bundle.view, targets.model)
+            except optuna.TrialPruned:
+                pruned_at = epochs_done[-1]
+            mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
+            if pruned_at:
+                mlflow.log_metric("pruned_at_epoch", pruned_at)
+            else:
+                mlflow.log_metric("val/acc_final", history[-1]["val/acc"])
+        if pruned_at:
+            raise optuna.TrialPruned()
+        return history[-1]["val/acc"]
+
+    return objective
+
+
+def pull_trials(cfg: PipelineConfig, job: TuneJob, worker: str, poll_seconds: float = 1.0) -> int:
+    """Run trials until the study holds tune.n_trials finished ones; return how many this worker ran.
+
+    A worker with nothing to start waits while others' trials run: if one of them dies, its trial
+    turns stale, gets failed and queued again (pipelines/dead_trials.py), and someone must run it.
+    """
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    study = open_study(cfg, job.study_name, job.epochs)
+    objective = make_objective(cfg, job, worker)
+    wanted, ran = cfg.tune.n_trials, 0
+
+    def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = sum(count(study, s) for s in FINISHED)
+        outcome = f"val/acc {trial.value:.4f}" if trial.state == State.COMPLETE else trial.state.name.lower()
+        log.info("tune: trial %d (%s) %s; %d/%d finished", trial.number, worker, outcome, done, wanted)
+        report_trials(done, wanted, study.best_value if count(study, State.COMPLETE) else None)
+
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        finished, running, waiting = study_progress(study)
+        if finished >= wanted:
+            return ran
+        if waiting or finished + running < wanted:
+            study.optimize(objective, n_trials=1, callbacks=[progress])  # takes a queued (WAITING) trial first
+            ran += 1
+        else:
+            time.sleep(poll_seconds)
+
+
+def main() -> int:
+    """A local worker process: `{"config": ..., "job": ..., "worker": ..., "threads": N}` on stdin."""
+    request = json.loads(sys.stdin.read())
+    torch.set_num_threads(int(request.get("threads") or torch.get_num_threads()))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s  %(message)s", datefmt="%H:%M:%S")
+    cfg = PipelineConfig.model_validate(request["config"])
+    ran = pull_trials(cfg, TuneJob.model_validate(request["job"]), request["worker"])
+    log.info("tune: worker %s ran %d trials", request["worker"], ran)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

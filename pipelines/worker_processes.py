@@ -1,0 +1,66 @@
+"""Tuning workers as local processes, each with its share of the CPU threads."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Protocol
+
+from kdcore.device import resolve_device
+from pipelines.config import PipelineConfig
+from pipelines.tune_worker import TuneJob
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class WorkerGroup(Protocol):
+    """Workers already started on one study; the stage waits on the study and watches they still live."""
+
+    def alive(self) -> int: ...
+
+    def join(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+LaunchWorkers = Callable[[PipelineConfig, TuneJob, int], WorkerGroup]
+
+
+class LocalWorkers:
+    def __init__(self, cfg: PipelineConfig, job: TuneJob, n: int, threads: int | None = None, pin_cores: bool = False):
+        """`pin_cores` binds worker i to core i (taskset), so a measurement gives each worker exactly one core."""
+        # n workers on one machine split its cores: without this each would spawn all of them and thrash.
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 1) // n) if resolve_device(cfg.runtime.device).type == "cpu" else 1
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        self.procs = []
+        for i in range(n):
+            request = {"config": cfg.model_dump(), "job": job.model_dump(), "worker": f"local-{i}", "threads": threads}
+            pin = ["taskset", "-c", str(i % (os.cpu_count() or 1))] if pin_cores else []
+            proc = subprocess.Popen([*pin, sys.executable, "-m", "pipelines.tune_worker"], stdin=subprocess.PIPE, env=env, text=True)
+            proc.stdin.write(json.dumps(request))
+            proc.stdin.close()
+            self.procs.append(proc)
+
+    def alive(self) -> int:
+        return sum(p.poll() is None for p in self.procs)
+
+    def join(self) -> None:
+        for p in self.procs:
+            p.wait()
+        failed = [f"local-{i} (exit {p.returncode})" for i, p in enumerate(self.procs) if p.returncode]
+        if failed:
+            raise RuntimeError(f"tuning workers failed: {', '.join(failed)}; see their output above")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
