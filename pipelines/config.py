@@ -111,10 +111,6 @@ class ModelConfig(Section):
         return {k: v for k, v in values.items() if v is not None}
 
 
-class TeacherConfig(ModelConfig):
-    checkpoint: str | None = Field(None, description="A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data.")
-
-
 MethodName = Literal["kd", "dkd", "dist", "fitnets", "at", "sp", "rkd", "pkt", "crd"]  # = kdcore.distill.DISTILLERS
 
 
@@ -178,6 +174,7 @@ class DistributedConfig(Section):
 
 
 class TeacherConfig(ModelConfig):
+    checkpoint: str | None = Field(None, description="A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data.")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig, description="Data-parallel teacher training.")
 
 

@@ -19,8 +19,10 @@ def distill_final(
     settings = settings_for(cfg.student.train, cfg, lr=p["lr"], weight_decay=p["weight_decay"])
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"student-{parent_run_id}.pt"
     bundle = load_bundle(data.path)
-    if teacher is None and (bundle.view.augments or needs_teacher_model(tuned.method)):
-        raise ValueError(f"distill_final needs the teacher (augmented batches or method {tuned.method} reading features)")
+    if teacher is None and needs_teacher_model(tuned.method):
+        raise ValueError(f"distill_final: method {tuned.method} reads teacher features; pass the trained teacher")
+    if teacher is None and bundle.view.augments:
+        raise ValueError("distill_final: training batches are augmented, so the teacher runs online; pass the trained teacher")
     targets = teacher_targets(bundle, teacher and teacher.checkpoint, logits_path, need_model=needs_teacher_model(tuned.method))
     return train_model(
         "student", cfg.student, settings, cfg, bundle, build_method(cfg, tuned.method, p),
