@@ -32,10 +32,10 @@ def stage_task(fn, name: str, gpu: bool = False):
     )
 
 
-def tune_and_show(cfg, data, teacher, logits_path, parent_run_id):
+def tune_and_show(cfg, data, teacher, logits_path, parent_run_id, launch=None):
     """The Optuna study, with a progress artifact per trial and a table of the trials at the end."""
     with listening(TrialProgressArtifact()):
-        tuned = stages.tune_student(cfg, data, teacher, logits_path, parent_run_id)
+        tuned = stages.tune_student(cfg, data, teacher, logits_path, parent_run_id, launch)
     publish_trials(cfg.name, trial_rows(cfg, tuned.study_name))
     return tuned
 

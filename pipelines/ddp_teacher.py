@@ -87,7 +87,7 @@ def train_rank(request: dict) -> None:
         else:
             torch.manual_seed(settings.seed)
             model = build_model(cfg.teacher.arch, bundle.input_shape, bundle.num_classes, **cfg.teacher.options(), **bundle.model_options())
-            fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), None, None)
+            fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), None, None, bundle.view)
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -122,7 +122,7 @@ def trial_rows(cfg: PipelineConfig, study_name: str) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         row = {"trial": t.number, "state": t.state.name, "val/acc": None if t.value is None else round(t.value, 4)}
-        row.update({k: float(f"{v:.4g}") for k, v in t.params.items()})
+        row.update({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in t.params.items()})  # method: a name
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
         rows.append(row)
     return rows

@@ -36,7 +36,7 @@ def test_two_process_ddp_teacher_matches_one_process(tmp_path, monkeypatch):
             cfg = load_config("digits", [*overrides, f"teacher.distributed.nproc={nproc}"])
             data = prepare_data(cfg)
             teacher = train_teacher(cfg, data, parent.info.run_id)
-            test = load_bundle(data.path).test
+            test = load_bundle(data.path).inputs("test")  # normalised model inputs
             accuracy[nproc] = evaluate(load_model(teacher.checkpoint), test)["acc"]
             runs[nproc] = teacher.run_id
 

@@ -158,7 +158,7 @@ def test_deployment_parameters_are_the_config_form(served):
     assert (number["minimum"], number["maximum"]) == (0, 10_000)
     assert n_trials["title"] == "N trials" and "trials" in n_trials["description"]
     alpha = defs["DistillConfigOverrides"]["properties"]["alpha"]
-    assert alpha["description"].startswith("Weight of the distillation term")
+    assert alpha["description"].startswith("KD: weight of the distillation term")
     pruner = next(a for a in defs["TuneConfigOverrides"]["properties"]["pruner"]["anyOf"] if "enum" in a)
     assert pruner["enum"] == ["median", "hyperband", "none"]
     assert defs["PipelineConfigOverrides"]["properties"]["teacher"]["description"]
