@@ -11,7 +11,7 @@ from functools import lru_cache
 from enum import Enum
 from typing import Any, Optional, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from pipelines.config import PipelineConfig, preset_names, read_preset, validate

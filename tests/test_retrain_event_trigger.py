@@ -7,11 +7,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import mlflow
 import numpy as np
-import pytest
 
 from conftest import isolated_env
 from flows.retrain import DEPLOYMENT_NAME, retrain_deployment

@@ -5,7 +5,7 @@ import socket
 import pytest
 import requests
 from mlflow.exceptions import MlflowException, RestException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 from prefect.states import Failed
 
 from flows.retries import is_transient, retry_on_transient

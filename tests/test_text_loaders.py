@@ -157,7 +157,7 @@ def test_csv_bad_rows_are_reported_with_their_line(tmp_path):
     path.write_bytes(raw)
     bad_line = raw[: raw.index(b"\xe9")].count(b"\n") + 1
     s = dict(text_column="review", label_column="sentiment", min_freq=1)
-    with pytest.raises(DataError, match=rf"reviews\.csv:6: empty text;"):
+    with pytest.raises(DataError, match=r"reviews\.csv:6: empty text;"):
         load_dataset("text_csv", str(path), 0.25, 0.25, 0, text=TextSettings(**s))
     problems = []
     logging.getLogger("kdflow").addHandler(handler := logging.Handler())

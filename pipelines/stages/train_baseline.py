@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from kdcore.distill import LabelsOnly
-from pipelines.cache import cache_dir, cache_key
+from pipelines.cache import cache_dir
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.stages.prepare_data import load_bundle
