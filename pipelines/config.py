@@ -374,6 +374,8 @@ def validate(tree: dict[str, Any]) -> PipelineConfig:
 
 def load_config(preset: str = "digits", overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     tree = read_preset(preset)
+    if overrides:  # onto the complete preset, so one field of a default section (tune.space.alpha.high) can change alone
+        tree = validate(tree).model_dump()
     for assignment in overrides:
         apply_override(tree, assignment)
     return validate(tree)

@@ -11,6 +11,14 @@ def test_defaults_and_overrides_are_typed():
     assert flat["teacher.arch"] == "cnn_small" and flat["distill.temperature"] == 2.5
 
 
+def test_one_bound_of_a_search_range_changes_alone():
+    default = load_config("digits").tune.space.alpha
+    cfg = load_config("digits", ["tune.space.alpha.high=0.8"])
+    assert (cfg.tune.space.alpha.low, cfg.tune.space.alpha.high) == (default.low, 0.8)
+    with pytest.raises(ConfigError, match="tune.space.alpha: Value error, needs low < high"):
+        load_config("digits", [f"tune.space.alpha.low={default.high}"])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
