@@ -22,14 +22,19 @@ def example_texts(bundle: DataBundle, n: int = 2) -> list[str]:
 
 
 def log_text_model(checkpoint: Path, bundle: DataBundle) -> mlflow.models.model.ModelInfo:
+    return log_text_classifier(checkpoint, bundle.tokenizer, list(bundle.classes), example_texts(bundle))
+
+
+def log_text_classifier(checkpoint: Path, tokenizer: dict, classes: list[str], examples: list[str]) -> mlflow.models.model.ModelInfo:
+    """`checkpoint` holds {"spec", "state_dict"}; the logged model maps raw strings to class names."""
     with tempfile.TemporaryDirectory() as tmp:
         vocab = Path(tmp) / "tokenizer.json"
-        vocab.write_text(json.dumps({**bundle.tokenizer, "classes": list(bundle.classes)}))
+        vocab.write_text(json.dumps({**tokenizer, "classes": list(classes)}))
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
             artifacts={"checkpoint": str(checkpoint), "tokenizer": str(vocab)},
             code_paths=[str(Path(kdcore.__file__).parent)],  # loadable where kdflow is not installed
-            input_example=example_texts(bundle),
+            input_example=examples,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "scikit-learn"],
         )

@@ -128,3 +128,49 @@ def test_student_distils_teacher_with_kd_term():
     terms = learn_task(student, build_strategy("derpp", buffer_size=30), stream[0][0], settings, teacher=teacher)
     assert {"ce", "kd"} <= set(terms)
     assert accuracy_row(student, [stream[0][1]])[0] > 0.9
+
+
+def token_stream(tasks: int = 2, per_class: int = 60, length: int = 12, vocab: int = 50, seed: int = 0):
+    """Class-incremental texts as token ids: class c's texts draw words from its own id range, right-padded with 0."""
+    g = torch.Generator().manual_seed(seed)
+    streams = []
+    for t in range(tasks):
+        xs, ys = [], []
+        for c in (2 * t, 2 * t + 1):
+            words = 2 + 10 * c + torch.randint(0, 10, (per_class, length), generator=g)
+            lengths = torch.randint(3, length + 1, (per_class, 1), generator=g)
+            xs.append(torch.where(torch.arange(length)[None, :] < lengths, words, 0))
+            ys.append(torch.full((per_class,), c))
+        x, y = torch.cat(xs), torch.cat(ys)
+        test = torch.arange(len(y)) % 5 == 0
+        streams.append((Split(x[~test], y[~test]), Split(x[test], y[test])))
+    return streams, vocab
+
+
+@pytest.mark.parametrize("name, options", [("finetune", {}), ("lwf", {}), ("derpp", {"buffer_size": 40}), ("joint", {})])
+def test_each_strategy_runs_on_token_ids(name, options):
+    from kdcore.models import build_model
+
+    stream, vocab = token_stream()
+    torch.manual_seed(0)
+    model = build_model("fasttext", (12,), 2, vocab_size=vocab, width=16)
+    teacher = build_model("textcnn", (12,), 4, vocab_size=vocab, width=8, embed=8).eval()
+    strategy = build_strategy(name, seed=0, **options)
+    settings = LearnSettings(epochs=5, batch_size=10, lr=0.5, seed=0)
+    rows = []
+    for t, (train, _) in enumerate(stream):
+        grow_head(model, 2 * (t + 1))
+        learn_task(model, strategy, train, settings, teacher=teacher if t else None)  # integer inputs for the teacher too
+        rows.append(accuracy_row(model, [test for _, test in stream]))
+    assert rows[0][0] > 0.9 and rows[1][1] > 0.5
+    if name == "derpp":  # the buffer keeps the token ids themselves (and the logits given to them)
+        assert strategy.buffer.x.dtype == torch.long and strategy.buffer.x.shape[1:] == (12,)
+        assert len(strategy.buffer) == 40 and strategy.buffer.logits.shape[1] == 4
+    if name == "joint":
+        assert strategy.seen.x.dtype == torch.long and len(strategy.seen) == sum(len(tr) for tr, _ in stream)
+
+
+@pytest.mark.parametrize("name", ["finetune", "lwf", "derpp", "joint"])
+def test_every_strategy_builds_from_the_one_retraining_config(name):
+    options = {"buffer_size": 10, "alpha": 0.2, "beta": 1.0, "replay_batch_size": 4, "temperature": 2.0, "seed": 0}
+    assert build_strategy(name, **options).name == name  # options another strategy uses are ignored

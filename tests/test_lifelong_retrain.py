@@ -1,6 +1,8 @@
 """The retraining stage against a real SQLite MLflow store: learned batches, persisted buffer, gating, crash safety."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import mlflow
@@ -10,7 +12,7 @@ import torch
 
 from pipelines.lifelong import RetrainConfig, promotion_decision, retrain_stream
 from pipelines.lifelong.state import LifelongState
-from pipelines.stream import ingest
+from pipelines.stream import StreamStore, ingest
 from test_lifelong_core import blob_stream
 
 
@@ -105,3 +107,51 @@ def test_crash_leaves_champion_and_buffer_and_next_run_resumes(tmp_path):
     state = LifelongState.load(Path(mlflow.artifacts.download_artifacts(run_id=champion(cfg).run_id, artifact_path="lifelong/state.pt")),
                                "derpp", cfg.strategy_options())
     assert state.teacher is None and state.student_strategy.buffer.seen == 2 * 240 * 2  # continued from v1's buffer
+
+
+def blocked_on(lock_file: Path) -> bool:
+    """Someone is waiting for flock(lock_file): Linux lists each blocked request in /proc/locks with '->'."""
+    inode = f":{lock_file.stat().st_ino} "
+    return any("->" in line and "FLOCK" in line and inode in line for line in Path("/proc/locks").read_text().splitlines())
+
+
+def test_one_retraining_at_a_time_per_stream(tmp_path):
+    b0, b1, _ = write_batches(tmp_path)
+    store = tmp_path / "store"
+    ingest(b0, store, "a")
+    ingest(b1, store, "b")
+    cfg_a = RetrainConfig(stream="a", store_dir=str(store), strategy="finetune", mode="student_only", epochs=1, student_width=8)
+    cfg_b = cfg_a.model_copy(update={"stream": "b"})
+    learned, release, results = threading.Event(), threading.Event(), {}
+
+    def hold(batch_id):  # the first retraining of stream a stops after learning, still holding a's lock
+        learned.set()
+        release.wait(timeout=600)  # the timeout only keeps a failing test from hanging
+
+    def run(key, cfg, **options):
+        try:
+            results[key] = retrain_stream(cfg, **options)
+        except BaseException as e:  # reported by the asserts below
+            results[key] = e
+
+    first = threading.Thread(target=run, args=("first", cfg_a), kwargs={"on_batch": hold}, daemon=True)
+    second = threading.Thread(target=run, args=("second", cfg_a), daemon=True)
+    try:
+        first.start()
+        assert learned.wait(timeout=600), results
+        second.start()
+        deadline = time.monotonic() + 600
+        while not blocked_on(StreamStore(store, "a").dir / ".retrain.lock"):  # the second retraining of a waits for the lock
+            assert second.is_alive() and time.monotonic() < deadline, results
+            time.sleep(0.01)
+        other = retrain_stream(cfg_b)  # meanwhile stream b retrains: different streams do not block each other
+        assert other.status == "retrained" and other.promoted
+        assert second.is_alive() and "second" not in results  # still waiting on a
+    finally:
+        release.set()
+        first.join(timeout=600)
+        second.join(timeout=600)
+    assert results["first"].status == "retrained" and results["first"].promoted, results
+    # the waiting run went on after the first finished, found its work done, and built no second model
+    assert results["second"].status == "up-to-date", results
+    assert len(mlflow.MlflowClient().search_model_versions(f"name = '{cfg_a.registered_name}'")) == 1

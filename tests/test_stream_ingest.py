@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import isolated_env
 from pipelines.stream import StreamStore, ingest
+from pipelines.stream.ingest import sha256_file
 from pipelines.stream.readers import BatchError
 
 
@@ -71,18 +77,30 @@ def test_one_bad_image_rejects_the_whole_batch(tmp_path):
     assert StreamStore(tmp_path / "store", "pics").batches() == []
 
 
-def test_crash_before_publish_leaves_nothing_visible(tmp_path):
-    write_npz(tmp_path / "a.npz")
-
-    def crash(staging):
-        assert (staging / "manifest.json").exists()  # fully written, not yet renamed
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        ingest(tmp_path / "a.npz", tmp_path / "store", "s", _before_publish=crash)
+def test_ingest_killed_while_copying_leaves_nothing_and_a_retry_succeeds(tmp_path):
+    """A real fault: SIGKILL `kdflow ingest` as soon as its staging folder appears, while it writes a 50 MB batch."""
+    write_npz(tmp_path / "big.npz", classes=(0, 1), n=6000, shape=(32, 32))  # 12,000 images, 49 MB as float32
     store = StreamStore(tmp_path / "store", "s")
-    assert store.batches() == [] and list(store.incoming_dir.iterdir()) == []
-    assert not ingest(tmp_path / "a.npz", tmp_path / "store", "s").duplicate  # the retry ingests it
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "ingest", "big.npz", "--stream", "s", "--store", "store"],
+                            cwd=tmp_path, env=isolated_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600  # only against a hang; the kill itself waits for no clock
+        while not (store.incoming_dir.exists() and any(store.incoming_dir.iterdir())):
+            assert proc.poll() is None, f"ingest ended before its staging folder was seen: {proc.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert store.batches() == [] and not list(store.dir.rglob("batches/*/manifest.json"))
+    assert len(list(store.incoming_dir.iterdir())) == 1  # killed mid-copy: its staging folder was left behind, unpublished
+    again = ingest(tmp_path / "big.npz", tmp_path / "store", "s")
+    assert not again.duplicate and [b.id for b in store.batches()] == [again.batch_id]
+    assert list(store.incoming_dir.iterdir()) == []  # the retry cleared the dead ingest's staging folder
+    batch = store.batches()[0]
+    assert all(sha256_file(batch.path / name) == digest for name, digest in batch.manifest["files"].items())
 
 
 def test_domain_incremental_rejects_unknown_class(tmp_path):

@@ -18,7 +18,7 @@ class Strategy:
 
     name = "base"
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, **_):  # options meant for other strategies are ignored (one config for all)
         self.seed, self.tasks_seen = seed, 0
 
     def begin_task(self, model: nn.Module, train: Split) -> Split:

@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+DEFAULT_ARCH = {"image": {"teacher": "mlp", "student": "mlp"}, "text": {"teacher": "textcnn", "student": "fasttext"}}
+
+
 class RetrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -16,10 +19,12 @@ class RetrainConfig(BaseModel):
     strategy: Literal["finetune", "lwf", "derpp", "joint"] = Field("derpp", description="Lifelong-learning strategy.")
     mode: Literal["teacher_student", "student_only"] = Field(
         "teacher_student", description="Update the teacher then distil the student, or update the student alone (cheaper).")
-    teacher_arch: str = Field("mlp", description="Registered model name of the teacher.")
+    teacher_arch: str | None = Field(None, description="Registered model name of the teacher (default: mlp for image "
+                                     "streams, textcnn for text streams).")
     teacher_width: int = Field(100, ge=1, le=4096, description="Width of the teacher.")
     teacher_depth: int = Field(2, ge=1, le=16, description="Hidden layers of the teacher (mlp only).")
-    student_arch: str = Field("mlp", description="Registered model name of the student (the served model).")
+    student_arch: str | None = Field(None, description="Registered model name of the student, the served model "
+                                     "(default: mlp for image streams, fasttext for text streams).")
     student_width: int = Field(32, ge=1, le=4096, description="Width of the student.")
     student_depth: int = Field(1, ge=1, le=16, description="Hidden layers of the student (mlp only).")
     epochs: int = Field(1, ge=1, le=1000, description="Passes over each new batch.")
@@ -31,18 +36,39 @@ class RetrainConfig(BaseModel):
     replay_batch_size: int = Field(32, ge=1, le=65_536, description="DER++ examples replayed per step.")
     temperature: float = Field(2.0, gt=0, le=100, description="Softmax temperature of LwF and of teacher->student KD.")
     kd_weight: float = Field(1.0, ge=0, le=100, description="Weight of the teacher->student KD term.")
+    vocab_size: int = Field(20_000, ge=3, le=10_000_000, description="Text streams: most words in the vocabulary "
+                            "(with <pad> and <unk>), fitted once on the stream's first batch and then kept.")
+    min_freq: int = Field(2, ge=1, description="Text streams: a word the first batch has fewer times is <unk>.")
+    max_len: int = Field(256, ge=1, le=100_000, description="Text streams: tokens kept per text.")
     tolerance: float = Field(0.02, ge=-1, le=1, description="Promote if average accuracy is at most this far below the champion's.")
     seed: int = Field(0, ge=0, description="Seed of initialisation, shuffling and the replay buffer.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite in store_dir).")
 
     @field_validator("teacher_arch", "student_arch")
     @classmethod
-    def _known_arch(cls, arch: str) -> str:
+    def _known_arch(cls, arch: str | None) -> str | None:
         from kdcore.models import MODELS
 
-        if arch not in MODELS:
+        if arch is not None and arch not in MODELS:
             raise ValueError(f"unknown model {arch!r}; choose one of {sorted(MODELS)}")
         return arch
+
+    def for_modality(self, modality: str) -> "RetrainConfig":
+        """This config with the models a stream of `modality` needs: defaults filled in, mismatches refused."""
+        from kdcore.models import MODELS
+        from kdcore.text.models import TEXT_MODELS
+
+        update = {}
+        for role in ("teacher", "student"):
+            arch = getattr(self, f"{role}_arch")
+            if arch is None:
+                update[f"{role}_arch"] = DEFAULT_ARCH[modality][role]
+            elif (arch in TEXT_MODELS) != (modality == "text"):
+                reads = "token ids" if arch in TEXT_MODELS else "images or feature vectors"
+                choices = sorted(TEXT_MODELS) if modality == "text" else sorted(set(MODELS) - set(TEXT_MODELS))
+                raise ValueError(f"{role}_arch={arch} reads {reads} but stream {self.stream!r} holds {modality}s; "
+                                 f"pick one of {choices}")
+        return self.model_copy(update=update)
 
     @property
     def registered_name(self) -> str:

@@ -1,5 +1,11 @@
 """Retraining on a data stream: learn every batch the champion has not, measure forgetting, gate promotion.
 
+Images and texts take the same path: a stored batch becomes tensors (`StoredBatch.load`), for text
+the token ids of the models' vocabulary. That vocabulary is fitted once, on the train part of the
+stream's first batch, when the first model is built; it then travels with every version (in its state
+and its logged model) and never changes, since the embeddings are indexed by it: words that later
+batches bring are <unk> to the models.
+
 Nothing is written until the new model version is complete: a crash or kill part-way leaves the
 champion, its buffer (inside its version's state) and the stream exactly as they were.
 """
@@ -20,11 +26,13 @@ import torch
 
 from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, grow_head, learn_task, summarise
 from kdcore.models import build_model
+from kdcore.text.tokenizer import Tokenizer
 from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.promotion import promotion_decision
-from pipelines.lifelong.state import LifelongState, model_out
+from pipelines.lifelong.state import LifelongState, model_blob, model_out
 from pipelines.stream import StreamStore
+from pipelines.text_model_logging import log_text_classifier
 from pipelines.tracking import redact
 
 log = logging.getLogger("kdflow")
@@ -86,14 +94,29 @@ def load_champion_state(cfg: RetrainConfig, champion) -> LifelongState:
     return LifelongState.load(Path(path), cfg.strategy, cfg.strategy_options())
 
 
-def fresh_state(cfg: RetrainConfig, input_shape: tuple[int, ...], num_classes: int) -> LifelongState:
+def first_tokenizer(cfg: RetrainConfig, first_batch) -> dict:
+    """The vocabulary of a text stream's models: the train part of its first batch, counted once."""
+    texts, _ = first_batch.texts("train")
+    return Tokenizer.fit(texts, cfg.vocab_size, cfg.min_freq, cfg.max_len).state_dict()
+
+
+def tokenizer_of(state: LifelongState) -> Tokenizer | None:
+    return Tokenizer.from_state_dict(state.tokenizer) if state.tokenizer else None
+
+
+def fresh_state(cfg: RetrainConfig, input_shape: tuple[int, ...], num_classes: int, tokenizer: dict | None = None) -> LifelongState:
+    """New models (and strategies); for text, `tokenizer` sets their input: ids of its vocabulary, `max_len` long."""
+    if tokenizer is not None:
+        input_shape = (tokenizer["max_len"],)
+
     def model(role):
         torch.manual_seed(cfg.seed)
-        spec = {"arch": getattr(cfg, f"{role}_arch"), "input_shape": list(input_shape), "options": cfg.model_options(role)}
+        options = cfg.model_options(role) | ({"vocab_size": len(tokenizer["tokens"])} if tokenizer else {})
+        spec = {"arch": getattr(cfg, f"{role}_arch"), "input_shape": list(input_shape), "options": options}
         return build_model(spec["arch"], input_shape, num_classes, **spec["options"]), spec
 
     student, student_spec = model("student")
-    state = LifelongState(student, student_spec, build_strategy(cfg.strategy, **cfg.strategy_options()))
+    state = LifelongState(student, student_spec, build_strategy(cfg.strategy, **cfg.strategy_options()), tokenizer=tokenizer)
     if cfg.mode == "teacher_student":
         state.teacher, state.teacher_spec = model("teacher")
         state.teacher_strategy = build_strategy(cfg.strategy, **cfg.strategy_options())
@@ -125,7 +148,21 @@ def champion_score(state: LifelongState, batches) -> float:
     for b in batches:
         classes += [c for c in b.classes if c not in classes]
     index = {c: i for i, c in enumerate(classes)}
-    return sum(accuracy_row(state.student, [b.load("test", index) for b in batches])) / len(batches)
+    tokenizer = tokenizer_of(state)
+    return sum(accuracy_row(state.student, [b.load("test", index, tokenizer) for b in batches])) / len(batches)
+
+
+def log_served_model(state: LifelongState, tokenizer: Tokenizer | None, example: torch.Tensor, tmp: Path):
+    """The student as MLflow serves it: a PyTorch model on tensors, or for text a pyfunc on raw strings
+    that carries the vocabulary (the same model the distillation pipeline registers for text)."""
+    student = state.student.cpu().eval()
+    if tokenizer is None:
+        return mlflow.pytorch.log_model(student, name="model", input_example=example.numpy(),
+                                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    checkpoint = tmp / "student.pt"
+    torch.save(model_blob(student, state.student_spec), checkpoint)
+    examples = [tokenizer.decode(row) or "unknown" for row in example]
+    return log_text_classifier(checkpoint, state.tokenizer, list(state.classes), examples)
 
 
 def retrain_stream(cfg: RetrainConfig, on_batch: Callable[[str], None] | None = None,
@@ -139,6 +176,7 @@ def retrain_stream(cfg: RetrainConfig, on_batch: Callable[[str], None] | None = 
         batches = store.batches()
         if not batches:
             return RetrainResult(cfg.stream, "no-data", f"stream {cfg.stream!r} has no batches in {store.root}")
+        cfg = cfg.for_modality(store.settings().get("modality", "image"))  # e.g. text models for a text stream
         experiment_id = setup_experiment(cfg)
         name = cfg.registered_name
         champion = current_champion(name)
@@ -174,17 +212,19 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         classes += [c for c in b.classes if c not in classes]
     index = {c: i for i, c in enumerate(classes)}
     settings_in = store.settings()
-    if state is None:
-        state = fresh_state(cfg, tuple(settings_in["input_shape"]), len(new[0].classes))
+    if state is None:  # the first model of the stream; new[0] is the stream's first batch
+        tokenizer = first_tokenizer(cfg, new[0]) if new[0].modality == "text" else None
+        state = fresh_state(cfg, tuple(settings_in["input_shape"] or ()), len(new[0].classes), tokenizer)
     elif cfg.mode == "teacher_student" and state.teacher is None:  # champion was student-only: start a teacher
-        fresh = fresh_state(cfg, tuple(settings_in["input_shape"]), len(state.classes))
+        fresh = fresh_state(cfg, tuple(settings_in["input_shape"] or ()), len(state.classes), state.tokenizer)
         state.teacher, state.teacher_spec, state.teacher_strategy = fresh.teacher, fresh.teacher_spec, fresh.teacher_strategy
     teacher = state.teacher if cfg.mode == "teacher_student" else None
     champion_student = copy.deepcopy(state.student) if champion else None  # learning below changes the state in place
     settings = LearnSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                              kd_weight=cfg.kd_weight, temperature=cfg.temperature)
+    tokenizer = tokenizer_of(state)
     seen = [batch_by_id[i] for i in learned]
-    tests = [b.load("test", index) for b in seen]
+    tests = [b.load("test", index, tokenizer) for b in seen]
     matrix = [list(row) for row in state.matrix]
     run_tags = {"kdflow.stream": cfg.stream, "kdflow.base_version": champion_version or "", **tags}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"retrain-{cfg.stream}-{new[-1].id}", tags=run_tags) as run:
@@ -193,13 +233,13 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         for b in new:
             for model in filter(None, (state.student, teacher)):  # class indices follow arrival order
                 grow_head(model, max(model_out(model), max(index[c] for c in b.classes) + 1), seed=cfg.seed)
-            train = b.load("train", index)
+            train = b.load("train", index, tokenizer)
             if teacher is not None:
                 t_terms = learn_task(teacher, state.teacher_strategy, train, settings)
                 mlflow.log_metrics({f"teacher/{k}": v for k, v in t_terms.items()}, step=len(matrix))
             s_terms = learn_task(state.student, state.student_strategy, train, settings, teacher=teacher)
             seen.append(b)
-            tests.append(b.load("test", index))
+            tests.append(b.load("test", index, tokenizer))
             row = accuracy_row(state.student, tests)
             matrix = [r + [math.nan] * (len(tests) - len(r)) for r in matrix] + [row]
             step = len(matrix) - 1
@@ -224,9 +264,7 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
             save_heatmap(matrix, ids, Path(tmp) / "accuracy_matrix.png",
                          f"{cfg.stream} / {cfg.strategy}: avg acc {scores['avg_acc']:.3f}, forgetting {scores['forgetting']:.3f}")
             mlflow.log_artifact(str(Path(tmp) / "accuracy_matrix.png"), artifact_path="lifelong")
-        example = tests[-1].x[:2].numpy()
-        info = mlflow.pytorch.log_model(state.student.cpu().eval(), name="model", input_example=example,
-                                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            info = log_served_model(state, tokenizer, tests[-1].x[:2], Path(tmp))
         mlflow.log_metrics({"final/avg_acc": scores["avg_acc"], "final/bwt": scores["bwt"], "final/forgetting": scores["forgetting"],
                             "seconds": time.perf_counter() - started})
         champion_avg = None

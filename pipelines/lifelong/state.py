@@ -1,5 +1,6 @@
 """What a lifelong model version carries: both models, the strategies' memory (e.g. the DER++ buffer),
-the stream classes, the learned batch ids and the accuracy matrix. One file, loads with weights_only=True."""
+the stream classes, the learned batch ids, the accuracy matrix and, for text, the vocabulary the models'
+embeddings are indexed by. One file, loads with weights_only=True."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,12 +26,9 @@ class LifelongState:
     classes: list[str] = field(default_factory=list)
     learned: list[str] = field(default_factory=list)
     matrix: list[list[float]] = field(default_factory=list)  # rows padded with NaN to the batches seen then
+    tokenizer: dict | None = None  # text streams: Tokenizer.state_dict(), fixed for the life of the models
 
     def save(self, path: Path) -> Path:
-        def model_blob(model, spec):
-            spec = {**spec, "num_classes": model_out(model)}
-            return {"spec": spec, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-
         blob = {
             "student": model_blob(self.student, self.student_spec),
             "student_strategy": self.student_strategy.state_dict(),
@@ -38,6 +36,8 @@ class LifelongState:
             "learned": list(self.learned),
             "matrix": [list(map(float, row)) for row in self.matrix],
         }
+        if self.tokenizer is not None:
+            blob["tokenizer"] = self.tokenizer
         if self.teacher is not None:
             blob["teacher"] = model_blob(self.teacher, self.teacher_spec)
             blob["teacher_strategy"] = self.teacher_strategy.state_dict()
@@ -63,11 +63,17 @@ class LifelongState:
 
         student, student_spec = rebuild(blob["student"])
         state = cls(student, student_spec, strategy_from(blob["student_strategy"]),
-                    classes=blob["classes"], learned=blob["learned"], matrix=blob["matrix"])
+                    classes=blob["classes"], learned=blob["learned"], matrix=blob["matrix"], tokenizer=blob.get("tokenizer"))
         if "teacher" in blob:
             state.teacher, state.teacher_spec = rebuild(blob["teacher"])
             state.teacher_strategy = strategy_from(blob["teacher_strategy"])
         return state
+
+
+def model_blob(model: nn.Module, spec: dict) -> dict:
+    """A model as `build_model` arguments and weights (the checkpoint layout the text pyfunc model loads)."""
+    spec = {**spec, "num_classes": model_out(model)}
+    return {"spec": spec, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
 def model_out(model: nn.Module) -> int:

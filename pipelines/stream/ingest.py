@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.stream.readers import BatchError, RawBatch, read_batch
+from pipelines.stream.readers import BatchError, RawBatch, TextColumns, read_batch
 from pipelines.stream.store import SCENARIOS, StreamError, StreamStore
 
 
@@ -28,8 +28,16 @@ class IngestResult:
 
 
 def content_digest(raw: RawBatch) -> str:
-    """The same examples with the same labels give the same digest, whatever the file names or format."""
+    """The same examples with the same labels give the same digest, whatever the file names or format.
+
+    Texts are hashed as a sorted list of (text, label) pairs: the same records re-exported in another
+    order or file format (CSV, JSONL, folders) are the same batch.
+    """
     h = hashlib.sha256()
+    if raw.texts is not None:
+        h.update(b"text\0")
+        h.update(json.dumps(sorted(zip(raw.texts, raw.labels)), ensure_ascii=False).encode())
+        return h.hexdigest()
     h.update(str(tuple(raw.x.shape)).encode())
     h.update(raw.x.numpy().tobytes())
     h.update("\n".join(raw.labels).encode())
@@ -57,13 +65,30 @@ def split_test_part(labels: list[str], fraction: float, seed: int) -> torch.Tens
     return mask
 
 
+def stream_settings(store: StreamStore) -> dict | None:
+    """Settings written by the stream's first batch; none while it has no batch (its first ingest may have been killed
+    between writing them and publishing the batch)."""
+    return store.settings() if store.batches() else None
+
+
+def known_labels(store: StreamStore) -> list[str] | None:
+    """The labels a new batch may carry: any in a class-il stream, else the classes of its first batch."""
+    settings = stream_settings(store)
+    return None if settings is None or settings["scenario"] == "class-il" else settings["classes"]
+
+
 def check_fits_stream(store: StreamStore, raw: RawBatch, scenario: str) -> dict:
     """The stream's settings (created by its first batch); rejects a batch that does not fit them."""
-    settings = store.settings()
+    settings = stream_settings(store)
     classes = sorted(set(raw.labels))
+    input_shape = list(raw.x.shape[1:]) if raw.x is not None else None
     if settings is None:
-        return {"name": store.name, "scenario": scenario, "input_shape": list(raw.x.shape[1:]), "classes": classes}
-    if list(raw.x.shape[1:]) != settings["input_shape"]:
+        return {"name": store.name, "scenario": scenario, "modality": raw.modality, "input_shape": input_shape, "classes": classes}
+    modality = settings.get("modality", "image")  # streams from before text batches hold images
+    if raw.modality != modality:
+        raise BatchError(f"this batch holds {raw.modality}s but stream {store.name!r} holds {modality}s; "
+                         "ingest it into another stream")
+    if input_shape != settings["input_shape"]:
         raise BatchError(f"inputs of shape {tuple(raw.x.shape[1:])} do not match stream {store.name!r} ({tuple(settings['input_shape'])}); convert them or use another stream")
     if settings["scenario"] != "class-il":
         unknown = [c for c in classes if c not in settings["classes"]]
@@ -73,18 +98,45 @@ def check_fits_stream(store: StreamStore, raw: RawBatch, scenario: str) -> dict:
     return settings
 
 
+def write_parts(raw: RawBatch, classes: list[str], test: torch.Tensor, folder: Path) -> list[str]:
+    """The train and test parts: tensors (`train.pt`, `test.pt`) or texts (`train.jsonl`, `test.jsonl`, one
+    {"text", "label"} object a line; they are tokenised at retraining, with the model's vocabulary)."""
+    if raw.texts is None:
+        y = torch.tensor([classes.index(c) for c in raw.labels], dtype=torch.long)
+        torch.save({"x": raw.x[~test].clone(), "y": y[~test].clone()}, folder / "train.pt")
+        torch.save({"x": raw.x[test].clone(), "y": y[test].clone()}, folder / "test.pt")
+        return ["train.pt", "test.pt"]
+    for part, held_out in (("train", False), ("test", True)):
+        lines = [json.dumps({"text": t, "label": c}, ensure_ascii=False)
+                 for t, c, h in zip(raw.texts, raw.labels, test.tolist()) if h == held_out]
+        (folder / f"{part}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return ["train.jsonl", "test.jsonl"]
+
+
+def remove_stale_staging(store: StreamStore) -> None:
+    """Staging folders of ingests that were killed; only called under the ingest lock, so no one is writing them."""
+    if store.incoming_dir.exists():
+        for leftover in store.incoming_dir.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def ingest(source: str | Path, store_root: str | Path, stream: str, scenario: str = "class-il",
-           test_fraction: float = 0.2, _before_publish=None) -> IngestResult:
-    """Add `source` to `stream` as one immutable batch; a duplicate of an existing batch adds nothing."""
+           test_fraction: float = 0.2, fmt: str = "auto", columns: TextColumns = TextColumns()) -> IngestResult:
+    """Add `source` to `stream` as one immutable batch; a duplicate of an existing batch adds nothing.
+
+    `fmt` is one of readers.FORMATS ("auto" tells it from the path); `columns` names the text and label
+    columns (CSV) or keys (JSONL) of a text batch.
+    """
     if scenario not in SCENARIOS:
         raise StreamError(f"scenario {scenario!r} is not one of {', '.join(SCENARIOS)}")
     if not 0 < test_fraction < 1:
         raise StreamError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     source = Path(source)
-    raw = read_batch(source)  # validates every file before anything is written
     store = StreamStore(store_root, stream)
+    raw = read_batch(source, fmt, columns, known_labels(store))  # validates every record before anything is written
     digest = content_digest(raw)
     with store.lock("ingest"):
+        remove_stale_staging(store)
         settings = check_fits_stream(store, raw, scenario)
         existing = store.batches()
         for b in existing:
@@ -92,33 +144,30 @@ def ingest(source: str | Path, store_root: str | Path, stream: str, scenario: st
                 return IngestResult(stream, b.id, duplicate=True, classes=b.classes, counts=b.manifest["counts"], path=str(b.path))
         batch_id = f"{len(existing) + 1:05d}-{digest[:12]}"
         classes = sorted(set(raw.labels))
-        y = torch.tensor([classes.index(c) for c in raw.labels], dtype=torch.long)
         test = split_test_part(raw.labels, test_fraction, seed=int(digest[:8], 16))
         counts = {part: dict(sorted(Counter(c for c, t in zip(raw.labels, test.tolist()) if t == (part == "test")).items()))
                   for part in ("train", "test")}
         store.incoming_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{batch_id}.", dir=store.incoming_dir))
         try:
-            torch.save({"x": raw.x[~test].clone(), "y": y[~test].clone()}, staging / "train.pt")
-            torch.save({"x": raw.x[test].clone(), "y": y[test].clone()}, staging / "test.pt")
+            parts = write_parts(raw, classes, test, staging)
             manifest = {
                 "id": batch_id,
                 "stream": stream,
                 "arrived_at": datetime.now(timezone.utc).isoformat(),
                 "source": str(source.resolve()),
                 "content_sha256": digest,
+                "modality": raw.modality,
                 "classes": classes,
                 "counts": counts,
-                "input_shape": list(raw.x.shape[1:]),
+                "input_shape": settings["input_shape"],
                 "source_files": [{"name": str(f.relative_to(source) if source.is_dir() else f.name), "sha256": sha256_file(f)}
                                  for f in raw.files],
-                "files": {name: sha256_file(staging / name) for name in ("train.pt", "test.pt")},
+                "files": {name: sha256_file(staging / name) for name in parts},
             }
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            if _before_publish is not None:  # fault injection for tests: a crash before the rename
-                _before_publish(staging)
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
             store.batches_dir.mkdir(parents=True, exist_ok=True)
-            if store.settings() is None:
+            if not existing:
                 store.write_settings(settings)
             os.rename(staging, store.batches_dir / batch_id)  # the one step that makes the batch visible
         except BaseException:

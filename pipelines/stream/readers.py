@@ -1,4 +1,5 @@
-"""Read one incoming batch (an image folder per class, a .pt or .npz file) into tensors and class names."""
+"""Read one incoming batch into inputs and class names: an image folder per class, a .pt or .npz file with
+inputs and labels, or texts (a CSV or JSONL file, or a folder of .txt files per class; see text_batches.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +9,9 @@ import numpy as np
 import torch
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+FORMATS = ("auto", "images", "pt", "npz", "csv", "jsonl", "text-folder")
+TEXT_FORMATS = ("csv", "jsonl", "text-folder")
+BY_SUFFIX = {".pt": "pt", ".npz": "npz", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 class BatchError(ValueError):
@@ -16,21 +20,58 @@ class BatchError(ValueError):
 
 @dataclass(frozen=True)
 class RawBatch:
-    x: torch.Tensor  # float32 (N, C, H, W)
     labels: list[str]  # class name per example
     files: list[Path]  # the source files, for the manifest
+    x: torch.Tensor | None = None  # images / feature vectors: float32 (N, C, H, W)
+    texts: list[str] | None = None  # texts: one string per example
+
+    @property
+    def modality(self) -> str:
+        return "text" if self.texts is not None else "image"
 
 
-def read_batch(path: Path) -> RawBatch:
+@dataclass(frozen=True)
+class TextColumns:
+    """Where a CSV column / JSONL key holds the text and the label."""
+
+    text: str = "text"
+    label: str = "label"
+
+
+def detect_format(path: Path) -> str:
+    """The batch format from the path: a folder of images or of .txt files per class, or the file suffix."""
     if path.is_dir():
-        return read_image_folder(path)
+        files = [f for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")
+                 for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")]
+        others = sorted(f for f in files if f.suffix != ".txt")
+        if others and len(others) < len(files):
+            raise BatchError(f"{path} holds .txt files but also {others[0]}; a batch is either texts or images: "
+                             "move the other files out (nothing was ingested)")
+        return "images" if others or not files else "text-folder"
+    if path.suffix.lower() in BY_SUFFIX:
+        return BY_SUFFIX[path.suffix.lower()]
+    raise BatchError(f"{path}: cannot tell the format from the name; rename it (.pt, .npz, .csv, .jsonl) or pass "
+                     f"--format ({', '.join(FORMATS[1:])})")
+
+
+def read_batch(path: Path, fmt: str = "auto", columns: TextColumns = TextColumns(),
+               known_labels: list[str] | None = None) -> RawBatch:
+    """Every record of `path` checked; `known_labels` (a domain-il / more-data stream's classes) rejects other labels."""
+    if fmt not in FORMATS:
+        raise BatchError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not path.exists():
-        raise BatchError(f"{path} does not exist; pass an image folder (one subfolder per class), a .pt or a .npz file")
-    if path.suffix == ".pt":
-        return read_tensor_file(path)
-    if path.suffix == ".npz":
-        return read_npz_file(path)
-    raise BatchError(f"{path} is neither a folder nor a .pt/.npz file; convert it to one of those")
+        raise BatchError(f"{path} does not exist; pass a folder (one subfolder per class, of images or .txt files), "
+                         "a .pt / .npz file, or a .csv / .jsonl file of texts")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    folder_format = fmt in ("images", "text-folder")
+    if folder_format != path.is_dir():
+        raise BatchError(f"{path} is {'a folder' if path.is_dir() else 'a file'}, but --format {fmt} reads "
+                         f"{'a folder' if folder_format else 'a file'}; pass the right --format")
+    if fmt in TEXT_FORMATS:
+        from pipelines.stream.text_batches import read_text_batch
+
+        return read_text_batch(path, fmt, columns, known_labels)
+    return {"images": read_image_folder, "pt": read_tensor_file, "npz": read_npz_file}[fmt](path)  # labels: check_fits_stream
 
 
 def _as_images(x, source: Path) -> torch.Tensor:
@@ -75,7 +116,7 @@ def read_tensor_file(path: Path) -> RawBatch:
         raise BatchError(f"{path} must hold a dict with 'inputs' and 'labels' (and optionally 'classes')")
     labels = blob["labels"].numpy() if torch.is_tensor(blob["labels"]) else blob["labels"]
     x = _as_images(blob["inputs"], path)
-    return RawBatch(x, _as_names(labels, blob.get("classes"), len(x), path), [path])
+    return RawBatch(_as_names(labels, blob.get("classes"), len(x), path), [path], x=x)
 
 
 def read_npz_file(path: Path) -> RawBatch:
@@ -87,7 +128,7 @@ def read_npz_file(path: Path) -> RawBatch:
     if "inputs" not in arrays or "labels" not in arrays:
         raise BatchError(f"{path} must hold arrays 'inputs' and 'labels' (and optionally 'classes')")
     x = _as_images(arrays["inputs"], path)
-    return RawBatch(x, _as_names(arrays["labels"], arrays.get("classes"), len(x), path), [path])
+    return RawBatch(_as_names(arrays["labels"], arrays.get("classes"), len(x), path), [path], x=x)
 
 
 def read_image_folder(root: Path) -> RawBatch:
@@ -117,4 +158,4 @@ def read_image_folder(root: Path) -> RawBatch:
     mode = "L" if all(im.mode in ("L", "1", "I;16") for im in images) else "RGB"
     arrays = np.stack([np.asarray(im.convert(mode)) for im in images])
     x = _as_images(arrays if mode == "L" else arrays.transpose(0, 3, 1, 2), root)
-    return RawBatch(x, labels, files)
+    return RawBatch(labels, files, x=x)

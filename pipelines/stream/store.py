@@ -1,4 +1,5 @@
-"""Where stream batches live: `<store>/streams/<name>/batches/<id>/{train.pt,test.pt,manifest.json}`.
+"""Where stream batches live: `<store>/streams/<name>/batches/<id>/{train.pt,test.pt,manifest.json}`
+(texts: `train.jsonl` and `test.jsonl` instead of the .pt files).
 
 A batch directory appears by one atomic rename of a complete directory, so any directory under
 `batches/` is whole; nothing in it is ever changed afterwards.
@@ -17,6 +18,7 @@ from typing import Iterator
 import torch
 
 from kdcore.data.bundle import Split
+from kdcore.text.tokenizer import Tokenizer
 
 SCENARIOS = ("class-il", "domain-il", "more-data")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -36,8 +38,28 @@ class StoredBatch:
     def classes(self) -> list[str]:
         return self.manifest["classes"]
 
-    def load(self, part: str, class_index: dict[str, int]) -> Split:
-        """The `train` or `test` part, labels mapped to the stream-wide class indices."""
+    @property
+    def modality(self) -> str:
+        return self.manifest.get("modality", "image")  # batches from before text ingest hold images
+
+    def texts(self, part: str) -> tuple[list[str], list[str]]:
+        """(texts, class names) of the `train` or `test` part of a text batch."""
+        lines = (self.path / f"{part}.jsonl").read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line]
+        return [r["text"] for r in records], [r["label"] for r in records]
+
+    def load(self, part: str, class_index: dict[str, int], tokenizer: Tokenizer | None = None) -> Split:
+        """The `train` or `test` part as tensors, labels mapped to the stream-wide class indices.
+
+        Texts become token ids of `tokenizer` (the model's fixed vocabulary; unknown words are <unk>),
+        padded to its `max_len`, so every batch of a stream has the same input shape.
+        """
+        if self.modality == "text":
+            if tokenizer is None:
+                raise StreamError(f"batch {self.id} holds texts; loading it needs the model's tokenizer")
+            texts, labels = self.texts(part)
+            ids, _ = tokenizer.encode(texts, length=tokenizer.max_len)
+            return Split(ids, torch.tensor([class_index[c] for c in labels], dtype=torch.long))
         blob = torch.load(self.path / f"{part}.pt", map_location="cpu", weights_only=True)
         to_global = torch.tensor([class_index[c] for c in self.classes], dtype=torch.long)
         return Split(blob["x"], to_global[blob["y"]])
