@@ -74,7 +74,7 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             for key, value in origin.items():
                 trial.set_user_attr(key, value)
-            mlflow.log_params({"method": method, **params})
+            mlflow.log_params({"method": method, **params, "distill.soft_targets": targets.kind})
             logger, epochs_done = EpochLogger(run.info.run_id), []
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
