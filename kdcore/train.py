@@ -11,6 +11,7 @@ from kdcore.data.bundle import Split
 from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
 from kdcore.evaluate import evaluate
+from kdcore.teacher_views import TeacherViews
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -56,6 +57,7 @@ def fit(
     on_epoch: EpochCallback | None = None,
     view: InputView | None = None,
     teacher: nn.Module | None = None,
+    teacher_views: TeacherViews | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
 
@@ -64,10 +66,20 @@ def fit(
     `view` turns stored splits into inputs (augmented in training, if it says so); default: use them as they are.
     `teacher` (eval mode, never updated) feeds feature methods, and, without `teacher_logits`, gives the soft
     targets online on each training batch exactly as the student sees it: the only correct ones under augmentation.
+    `teacher_views` replaces that online teacher with cached consistent views: each epoch every sample replays one
+    of its K views, the student sees exactly that view and the soft targets are the teacher's stored logits on it.
+    Feature methods still run `teacher` online, for its features on the replayed view; only the logits are cached.
     """
     view = view or InputView()
     if view.augments and teacher_logits is not None:
-        raise ValueError("cached teacher logits are for un-augmented inputs; pass `teacher` to score each augmented batch")
+        raise ValueError("cached teacher logits are for un-augmented inputs; pass `teacher` to score each augmented batch, "
+                         "or `teacher_views` to replay cached views")
+    if teacher_views is not None:
+        if teacher_logits is not None:
+            raise ValueError("pass either teacher_logits (plain inputs) or teacher_views (augmented inputs), not both")
+        if teacher_views.view != view or len(teacher_views) != len(train):
+            raise ValueError(f"teacher_views were built for {len(teacher_views)} samples under {teacher_views.view}, "
+                             f"not this train split ({len(train)} samples under {view}); build them again")
     if distiller.needs_features and teacher is None:
         raise ValueError(f"{type(distiller).__name__} reads the teacher's features: pass teacher= to fit")
     device = torch.device(settings.device)
@@ -79,14 +91,16 @@ def fit(
         # before the optimiser: attach may create connectors; it probes shapes on model-ready inputs
         distiller.attach(model, teacher, train, sample=view.normalise(train.x[:2]))
         distiller.to(device)
-        return _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, device)
+        return _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device)
     finally:
         distiller.detach()
 
 
-def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, device) -> list[dict[str, float]]:
+def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device) -> list[dict[str, float]]:
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device)
+    if teacher_views is not None:
+        teacher_views = teacher_views.to(device)
     params = list(model.parameters()) + list(distiller.parameters())
     optimizer = make_optimizer(params, settings)
     steps_per_epoch = -(-len(train) // settings.batch_size)
@@ -97,17 +111,21 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=generator).to(device)
+        choice = teacher_views.choose(augment_generator) if teacher_views is not None else None
         sums: dict[str, torch.Tensor] = {}
         for start in range(0, len(train), settings.batch_size):
             index = order[start : start + settings.batch_size]
-            x = view.augment(train.x[index], augment_generator) if view.augments else view.normalise(train.x[index])
-            if teacher_logits is not None:
-                soft = teacher_logits[index]
-            elif teacher is not None:
-                with torch.no_grad():
-                    soft = teacher(x)
+            if teacher_views is not None:  # the student sees exactly the view whose teacher logits were stored
+                x, soft = teacher_views.replay(train.x, index, choice)
             else:
-                soft = None
+                x = view.augment(train.x[index], augment_generator) if view.augments else view.normalise(train.x[index])
+                if teacher_logits is not None:
+                    soft = teacher_logits[index]
+                elif teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(x)
+                else:
+                    soft = None
             batch = Batch(x=x, y=train.y[index], index=index, teacher_logits=soft, epoch=epoch, epochs=settings.epochs)
             terms = distiller.loss_terms(model(batch.x), batch)
             loss = sum(terms.values())

@@ -1,6 +1,8 @@
 """Model checkpoints that rebuild from the registry and load with weights_only=True."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -54,6 +56,17 @@ def read_checkpoint(path: str | Path) -> dict:
 def read_spec(path: str | Path) -> dict:
     """What a checkpoint was built for: arch, input_shape, num_classes, options."""
     return read_checkpoint(path)["spec"]
+
+
+def weights_digest(path: str | Path) -> str:
+    """Hash of what a checkpoint computes (spec and weights), not of its bytes: torch.save writes the file's
+    own name into the archive, so the same teacher saved twice has other bytes but the same digest."""
+    blob = read_checkpoint(path)
+    h = hashlib.sha256(json.dumps(blob["spec"], sort_keys=True).encode())
+    for name, tensor in sorted(blob["state_dict"].items()):
+        h.update(f"{name}{tensor.dtype}{tuple(tensor.shape)}".encode())
+        h.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load_model(path: str | Path) -> nn.Module:

@@ -182,6 +182,7 @@ class DistillConfig(Section):
     method: MethodName = Field("kd", description="Distillation method: kd, dkd, dist (logits); fitnets, at, sp, rkd, pkt, crd (features).")
     temperature: float = Field(4.0, gt=0, le=100, description="KD: softmax temperature T of the soft targets.")
     alpha: float = Field(0.9, ge=0, le=1, description="KD: weight of the distillation term; 1 - alpha weights the labels.")
+    teacher_views: int = Field(0, ge=0, le=1000, description="Augmented data only: 0 = run the teacher online on each augmented batch; K > 0 = cache the teacher's outputs on K augmented views per training sample and replay exactly those views to the student (feature methods still run the teacher online for its features).")
     dkd: DKDConfig = Field(default_factory=DKDConfig, description="Decoupled KD (Zhao et al. 2022).")
     dist: DISTConfig = Field(default_factory=DISTConfig, description="DIST (Huang et al. 2022).")
     fitnets: FitNetsConfig = Field(default_factory=FitNetsConfig, description="FitNets hints (Romero et al. 2015).")

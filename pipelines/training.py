@@ -13,6 +13,7 @@ from kdcore.data import DataBundle
 from kdcore.device import resolve_device
 from kdcore.distill import Distiller
 from kdcore.models import build_model, count_parameters
+from kdcore.teacher_views import TeacherViews
 from kdcore.train import TrainSettings, fit
 from pipelines.checkpoint import save_model
 from pipelines.config import ModelConfig, PipelineConfig, TrainConfig
@@ -60,6 +61,7 @@ def train_model(
     extra_params: dict | None = None,
     teacher: torch.nn.Module | None = None,
     wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    teacher_views: TeacherViews | None = None,
 ) -> TrainedModel:
     """`wrap` puts the model in a training harness (DDP) for `fit`; the unwrapped model is what gets saved."""
     started = time.perf_counter()
@@ -77,7 +79,7 @@ def train_model(
             report(epoch, metrics)
 
         history = fit(wrap(model) if wrap else model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch,
-                      bundle.view, teacher)
+                      bundle.view, teacher, teacher_views)
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside

@@ -74,7 +74,7 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             for key, value in origin.items():
                 trial.set_user_attr(key, value)
-            mlflow.log_params({"method": method, **params})
+            mlflow.log_params({"method": method, **params, "distill.soft_targets": targets.kind})
             logger, epochs_done = EpochLogger(run.info.run_id), []
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -88,7 +88,7 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
             model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(), **bundle.model_options())
             try:
                 history = fit(model, bundle.train, bundle.val, settings, build_method(cfg, method, params),
-                              targets.logits, on_epoch, bundle.view, targets.model)
+                              targets.logits, on_epoch, bundle.view, targets.model, targets.views)
             except optuna.TrialPruned:
                 pruned_at = epochs_done[-1]
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")

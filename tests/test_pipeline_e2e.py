@@ -2,6 +2,7 @@
 import optuna
 from mlflow.tracking import MlflowClient
 
+from kdcore.teacher_views import TeacherViews
 from tests.conftest import TINY
 
 
@@ -68,3 +69,21 @@ def test_kdflow_run_builds_the_run_tree_registry_and_study(kdflow, tmp_path):
     moved = again["models"]["student"]["test_acc"] > summary["models"]["student"]["test_acc"]
     assert str(client.get_model_version_by_alias(name, "champion").version) == ("2" if moved else "1")
     assert again["champion"]["moved"] is moved
+
+
+def test_kdflow_run_replays_cached_teacher_views_under_augmentation(kdflow, tmp_path):
+    proc, summary = kdflow("run", *TINY, "--set", "data.augment=crop_flip", "--set", "distill.teacher_views=4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    ml = summary["mlflow"]
+    children = runs_by_name(client, ml["experiment_id"], ml["parent_run_id"])
+    trials = [r for n, r in children.items() if n.startswith("trial-")]
+    assert len(trials) == 3 and children["student"].info.status == "FINISHED"
+    for run in [children["student"], *trials]:  # every student trained on the replayed views, no teacher online
+        assert run.data.params["distill.soft_targets"] == "cached views"
+    assert children["student"].data.params["distill.teacher_views"] == "4"
+    cache = tmp_path / "mlruns" / "cache"
+    views = list((cache / "views").glob("*.pt"))
+    assert len(views) == 1 and TeacherViews.load(views[0]).k == 4  # computed once, shared by the trials and the student
+    assert not list((cache / "logits").glob("*.pt"))  # plain-image logits would be wrong targets here

@@ -32,13 +32,29 @@ class InputView:
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
         return (x.float() * self.scale - mean) / std
 
+    def sample_params(self, n: int, generator: torch.Generator) -> "ViewParams":
+        """The random choices of `n` training views, drawn on the generator's device in `augment`'s order."""
+        dev = generator.device
+        zeros = torch.zeros(n, dtype=torch.int16, device=dev)
+        dy = dx = zeros
+        if self.crop_padding:
+            dy = torch.randint(0, 2 * self.crop_padding + 1, (n,), generator=generator, device=dev).to(torch.int16)
+            dx = torch.randint(0, 2 * self.crop_padding + 1, (n,), generator=generator, device=dev).to(torch.int16)
+        flip = torch.rand(n, generator=generator, device=dev) < 0.5 if self.flip else zeros.bool()
+        return ViewParams(dy, dx, flip)
+
+    def apply(self, x: torch.Tensor, params: "ViewParams") -> torch.Tensor:
+        """The training views of a batch of stored images that `params` describe, normalised; no randomness."""
+        params = params.to(x.device)
+        if self.crop_padding:
+            x = crop(x, self.crop_padding, params.dy, params.dx)
+        if self.flip:
+            x = torch.where(params.flip[:, None, None, None], x.flip(3), x)
+        return self.normalise(x)
+
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A random training view of a batch of stored images, normalised; reproducible under `generator`."""
-        if self.crop_padding:
-            x = random_crop(x, self.crop_padding, generator)
-        if self.flip:
-            x = random_flip(x, generator)
-        return self.normalise(x)
+        return self.apply(x, self.sample_params(len(x), generator))
 
     def state_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -48,21 +64,39 @@ class InputView:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in state.items()})
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad (N, C, H, W) by `padding` on each side and cut an (H, W) window at a random offset per image."""
+@dataclass(frozen=True)
+class ViewParams:
+    """What made each augmented view: crop offsets into the zero-padded image and a left-right flip.
+
+    Any leading shape: (N,) for a batch, (K, N) for K views of every sample; index it like a tensor.
+    int16 offsets: they reach 2 * padding, beyond uint8 for images over 1,000 pixels wide.
+    """
+
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flip: torch.Tensor
+
+    def __getitem__(self, index) -> "ViewParams":
+        return ViewParams(self.dy[index], self.dx[index], self.flip[index])
+
+    def to(self, device) -> "ViewParams":
+        return ViewParams(self.dy.to(device), self.dx.to(device), self.flip.to(device))
+
+    @staticmethod
+    def stack(views: list["ViewParams"]) -> "ViewParams":
+        return ViewParams(*(torch.stack([getattr(v, f) for v in views]) for f in ("dy", "dx", "flip")))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"dy": self.dy, "dx": self.dx, "flip": self.flip}
+
+
+def crop(x: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Zero-pad (N, C, H, W) by `padding` on each side and cut the (H, W) window at offset (dy[i], dx[i]) of image i."""
     n, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    dev = generator.device
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev).to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev).to(x.device)
+    dy, dx = dy.long(), dx.long()
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     chan = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, chan, rows, cols]
-
-
-def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(len(x), generator=generator, device=generator.device).to(x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)

@@ -14,14 +14,14 @@ def distill_final(
     cfg: PipelineConfig, data: PreparedData, logits_path: str, tuned: TuneResult, parent_run_id: str,
     teacher: TrainedModel | None = None,
 ) -> TrainedModel:
-    """`teacher` is needed when the data view augments (the teacher then runs online on each batch)."""
+    """`teacher` is needed when the teacher runs online: augmented data without cached views, or a feature method."""
     p = tuned.best_params
     settings = settings_for(cfg.student.train, cfg, lr=p["lr"], weight_decay=p["weight_decay"])
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"student-{parent_run_id}.pt"
     bundle = load_bundle(data.path)
     if teacher is None and needs_teacher_model(tuned.method):
         raise ValueError(f"distill_final: method {tuned.method} reads teacher features; pass the trained teacher")
-    if teacher is None and bundle.view.augments:
+    if teacher is None and bundle.view.augments and not logits_path:
         raise ValueError("distill_final: training batches are augmented, so the teacher runs online; pass the trained teacher")
     targets = teacher_targets(bundle, teacher and teacher.checkpoint, logits_path, need_model=needs_teacher_model(tuned.method))
     return train_model(
@@ -29,5 +29,5 @@ def distill_final(
         targets.logits, parent_run_id, checkpoint,
         extra_params={"data.digest": data.digest, "distill.soft_targets": targets.kind, "best.method": tuned.method,
                       **{f"best.{k}": v for k, v in p.items()}},
-        teacher=targets.model,
+        teacher=targets.model, teacher_views=targets.views,
     )

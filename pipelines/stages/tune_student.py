@@ -29,7 +29,7 @@ State = optuna.trial.TrialState
 def default_study_name(cfg: PipelineConfig, data: PreparedData, teacher: TrainedModel) -> str:
     searched = cfg.tune.model_dump(exclude={"n_trials", "study_name", "storage", "n_workers", "deployment", "heartbeat_seconds", "grace_seconds"})
     key = cache_key(data.digest, teacher.run_id, cfg.student.model_dump(), cfg.distill.method, searched, cfg.runtime.seed,
-                    fixed_values(cfg))
+                    fixed_values(cfg), cfg.distill.teacher_views)  # other soft targets: another objective
     return f"kdflow-{cfg.name}-{key}"
 
 
@@ -68,7 +68,8 @@ def tune_student(
     finished = sum(count(study, s) for s in FINISHED)
     log.info("tune: study %s has %d finished trials; %d wanted, %d worker(s)", study_name, finished, cfg.tune.n_trials, cfg.tune.n_workers)
     # Absolute paths: workers start in their own folders (a Prefect worker runs flows in the code's folder).
-    job = TuneJob(study_name=study_name, data_path=str(Path(data.path).resolve()), logits_path=str(Path(logits_path).resolve()),
+    job = TuneJob(study_name=study_name, data_path=str(Path(data.path).resolve()),
+                  logits_path=str(Path(logits_path).resolve()) if logits_path else "",  # "": the teacher runs online
                   teacher_checkpoint=str(Path(teacher.checkpoint).resolve()), parent_run_id=parent_run_id, epochs=epochs)
     report_trials(finished, cfg.tune.n_trials, study.best_value if count(study, State.COMPLETE) else None)
 
