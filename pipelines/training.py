@@ -34,6 +34,9 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
         schedule=train.schedule,
         seed=cfg.runtime.seed,
         device=str(resolve_device(cfg.runtime.device)),
+        precision=cfg.runtime.precision,
+        channels_last=cfg.runtime.channels_last,
+        compile=cfg.runtime.compile,
     )
     values.update(overrides)
     return TrainSettings(**values)
