@@ -9,6 +9,7 @@ import math
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,82 @@ def test_training_path_imports_only_torch_and_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+# --- on a GPU worker only (skipped here): `python -m pytest tests/test_speed.py -q` needs torch and kdcore alone ---
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+METHODS = ["labels", "kd", "dkd", "dist", "fitnets", "at", "sp", "rkd", "pkt", "crd", "kd_augmented"]
+AUGMENTED = InputView(mean=(0.5,), std=(0.25,), scale=1 / 255, crop_padding=1, flip=True)
+
+
+def fit_on_cuda(method: str, train: Split, val: Split, teacher, logits, **settings):
+    """`kd_augmented`: KD with the teacher scoring each augmented batch online."""
+    torch.manual_seed(1)
+    student = build_model("cnn_small", (1, 8, 8), 4, width=8)
+    name = method.removesuffix("_augmented")
+    distiller = LabelsOnly() if name == "labels" else build_distiller(name, **({"nce_k": 64} if name == "crd" else {}))
+    if name == "labels":
+        source = {}
+    elif distiller.needs_features or method.endswith("_augmented"):
+        source = {"teacher": teacher}
+    else:
+        source = {"teacher_logits": logits}
+    view = AUGMENTED if method.endswith("_augmented") else VIEW
+    return fit(student, train, val, TrainSettings(device="cuda", **{"epochs": 2, "batch_size": 32, "lr": 3e-3, **settings}),
+               distiller, view=view, **source)
+
+
+@pytest.fixture(scope="module")
+def cuda_teacher():
+    train, val = blobs(512)
+    torch.manual_seed(0)
+    teacher = build_model("cnn_small", (1, 8, 8), 4)
+    fit(teacher, train, val, TrainSettings(epochs=2, batch_size=32, lr=3e-3, device="cuda"), LabelsOnly(), view=VIEW)
+    return train, val, teacher, predict_logits(teacher, train.x, transform=VIEW.normalise)
+
+
+@cuda
+def test_auto_on_cuda_is_bf16_and_channels_last_for_images():
+    mode = forward_mode("auto", "auto", torch.device("cuda"), 4)
+    assert mode.channels_last
+    assert mode.autocast == (torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None)
+
+
+@cuda
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_on_cuda_in_bf16_channels_last(cuda_teacher, method):
+    train, val, teacher, logits = cuda_teacher
+    history = fit_on_cuda(method, train, val, teacher, logits, precision="bf16", channels_last=True)
+    assert all(math.isfinite(v) for epoch in history for v in epoch.values()), history
+    assert history[-1]["train/ce"] < history[0]["train/ce"], history
+
+
+def sync_warnings(run) -> int:
+    """How many times `run` made the host wait for the GPU (torch's sync debug mode)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@cuda
+@pytest.mark.parametrize("method", METHODS)
+def test_training_steps_never_wait_for_the_gpu(cuda_teacher, method):
+    """Syncs once per epoch (metrics, validation) are fine; one per step would stall the GPU. 4x the steps, same count."""
+    train, val, teacher, logits = cuda_teacher
+    fit_on_cuda(method, train, val, teacher, logits, batch_size=96)  # warm-up: one-time CUDA / cuDNN set-up
+    counts = [sync_warnings(lambda: fit_on_cuda(method, train, val, teacher, logits, batch_size=bs)) for bs in (96, 24)]
+    assert counts[0] == counts[1], counts
+
+
+@cuda
+@pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")), reason="torch.compile needs a C compiler (gcc) on PATH")
+def test_bf16_channels_last_and_compile_together_on_cuda(cuda_teacher):
+    train, val, teacher, logits = cuda_teacher
+    history = fit_on_cuda("kd", train, val, teacher, logits, precision="bf16", channels_last=True, compile=True)
+    assert all(math.isfinite(v) for epoch in history for v in epoch.values()) and history[-1]["val/acc"] > 0.4
