@@ -11,6 +11,7 @@ from kdcore.data.bundle import Split
 from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
 from kdcore.evaluate import evaluate
+from kdcore.speed import ForwardMode, forward_mode
 from kdcore.teacher_views import TeacherViews
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -27,6 +28,9 @@ class TrainSettings:
     schedule: str = "onecycle"  # "onecycle" | "step" (x0.1 at 5/8, 6/8 and 7/8 of training, as in CRD's 240-epoch recipe)
     seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA with native bf16, else fp32) | "fp32" | "bf16"; losses stay fp32
+    channels_last: bool | str = "auto"  # NHWC model and image batches; "auto": on for 4-D inputs on CUDA
+    compile: bool = False  # torch.compile the model for training: compiling costs tens of seconds, so only long runs gain
 
 
 def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
@@ -83,24 +87,27 @@ def fit(
     if distiller.needs_features and teacher is None:
         raise ValueError(f"{type(distiller).__name__} reads the teacher's features: pass teacher= to fit")
     device = torch.device(settings.device)
-    model.to(device)
-    train = train.to(device)
+    mode = forward_mode(settings.precision, settings.channels_last, device, train.x.dim())
+    mode.prepare(model.to(device))
+    train, val = train.to(device), val.to(device)  # once: every batch and every validation pass is indexed on the device
     if teacher is not None:
-        teacher.to(device).eval()
+        mode.prepare(teacher.to(device)).eval()
     try:
         # before the optimiser: attach may create connectors; it probes shapes on model-ready inputs
-        distiller.attach(model, teacher, train, sample=view.normalise(train.x[:2]))
+        distiller.attach(model, teacher, train, sample=mode.inputs(view.normalise(train.x[:2])))
         distiller.to(device)
-        return _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device)
+        return _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device, mode)
     finally:
         distiller.detach()
 
 
-def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device) -> list[dict[str, float]]:
+def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device,
+         mode: ForwardMode) -> list[dict[str, float]]:
     if teacher_logits is not None:
-        teacher_logits = teacher_logits.to(device)
+        teacher_logits = teacher_logits.to(device, torch.float32)
     if teacher_views is not None:
         teacher_views = teacher_views.to(device)
+    forward = torch.compile(model) if settings.compile else model  # shares the weights; compiles on the first batch
     params = list(model.parameters()) + list(distiller.parameters())
     optimizer = make_optimizer(params, settings)
     steps_per_epoch = -(-len(train) // settings.batch_size)
@@ -119,15 +126,17 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
                 x, soft = teacher_views.replay(train.x, index, choice)
             else:
                 x = view.augment(train.x[index], augment_generator) if view.augments else view.normalise(train.x[index])
-                if teacher_logits is not None:
-                    soft = teacher_logits[index]
-                elif teacher is not None:
+                soft = teacher_logits[index] if teacher_logits is not None else None
+            x = mode.inputs(x)
+            with mode.context(device):
+                if soft is None and teacher is not None:  # online: the teacher scores the batch exactly as the student sees it
                     with torch.no_grad():
-                        soft = teacher(x)
-                else:
-                    soft = None
-            batch = Batch(x=x, y=train.y[index], index=index, teacher_logits=soft, epoch=epoch, epochs=settings.epochs)
-            terms = distiller.loss_terms(model(batch.x), batch)
+                        soft = teacher(x).float()
+                logits = forward(x)
+            batch = Batch(x=x, y=train.y[index], index=index, teacher_logits=soft, epoch=epoch, epochs=settings.epochs,
+                          autocast=mode.autocast)
+            # outside autocast, on float32 logits: softmax / KL / log terms stay float32 (a no-op in fp32 mode)
+            terms = distiller.loss_terms(logits.float(), batch)
             loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -136,8 +145,9 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
             for name, value in terms.items():  # summed on device: no sync per step
                 sums[name] = sums.get(name, 0) + value.detach() * len(index)
             sums["loss"] = sums.get("loss", 0) + loss.detach() * len(index)
-        metrics = {f"train/{k}": float(v) / len(train) for k, v in sums.items()}
-        metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise).items()})
+        totals = torch.stack(list(sums.values())).tolist()  # the epoch's one sync for the train metrics
+        metrics = {f"train/{k}": v / len(train) for k, v in zip(sums, totals)}
+        metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise, mode).items()})
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)

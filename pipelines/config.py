@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -279,6 +279,18 @@ class TuneConfig(Section):
 
 class RuntimeConfig(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train: auto picks CUDA, then MPS, then CPU.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Arithmetic of the forward passes in training and validation: auto = bf16 autocast on CUDA GPUs that run it natively (Ampere and newer), float32 elsewhere; losses are always float32.")
+    channels_last: Literal["auto"] | bool = Field("auto", description="Channels-last (NHWC) layout of image models and batches, faster convolutions on GPUs: auto = on for images on CUDA.")
+    compile: bool = Field(False, description="torch.compile the model for training: compiling takes tens of seconds (minutes on a CPU), so it pays off only on long GPU runs.")
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: Any) -> Any:
+        """One clear message instead of one per member of the union."""
+        try:
+            return "auto" if value == "auto" else TypeAdapter(bool).validate_python(value)
+        except ValidationError:
+            raise ValueError("choose auto, true or false") from None
     seed: int = Field(0, ge=0, description="Seed of model initialisation and batch order.")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite under mlruns/).")
     experiment: str | None = Field(None, description="MLflow experiment name (default: kdflow-<name>).")

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from kdcore.distill import LabelsOnly
 from kdcore.distributed import shard
 from kdcore.models import build_model
+from kdcore.speed import forward_mode
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
 from pipelines.results import TrainedModel
@@ -72,8 +73,10 @@ def train_rank(request: dict) -> None:
         # The global batch stays teacher.train.batch_size, so the run takes the steps a single process would.
         settings = settings_for(cfg.teacher.train, cfg, device=str(device), batch_size=max(1, cfg.teacher.train.batch_size // world))
 
+        mode = forward_mode(settings.precision, settings.channels_last, device, bundle.train.x.dim())
+
         def wrap(model: torch.nn.Module) -> torch.nn.Module:
-            model.to(device)
+            mode.prepare(model.to(device))  # the memory format before DDP: it must not change under DDP's gradient buckets
             return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
         if rank == 0:

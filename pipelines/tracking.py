@@ -1,8 +1,10 @@
 """MLflow conventions: where runs go, what a run's params are, and how stage runs nest."""
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,8 +12,11 @@ from typing import Any, Iterator
 import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
+from mlflow.utils.async_logging.run_operations import RunOperations
 
 from pipelines.config import PipelineConfig
+
+log = logging.getLogger("kdflow")
 
 _USERINFO = re.compile(r"(?<=://)[^/\s]*@")  # up to the authority's last @: a password may hold an @
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret)=)[^&#\s]*")
@@ -69,15 +74,49 @@ def stage_run(name: str, parent_run_id: str, **tags: Any) -> Iterator[mlflow.Act
         yield run
 
 
+class TrackingError(RuntimeError):
+    """Metrics that were queued for MLflow but never reached it."""
+
+
 class EpochLogger:
-    """Training callback: one batched MLflow call per epoch, metrics at step=epoch."""
+    """Training callback: each epoch's metrics as one MLflow batch at step=epoch, written in the background.
+
+    MLflow's async logging thread writes the batches, so an epoch never waits on the store. Use it as a
+    context manager inside the stage's run (or call `flush`): leaving waits until every batch is stored
+    and raises TrackingError if any failed, so the run never ends with metrics still in flight.
+    """
 
     def __init__(self, run_id: str, prefix: str = ""):
         self.run_id, self.prefix, self.client = run_id, prefix, MlflowClient()
+        self._pending: list[RunOperations] = []
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        import time
-
         now = int(time.time() * 1000)
         batch = [Metric(self.prefix + k, float(v), now, epoch) for k, v in metrics.items()]
-        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+        self._pending.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+
+    def flush(self) -> None:
+        """Block until every queued epoch is stored; raise if any of them failed."""
+        pending, self._pending = self._pending, []
+        errors = []
+        for operation in pending:
+            try:
+                operation.wait()
+            except Exception as e:  # MLflow gathers the failures of one batch in one MlflowException
+                errors.append(e)
+        if errors:
+            raise TrackingError(
+                f"{len(errors)} of {len(pending)} epochs' metrics were not logged to MLflow run {self.run_id}: {errors[0]}"
+            ) from errors[0]
+
+    def __enter__(self) -> "EpochLogger":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.flush()
+            return
+        try:  # the stage is failing already: store what we can, report its error rather than ours
+            self.flush()
+        except TrackingError as e:
+            log.warning("%s", e)

@@ -35,6 +35,9 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
         schedule=train.schedule,
         seed=cfg.runtime.seed,
         device=str(resolve_device(cfg.runtime.device)),
+        precision=cfg.runtime.precision,
+        channels_last=cfg.runtime.channels_last,
+        compile=cfg.runtime.compile,
     )
     values.update(overrides)
     return TrainSettings(**values)
@@ -72,14 +75,15 @@ def train_model(
     with stage_run(role, parent_run_id) as run:
         mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})
         mlflow.log_params({"model.parameters": n_params, "model.device": settings.device})
-        logger, report = EpochLogger(run.info.run_id), progress(role, settings.epochs)
+        report = progress(role, settings.epochs)
+        with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
 
-        def on_epoch(epoch, metrics):
-            logger(epoch, metrics)
-            report(epoch, metrics)
+            def on_epoch(epoch, metrics):
+                logger(epoch, metrics)
+                report(epoch, metrics)
 
-        history = fit(wrap(model) if wrap else model, bundle.train, bundle.val, settings, distiller, teacher_logits, on_epoch,
-                      bundle.view, teacher, teacher_views)
+            history = fit(wrap(model) if wrap else model, bundle.train, bundle.val, settings, distiller, teacher_logits,
+                          on_epoch, bundle.view, teacher, teacher_views)
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside

@@ -75,22 +75,24 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
             for key, value in origin.items():
                 trial.set_user_attr(key, value)
             mlflow.log_params({"method": method, **params, "distill.soft_targets": targets.kind})
-            logger, epochs_done = EpochLogger(run.info.run_id), []
+            epochs_done = []
+            with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
 
-            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                logger(epoch, metrics)
-                epochs_done.append(epoch)
-                trial.report(metrics["val/acc"], epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+                def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                    logger(epoch, metrics)
+                    epochs_done.append(epoch)
+                    trial.report(metrics["val/acc"], epoch)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-            torch.manual_seed(settings.seed)
-            model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(), **bundle.model_options())
-            try:
-                history = fit(model, bundle.train, bundle.val, settings, build_method(cfg, method, params),
-                              targets.logits, on_epoch, bundle.view, targets.model, targets.views)
-            except optuna.TrialPruned:
-                pruned_at = epochs_done[-1]
+                torch.manual_seed(settings.seed)
+                model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(),
+                                    **bundle.model_options())
+                try:
+                    history = fit(model, bundle.train, bundle.val, settings, build_method(cfg, method, params),
+                                  targets.logits, on_epoch, bundle.view, targets.model, targets.views)
+                except optuna.TrialPruned:
+                    pruned_at = epochs_done[-1]
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
             if pruned_at:
                 mlflow.log_metric("pruned_at_epoch", pruned_at)

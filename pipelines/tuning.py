@@ -55,11 +55,18 @@ def defaults(cfg: PipelineConfig, method: str | None = None) -> dict[str, float]
     }
 
 
-def warm_start(cfg: PipelineConfig) -> dict[str, float | str]:
-    """The first trial: distill.method (if searched) with its configured weights."""
+def warm_starts(cfg: PipelineConfig) -> list[dict[str, float | str]]:
+    """The first trials of a new study: each searched method once, with its configured (published) weights.
+
+    distill.method comes first when it is searched; then tune.methods in their order. So every method
+    gets one known-good trial before TPE starts guessing, and pruning has sound trials to compare with.
+    """
     methods = searched_methods(cfg)
-    method = cfg.distill.method if cfg.distill.method in methods else methods[0]
-    return {"method": method, **defaults(cfg, method)} if len(methods) > 1 else defaults(cfg, method)
+    first = cfg.distill.method if cfg.distill.method in methods else methods[0]
+    ordered = [first, *(m for m in methods if m != first)]
+    if len(methods) == 1:
+        return [defaults(cfg, first)]
+    return [{"method": method, **defaults(cfg, method)} for method in ordered]
 
 
 def fixed_values(cfg: PipelineConfig) -> dict:

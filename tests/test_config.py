@@ -28,6 +28,9 @@ def test_one_bound_of_a_search_range_changes_alone():
         ("distill.temperature=0", "invalid config: distill.temperature: Input should be greater than 0"),
         ("student.arch=resnet9000", "invalid config: student.arch: Value error, unknown model 'resnet9000'"),
         ("runtime.device=tpu", "invalid config: runtime.device: Input should be 'auto', 'cpu', 'cuda' or 'mps'"),
+        ("runtime.precision=fp16", "invalid config: runtime.precision: Input should be 'auto', 'fp32' or 'bf16'"),
+        ("runtime.channels_last=maybe", "invalid config: runtime.channels_last: Value error, choose auto, true or false"),
+        ("runtime.compile=sometimes", "invalid config: runtime.compile: Input should be a valid boolean"),
     ],
 )
 def test_invalid_config_names_the_field(override, message):
@@ -48,3 +51,16 @@ def test_cli_rejects_bad_config_with_exit_2_before_any_work(kdflow, tmp_path):
     assert proc.stderr.strip() == "kdflow: invalid config: tune.n_trials: Input should be greater than or equal to 0"
     assert summary is None
     assert not (tmp_path / "mlruns").exists()  # nothing was started or written
+
+
+def test_speed_settings_reach_the_training_loop():
+    """Defaults keep the CPU path plain (auto = fp32, contiguous there); overrides land in TrainSettings."""
+    from pipelines.training import settings_for
+
+    cfg = load_config("digits", ["runtime.device=cpu"])
+    s = settings_for(cfg.student.train, cfg)
+    assert (s.precision, s.channels_last, s.compile) == ("auto", "auto", False)
+    cfg = load_config("digits", ["runtime.device=cpu", "runtime.precision=bf16", "runtime.channels_last=true", "runtime.compile=true"])
+    s = settings_for(cfg.teacher.train, cfg)
+    assert (s.precision, s.channels_last, s.compile) == ("bf16", True, True)
+    assert cfg.flat()["runtime.channels_last"] is True

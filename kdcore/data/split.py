@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+
+
+def train_test_split(*args, **kwargs):
+    """scikit-learn's, imported on first use: training on in-memory tensors needs nothing but torch."""
+    from sklearn.model_selection import train_test_split as split
+
+    return split(*args, **kwargs)
 
 
 def stratified_split(

@@ -20,6 +20,7 @@ class Batch:
     teacher_logits: torch.Tensor | None = None
     epoch: int = 1  # 1-based, so methods with a warm-up (DKD) know how far training is
     epochs: int = 1
+    autocast: torch.dtype | None = None  # the loop's mixed-precision dtype, for forward passes made inside loss_terms
 
 
 class Distiller(nn.Module):

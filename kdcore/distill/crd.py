@@ -75,9 +75,11 @@ class CRD(FeatureDistiller):
         """exp(<memory slot, embedding> / T) / Z for the positive slot and the K negatives."""
         slots = memory[index].detach()  # (B, K + 1, d)
         out = torch.exp(torch.bmm(slots, embedding[:, :, None]).squeeze(2) / self.temperature)
-        if self.normaliser[side] < 0:  # Monte-Carlo estimate of the partition function, as in the paper's code
-            self.normaliser[side] = out.detach().mean() * len(memory)
-        return out / float(self.normaliser[side])  # a constant, not a graph node
+        # Monte-Carlo estimate of the partition function on the first batch, as in the paper's code;
+        # torch.where instead of an `if` on the tensor: no GPU sync per step
+        z = self.normaliser[side]
+        self.normaliser[side] = torch.where(z < 0, out.detach().mean() * len(memory), z)
+        return out / self.normaliser[side].clone()  # a constant; cloned, as the buffer changes in place before backward
 
     @torch.no_grad()
     def update_memory(self, memory: torch.Tensor, index: torch.Tensor, embedding: torch.Tensor) -> None:

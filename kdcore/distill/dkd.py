@@ -19,9 +19,10 @@ def binary_log_probs(logits: torch.Tensor, target: torch.Tensor, t: float) -> to
 
 
 def non_target_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The logits of every class but the labelled one, shape (B, C - 1)."""
-    keep = ~F.one_hot(target, logits.shape[1]).bool()
-    return logits[keep].view(len(logits), -1)
+    """The logits of every class but the labelled one, in class order, shape (B, C - 1)."""
+    # a gather, not a boolean mask: masking needs the result's size on the host, a GPU sync every step
+    others = torch.arange(logits.shape[1] - 1, device=logits.device).expand(len(logits), -1)
+    return logits.gather(1, others + (others >= target[:, None]))
 
 
 def dkd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:

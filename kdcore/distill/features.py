@@ -11,6 +11,7 @@ from kdcore.data.bundle import Split
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.hooks import FeatureTap
 from kdcore.distill.layers import LayerChoice, embedding_of, stages_of
+from kdcore.speed import ForwardMode
 
 
 @dataclass
@@ -68,12 +69,14 @@ class FeatureDistiller(Distiller):
         object.__setattr__(self, "_teacher", None)
 
     def _read(self, role: str) -> Features:
+        """Float32 views of the tapped tensors: the loss terms stay float32 under autocast (no-op in fp32)."""
         tap, (stages, embedding) = self._taps[role], self._names[role]
-        return Features([tap.outputs[n] for n in stages], tap.inputs[embedding])
+        return Features([tap.outputs[n].float() for n in stages], tap.inputs[embedding].float())
 
     def features(self, batch: Batch) -> tuple[Features, Features]:
         """The student's features from its forward on this batch, and the teacher's on the same inputs."""
-        with torch.no_grad():
+        # the teacher runs in the same arithmetic as the student's forward did
+        with torch.no_grad(), ForwardMode(batch.autocast).context(batch.x.device):
             self._teacher(batch.x)
         return self._read("student"), self._read("teacher")
 

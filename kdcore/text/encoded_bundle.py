@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 
 from kdcore.data.bundle import DataBundle, Split
 from kdcore.data.loaders import DataError
-from kdcore.data.split import stratified_split
+from kdcore.data.split import stratified_split, train_test_split  # scikit-learn on first use only
 from kdcore.text.records import LabelledTexts
 from kdcore.text.settings import TextSettings
 from kdcore.text.tokenizer import PAD_ID, Tokenizer

@@ -19,7 +19,7 @@ from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.progress import report_trials
 from pipelines.tracking import redact
 from pipelines.tune_worker import TuneJob, pull_trials, study_progress
-from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, storage_url, warm_start
+from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, storage_url, warm_starts
 from pipelines.worker_processes import LaunchWorkers, LocalWorkers
 
 log = logging.getLogger("kdflow")
@@ -64,7 +64,8 @@ def tune_student(
     epochs = cfg.tune.epochs or cfg.student.train.epochs
     study = open_study(cfg, study_name, epochs)
     if not study.trials:
-        study.enqueue_trial(warm_start(cfg))  # warm start from the known-good values
+        for params in warm_starts(cfg)[: cfg.tune.n_trials]:  # known-good values first; none left queued past n_trials
+            study.enqueue_trial(params)
     finished = sum(count(study, s) for s in FINISHED)
     log.info("tune: study %s has %d finished trials; %d wanted, %d worker(s)", study_name, finished, cfg.tune.n_trials, cfg.tune.n_workers)
     # Absolute paths: workers start in their own folders (a Prefect worker runs flows in the code's folder).
@@ -86,7 +87,7 @@ def tune_student(
                 raise
 
     complete = count(study, State.COMPLETE)
-    best_params = dict(study.best_params) if complete else warm_start(cfg)
+    best_params = dict(study.best_params) if complete else warm_starts(cfg)[0]
     method = best_params.pop("method", searched_methods(cfg)[0])
     log.info("tune: best method %s with %s", method, best_params)
     return TuneResult(
