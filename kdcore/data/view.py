@@ -6,6 +6,7 @@ never dominated by per-sample decoding. Augmentation is vectorised over the batc
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,8 @@ class InputView:
         if self.scale == 1.0 and set(self.mean) == {0.0} and set(self.std) == {1.0}:
             return x  # the identity view: token ids stay integers
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(shape)
-        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(shape)
+        mean = channel_constants(self.mean, x.device).view(shape)
+        std = channel_constants(self.std, x.device).view(shape)
         return (x.float() * self.scale - mean) / std
 
     def sample_params(self, n: int, generator: torch.Generator) -> "ViewParams":
@@ -62,6 +63,12 @@ class InputView:
     @classmethod
     def from_state_dict(cls, state: dict) -> "InputView":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in state.items()})
+
+
+@lru_cache(maxsize=64)
+def channel_constants(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Per-channel mean or std on `device`, made once: a fresh host-to-GPU copy in every batch would stall the GPU."""
+    return torch.tensor(values, dtype=torch.float32, device=device)
 
 
 @dataclass(frozen=True)
