@@ -1,7 +1,9 @@
 """One training loop for every model and every distiller: in-memory tensors, no DataLoader."""
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from functools import reduce
 from typing import Callable
 
 import torch
@@ -15,6 +17,7 @@ from kdcore.speed import ForwardMode, forward_mode
 from kdcore.teacher_views import TeacherViews
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+NORMALISE_ONCE_BYTES = 1 << 30  # a float32 copy of an un-augmented train split up to this size is made once per fit
 
 
 @dataclass(frozen=True)
@@ -114,19 +117,26 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
     schedule = make_schedule(optimizer, settings, steps_per_epoch)
     generator = torch.Generator().manual_seed(settings.seed)
     augment_generator = torch.Generator(device=device).manual_seed(settings.seed + 1)  # own stream: batch order stays put
+    # Un-augmented inputs are the same every epoch: normalise them once where that costs little memory.
+    once = not view.augments and teacher_views is None and train.x.numel() * 4 <= NORMALISE_ONCE_BYTES
+    inputs = view.normalise(train.x) if once else None
     history = []
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=generator).to(device)
         choice = teacher_views.choose(augment_generator) if teacher_views is not None else None
-        sums: dict[str, torch.Tensor] = {}
+        step_terms, step_sizes = [], []  # per step: one stacked tensor, summed once per epoch (no sync per step)
         for start in range(0, len(train), settings.batch_size):
             index = order[start : start + settings.batch_size]
+            soft = teacher_logits[index] if teacher_logits is not None else None
             if teacher_views is not None:  # the student sees exactly the view whose teacher logits were stored
                 x, soft = teacher_views.replay(train.x, index, choice)
+            elif inputs is not None:
+                x = inputs[index]
+            elif view.augments:
+                x = view.augment(train.x[index], augment_generator)
             else:
-                x = view.augment(train.x[index], augment_generator) if view.augments else view.normalise(train.x[index])
-                soft = teacher_logits[index] if teacher_logits is not None else None
+                x = view.normalise(train.x[index])
             x = mode.inputs(x)
             with mode.context(device):
                 if soft is None and teacher is not None:  # online: the teacher scores the batch exactly as the student sees it
@@ -137,16 +147,16 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
                           autocast=mode.autocast)
             # outside autocast, on float32 logits: softmax / KL / log terms stay float32 (a no-op in fp32 mode)
             terms = distiller.loss_terms(logits.float(), batch)
-            loss = sum(terms.values())
+            loss = reduce(operator.add, terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            for name, value in terms.items():  # summed on device: no sync per step
-                sums[name] = sums.get(name, 0) + value.detach() * len(index)
-            sums["loss"] = sums.get("loss", 0) + loss.detach() * len(index)
-        totals = torch.stack(list(sums.values())).tolist()  # the epoch's one sync for the train metrics
-        metrics = {f"train/{k}": v / len(train) for k, v in zip(sums, totals)}
+            step_terms.append(torch.stack([v.detach() for v in (*terms.values(), loss)]))
+            step_sizes.append(len(index))
+        sizes = torch.tensor(step_sizes, dtype=torch.float32, device=device)
+        totals = (sizes @ torch.stack(step_terms).float()).tolist()  # the epoch's one sync for the train metrics
+        metrics = {f"train/{k}": v / len(train) for k, v in zip([*terms, "loss"], totals)}
         metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise, mode).items()})
         history.append(metrics)
         if on_epoch is not None:

@@ -28,10 +28,9 @@ class InputView:
         """Stored values (any dtype) -> float32 model inputs; no randomness."""
         if self.scale == 1.0 and set(self.mean) == {0.0} and set(self.std) == {1.0}:
             return x  # the identity view: token ids stay integers
+        gain, shift = channel_affine(self.mean, self.std, self.scale, x.device)
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = channel_constants(self.mean, x.device).view(shape)
-        std = channel_constants(self.std, x.device).view(shape)
-        return (x.float() * self.scale - mean) / std
+        return torch.addcmul(shift.view(shape), x.float(), gain.view(shape))  # (x * scale - mean) / std, in one pass
 
     def sample_params(self, n: int, generator: torch.Generator) -> "ViewParams":
         """The random choices of `n` training views, drawn on the generator's device in `augment`'s order."""
@@ -66,9 +65,10 @@ class InputView:
 
 
 @lru_cache(maxsize=64)
-def channel_constants(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    """Per-channel mean or std on `device`, made once: a fresh host-to-GPU copy in every batch would stall the GPU."""
-    return torch.tensor(values, dtype=torch.float32, device=device)
+def channel_affine(mean: tuple[float, ...], std: tuple[float, ...], scale: float, device: torch.device):
+    """Per-channel gain and shift on `device`, made once: a host-to-GPU copy in every batch would stall the GPU."""
+    mean_t, std_t = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+    return (scale / std_t).float().to(device), (-mean_t / std_t).float().to(device)
 
 
 @dataclass(frozen=True)
