@@ -1,8 +1,8 @@
 """Orchestration overhead: the whole `kdflow run` vs the same stages called as plain functions (issue 8, benchmark 6).
 
     nice python benchmarks/orchestration_overhead.py                        # the fashion_mnist preset, full budget
-    nice python benchmarks/orchestration_overhead.py --set teacher.train.epochs=2 --set student.train.epochs=5 \
-        --set tune.n_trials=3 --set tune.epochs=3                          # a reduced budget, same for both arms
+    nice python benchmarks/orchestration_overhead.py --set teacher.train.epochs=1 --set student.train.epochs=5 \
+        --set tune.n_trials=3 --set tune.epochs=2      # the README's reduced budget, same for both arms (~10 min wall)
 
 Arm A: `python -m flows.cli run --preset P --set ...` as a subprocess in a fresh folder with its own PREFECT_HOME
 (as tests/conftest.py runs it): CLI, a temporary Prefect server, the flow with one task per stage, the artifacts.
@@ -11,7 +11,8 @@ config, no Prefect imported. The stages log to MLflow internally, so B keeps MLf
 in its own fresh folder (exactly what A writes); the time B spends inside MLflow calls is measured and printed,
 so "B without MLflow" = B - that. Both arms start cold (fresh stores: nothing cached) with the same torch threads.
 By default the two arms run at the same time, so that on a shared machine both see the same load; wall and CPU
-time (each process tree's own, the Prefect server included) are printed. A third, tiny probe, run first, measures Prefect alone: the temporary server's start-up and the cost of one no-op task.
+time (each process tree's own, the Prefect server included) are printed. A third, tiny probe, run first,
+measures Prefect alone: the temporary server's start-up and the cost of one no-op task.
 """
 from __future__ import annotations
 

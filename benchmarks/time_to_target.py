@@ -1,7 +1,8 @@
 """Time to target: the pipeline vs a tutorial-style KD pipeline, wall time until a student reaches the target (issue 8, benchmark 7).
 
     nice python benchmarks/time_to_target.py                               # the fashion_mnist preset's budget
-    nice python benchmarks/time_to_target.py --set teacher.train.epochs=3 --set tune.n_trials=4 --set tune.epochs=4
+    nice python benchmarks/time_to_target.py --set teacher.train.epochs=1 --set student.train.epochs=5 \
+        --set tune.n_trials=3 --set tune.epochs=2 --max-minutes 40   # the README's reduced budget (~35 min wall)
 
 Both arms run in this process, one after the other, with the same torch threads and the same budget (the config
 after --set: teacher epochs, student epochs, trials, epochs per trial, batch size, search ranges):
