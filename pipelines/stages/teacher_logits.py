@@ -12,8 +12,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
 from kdcore.teacher_views import TeacherViews
@@ -51,7 +49,7 @@ def compute_teacher_logits(cfg: PipelineConfig, data: PreparedData, teacher: Tra
     if cached_logits_valid(bundle):
         if k:
             log.info("teacher logits: distill.teacher_views=%d ignored, training batches are not augmented", k)
-        model = load_model(teacher.checkpoint)  # eval mode; predict_logits runs without gradients
+        model = load_model(teacher.checkpoint).to(resolve_device(cfg.runtime.device))  # eval mode, no gradients
         logits = predict_logits(model, bundle.train.x, transform=bundle.view.normalise)
         save_atomic(logits, logits_path)
         log.info("teacher logits: computed for %d training samples in %.1fs", len(logits), time.perf_counter() - started)
@@ -66,7 +64,3 @@ def compute_teacher_logits(cfg: PipelineConfig, data: PreparedData, teacher: Tra
     log.info("teacher views: computed %d augmented views of %d training samples in %.1fs", k, len(views),
              time.perf_counter() - started)
     return str(views_path)
-
-
-def load_logits(path: str) -> torch.Tensor:
-    return torch.load(path, map_location="cpu", weights_only=True)
