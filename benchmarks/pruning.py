@@ -40,7 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="fashion_mnist")
     p.add_argument("--trials", type=int, default=12)
-    p.add_argument("--epochs", type=int, default=8, help="epochs per trial (the fashion_mnist preset's tune.epochs)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs per trial")
     p.add_argument("--limit-train", type=int, default=10_000, help="stratified subset of the train split (0: all)")
     p.add_argument("--teacher-epochs", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
