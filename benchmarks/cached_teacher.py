@@ -20,7 +20,6 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mlflow  # noqa: E402
+from private_store import private_store  # noqa: E402
 
 import pipelines.tune_worker  # noqa: E402
 from pipelines.checkpoint import load_model  # noqa: E402
@@ -74,10 +74,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="kdflow-bench-") as tmp:
-        os.chdir(tmp)
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        base = [f"runtime.device={a.device}", f"runtime.store_dir={tmp}/store", f"teacher.train.epochs={a.teacher_epochs}",
+    with private_store() as store:
+        base = [f"runtime.device={a.device}", store, f"teacher.train.epochs={a.teacher_epochs}",
                 "tune.pruner=none", f"tune.n_trials={a.trials}", f"tune.epochs={a.epochs}", "tune.n_workers=1"]
         if a.limit_train:
             base.append(f"data.limit_train={a.limit_train}")

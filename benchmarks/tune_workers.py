@@ -13,13 +13,13 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mlflow  # noqa: E402
+from private_store import private_store  # noqa: E402
 
 from pipelines.config import load_config  # noqa: E402
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student  # noqa: E402
@@ -39,12 +39,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="kdflow-bench-") as tmp:
-        os.chdir(tmp)
-        base = ["runtime.device=cpu", f"runtime.store_dir={tmp}/store", "teacher.train.epochs=3", "tune.pruner=none",
+    with private_store() as store:
+        base = ["runtime.device=cpu", store, "teacher.train.epochs=3", "tune.pruner=none",
                 f"tune.n_trials={args.trials}", f"tune.epochs={args.epochs}"]
         cfg = load_config("digits", base)
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         experiment = setup_experiment(cfg)
         rates: dict[int, list[float]] = {1: [], 2: []}
         with mlflow.start_run(experiment_id=experiment) as parent:
