@@ -15,7 +15,8 @@ B, the naive pipeline written here the way most tutorials do it: a torchvision-s
   Fashion-MNIST arrays with per-sample PIL -> ToTensor -> Normalize, DataLoader(batch_size=128, shuffle=True),
   the same teacher trained the same epochs, then random search over the same ranges with the same number of
   trials (the first one the preset's values, as the pipeline's warm start), every trial for its full epochs
-  (no pruning) with the teacher's forward pass in every training step, then the best retrained and tested.
+  (no pruning) with the teacher's forward pass in every training step, then the best retrained (on the data
+  tune.refit names, as the pipeline) and tested.
   Same model code, optimiser (AdamW) and one-cycle schedule as the pipeline: only the pipeline design differs.
 B stops at a wall-clock cap (--cap-factor x A's time); the ratio is then a lower bound.
 """
@@ -194,7 +195,9 @@ def naive_arm(cfg: PipelineConfig, cap_seconds: float) -> dict:
 
         torch.manual_seed(cfg.runtime.seed)
         student = build_model(cfg.student.arch, (1, 28, 28), 10, **cfg.student.options())
-        naive_train(student, train_loader, val_loader, st.epochs, best["lr"], best["weight_decay"], deadline,
+        # the same data as the pipeline's final student: train, or train + val under tune.refit (its val/acc log is then moot)
+        final_loader = DataLoader(full, batch_size=128, shuffle=True) if cfg.tune.refit == "train+val" else train_loader
+        naive_train(student, final_loader, val_loader, st.epochs, best["lr"], best["weight_decay"], deadline,
                     teacher, best["temperature"], best["alpha"])
         mark("final student")
         acc = accuracy(student, test_loader)

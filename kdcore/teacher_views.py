@@ -50,6 +50,13 @@ class TeacherViews:
         teacher.train(was_training)
         return cls(view, params, logits)
 
+    def extend(self, more: "TeacherViews") -> "TeacherViews":
+        """These samples' views followed by `more`'s: the same augmentation and K, more samples."""
+        if more.view != self.view or more.k != self.k:
+            raise ValueError(f"teacher views: cannot join {more.k} views under {more.view} to {self.k} under {self.view}")
+        params = ViewParams(*(torch.cat([getattr(self.params, f), getattr(more.params, f)], 1) for f in ("dy", "dx", "flip")))
+        return TeacherViews(self.view, params, torch.cat([self.logits, more.logits], 1))
+
     def choose(self, generator: torch.Generator) -> torch.Tensor:
         """Which cached view each sample replays this epoch: uniform over the K, on the generator's device."""
         return torch.randint(0, self.k, (len(self),), generator=generator, device=generator.device)

@@ -57,7 +57,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, steps_per_
 def fit(
     model: nn.Module,
     train: Split,
-    val: Split,
+    val: Split | None,
     settings: TrainSettings,
     distiller: Distiller,
     teacher_logits: torch.Tensor | None = None,
@@ -69,6 +69,7 @@ def fit(
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
 
     `teacher_logits[i]` are the teacher's outputs for `train.x[i]`, computed once by the caller.
+    `val` gives the per-epoch val/* metrics; None when every labelled sample is in `train` (a final refit).
     `on_epoch(epoch, metrics)` may raise (e.g. to prune a trial): the exception propagates.
     `view` turns stored splits into inputs (augmented in training, if it says so); default: use them as they are.
     `teacher` (eval mode, never updated) feeds feature methods, and, without `teacher_logits`, gives the soft
@@ -92,7 +93,8 @@ def fit(
     device = torch.device(settings.device)
     mode = forward_mode(settings.precision, settings.channels_last, device, train.x.dim())
     mode.prepare(model.to(device))
-    train, val = train.to(device), val.to(device)  # once: every batch and every validation pass is indexed on the device
+    train = train.to(device)  # once: every batch and every validation pass is indexed on the device
+    val = None if val is None else val.to(device)
     if teacher is not None:
         mode.prepare(teacher.to(device)).eval()
     try:
@@ -157,7 +159,8 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
         sizes = torch.tensor(step_sizes, dtype=torch.float32, device=device)
         totals = (sizes @ torch.stack(step_terms).float()).tolist()  # the epoch's one sync for the train metrics
         metrics = {f"train/{k}": v / len(train) for k, v in zip([*terms, "loss"], totals)}
-        metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise, mode).items()})
+        if val is not None:
+            metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise, mode).items()})
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)

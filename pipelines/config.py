@@ -275,6 +275,7 @@ class TuneConfig(Section):
     grace_seconds: int = Field(60, ge=2, le=86_400, description="Silence after which a trial's worker is taken for dead: the trial fails and is retried.")
     space: SearchSpace = Field(default_factory=SearchSpace, description="Search ranges of the tuned parameters.")
     methods: list[MethodName] = Field(default_factory=list, description="Methods Optuna chooses among, each with its own weights (empty: only distill.method).")
+    refit: Literal["train", "train+val"] = Field("train", description="What the final models (labels-only baseline and tuned student) learn from once the search has chosen on validation: the train split, or train + validation, more data for both; their runs then log no val/* metrics. The teacher always trains on train.")
 
 
 class RuntimeConfig(Section):

@@ -19,7 +19,7 @@ class TrainedModel(BaseModel):
     run_id: str
     model_uri: str | None = None
     parameters: int
-    val_acc: float
+    val_acc: float | None  # None: fit on train + validation (tune.refit), nothing held out
     seconds: float
     reused: bool = False
 

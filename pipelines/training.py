@@ -45,7 +45,8 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
 
 def progress(role: str, epochs: int):
     def report(epoch: int, metrics: dict[str, float]) -> None:
-        log.info("%s: epoch %d/%d  train/loss %.4f  val/acc %.4f", role, epoch, epochs, metrics["train/loss"], metrics["val/acc"])
+        val = f"  val/acc {metrics['val/acc']:.4f}" if "val/acc" in metrics else ""
+        log.info("%s: epoch %d/%d  train/loss %.4f%s", role, epoch, epochs, metrics["train/loss"], val)
         report_epoch(role, epoch, epochs, metrics)
 
     return report
@@ -74,7 +75,7 @@ def train_model(
     n_params = count_parameters(model)
     with stage_run(role, parent_run_id) as run:
         mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})
-        mlflow.log_params({"model.parameters": n_params, "model.device": settings.device})
+        mlflow.log_params({"model.parameters": n_params, "model.device": settings.device, "fit.samples": len(bundle.train)})
         report = progress(role, settings.epochs)
         with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
 
@@ -102,6 +103,6 @@ def train_model(
         run_id=run.info.run_id,
         model_uri=info.model_uri,
         parameters=n_params,
-        val_acc=history[-1]["val/acc"],
+        val_acc=history[-1].get("val/acc"),
         seconds=time.perf_counter() - started,
     )

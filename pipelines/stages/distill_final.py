@@ -1,9 +1,11 @@
-"""Stage 6: the student retrained with the best method and hyper-parameters found on the validation split."""
+"""Stage 6: the student retrained with the best method and hyper-parameters found on the validation split
+(on train + validation under tune.refit=train+val)."""
 from __future__ import annotations
 
 from pipelines.cache import cache_dir
 from pipelines.config import PipelineConfig
 from pipelines.methods import build_method, needs_teacher_model
+from pipelines.refit import final_bundle, final_targets
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.stages.prepare_data import load_bundle
 from pipelines.teacher_targets import teacher_targets
@@ -24,8 +26,9 @@ def distill_final(
     if teacher is None and bundle.view.augments and not logits_path:
         raise ValueError("distill_final: training batches are augmented, so the teacher runs online; pass the trained teacher")
     targets = teacher_targets(bundle, teacher and teacher.checkpoint, logits_path, need_model=needs_teacher_model(tuned.method))
+    targets = final_targets(cfg, bundle, targets, teacher and teacher.checkpoint)
     return train_model(
-        "student", cfg.student, settings, cfg, bundle, build_method(cfg, tuned.method, p),
+        "student", cfg.student, settings, cfg, final_bundle(cfg, bundle), build_method(cfg, tuned.method, p),
         targets.logits, parent_run_id, checkpoint,
         extra_params={"data.digest": data.digest, "distill.soft_targets": targets.kind, "best.method": tuned.method,
                       **{f"best.{k}": v for k, v in p.items()}},

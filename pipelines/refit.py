@@ -1,0 +1,54 @@
+"""tune.refit = "train+val": once the search has chosen on validation, the final models learn from it too.
+
+The baseline and the tuned student then train on train + validation (10 % more data on Fashion-MNIST's
+preset split, what the usual 60k-image figures train on); nothing is left to validate them on, so their runs
+log no val/* metrics. The test split is untouched either way. The student's soft targets must cover the
+validation samples as well: the teacher scores them the same way it scored the train split.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import torch
+
+from kdcore.data import DataBundle
+from kdcore.data.bundle import Split
+from kdcore.device import resolve_device
+from kdcore.evaluate import predict_logits
+from kdcore.teacher_views import TeacherViews
+from pipelines.checkpoint import load_model
+from pipelines.config import PipelineConfig
+from pipelines.teacher_targets import TeacherTargets
+
+log = logging.getLogger("kdflow")
+
+
+def refits(cfg: PipelineConfig) -> bool:
+    return cfg.tune.refit == "train+val"
+
+
+def final_bundle(cfg: PipelineConfig, bundle: DataBundle) -> DataBundle:
+    """The data the final models train on: `bundle` itself, or its train and validation splits as one (no val)."""
+    if not refits(cfg):
+        return bundle
+    train = Split(torch.cat([bundle.train.x, bundle.val.x]), torch.cat([bundle.train.y, bundle.val.y]))
+    log.info("refit: final model trains on train + validation, %d samples", len(train))
+    return replace(bundle, train=train, val=None)
+
+
+def final_targets(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets, teacher_checkpoint: str | None) -> TeacherTargets:
+    """`targets` for `bundle`'s train split, extended to its validation samples when the final model refits."""
+    if not refits(cfg) or (targets.logits is None and targets.views is None):
+        return targets  # no refit, or the teacher runs online and scores every batch it is given
+    if teacher_checkpoint is None:
+        raise ValueError("distill_final: tune.refit=train+val needs the teacher's outputs on the validation split; "
+                         "pass the trained teacher")
+    teacher = targets.model or load_model(teacher_checkpoint)
+    teacher.to(resolve_device(cfg.runtime.device)).eval()
+    if targets.logits is not None:
+        more = predict_logits(teacher, bundle.val.x, transform=bundle.view.normalise)
+        return replace(targets, logits=torch.cat([targets.logits, more]))
+    # Fresh draws for the new samples: a different seed from the train split's views, the same augmentation and K.
+    more = TeacherViews.build(teacher, bundle.val.x, bundle.view, targets.views.k, seed=cfg.runtime.seed + 1)
+    return replace(targets, views=targets.views.extend(more))
