@@ -132,3 +132,4 @@ def run_ui(prefect_port: int, mlflow_port: int, backend_store_uri: str | None, e
     finally:
         stop(all_servers)
         signal.signal(signal.SIGTERM, previous)
+        out("Stopped.")  # both servers are gone: a slow exit after this line is the interpreter's, not theirs
