@@ -103,7 +103,9 @@ def run_ui(prefect_port: int, mlflow_port: int, backend_store_uri: str | None, e
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupted)  # `kill` stops both servers as Ctrl-C does
+    # `kill` stops both servers as Ctrl-C does; SIGINT is set too, because a process started in the background by a
+    # non-interactive shell inherits it ignored, and Python then never raises KeyboardInterrupt
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for s in all_servers:  # own session: a Ctrl-C reaches us, and we stop each group ourselves
             s.log = tempfile.TemporaryFile()
@@ -131,5 +133,6 @@ def run_ui(prefect_port: int, mlflow_port: int, backend_store_uri: str | None, e
         return 0
     finally:
         stop(all_servers)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         out("Stopped.")  # both servers are gone: a slow exit after this line is the interpreter's, not theirs

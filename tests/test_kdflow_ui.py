@@ -72,10 +72,10 @@ def test_ui_serves_prefect_and_mlflow_on_the_pipeline_store_and_stops_both(tmp_p
         assert len(spawned) >= 2
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
-        try:  # a hang guard, not a speed check: in a full CI run on 2 busy cores the exit has taken over 60 s
-            assert proc.wait(timeout=180) == 0
+        try:  # a hang guard, not a speed check; the log says whether Ctrl-C was seen at all
+            assert proc.wait(timeout=60) == 0
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"kdflow ui did not exit within 180 s of Ctrl-C:\n{out.read_text()}") from None
+            raise AssertionError(f"kdflow ui did not exit within 60 s of Ctrl-C:\n{out.read_text()}") from None
         assert "Stopped." in out.read_text()
         time.sleep(1)
         assert [pid for pid in spawned if alive(pid)] == []
