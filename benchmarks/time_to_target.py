@@ -44,6 +44,7 @@ from kdcore.data.fashion_mnist import load_fashion_mnist_arrays  # noqa: E402
 from kdcore.distill.kd import kd_loss  # noqa: E402
 from kdcore.models import build_model  # noqa: E402
 from pipelines.config import PipelineConfig, load_config  # noqa: E402
+from pipelines.refit import refits  # noqa: E402
 from pipelines.stages import (  # noqa: E402
     compute_teacher_logits, distill_final, evaluate_models, prepare_data, register_student, train_baseline,
     train_teacher, tune_student,
@@ -196,7 +197,7 @@ def naive_arm(cfg: PipelineConfig, cap_seconds: float) -> dict:
         torch.manual_seed(cfg.runtime.seed)
         student = build_model(cfg.student.arch, (1, 28, 28), 10, **cfg.student.options())
         # the same data as the pipeline's final student: train, or train + val under tune.refit (its val/acc log is then moot)
-        final_loader = DataLoader(full, batch_size=128, shuffle=True) if cfg.tune.refit == "train+val" else train_loader
+        final_loader = DataLoader(full, batch_size=128, shuffle=True) if refits(cfg) else train_loader
         naive_train(student, final_loader, val_loader, st.epochs, best["lr"], best["weight_decay"], deadline,
                     teacher, best["temperature"], best["alpha"])
         mark("final student")

@@ -135,4 +135,4 @@ def run_ui(prefect_port: int, mlflow_port: int, backend_store_uri: str | None, e
         stop(all_servers)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        out("Stopped.")  # both servers are gone: a slow exit after this line is the interpreter's, not theirs
+        out("Stopped.")  # both servers and their process groups are gone
