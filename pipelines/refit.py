@@ -3,12 +3,13 @@
 The baseline and the tuned student then train on train + validation (10 % more data on Fashion-MNIST's
 preset split, what the usual 60k-image figures train on); nothing is left to validate them on, so their runs
 log no val/* metrics. The test split is untouched either way. The student's soft targets must cover the
-validation samples as well: the teacher scores them the same way it scored the train split.
+validation samples as well: the teacher scores them the same way it scored the train split, once per cache key.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -17,7 +18,7 @@ from kdcore.data.bundle import Split
 from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
 from kdcore.teacher_views import TeacherViews
-from pipelines.checkpoint import load_model
+from pipelines.checkpoint import load_model, save_atomic
 from pipelines.config import PipelineConfig
 from pipelines.teacher_targets import TeacherTargets
 
@@ -37,18 +38,44 @@ def final_bundle(cfg: PipelineConfig, bundle: DataBundle) -> DataBundle:
     return replace(bundle, train=train, val=None)
 
 
-def final_targets(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets, teacher_checkpoint: str | None) -> TeacherTargets:
-    """`targets` for `bundle`'s train split, extended to its validation samples when the final model refits."""
+def validation_outputs_path(train_outputs: str) -> Path:
+    """The teacher's outputs on the validation split, cached beside (and keyed like) its train-split outputs."""
+    path = Path(train_outputs)
+    return path.with_name(f"{path.stem}.val{path.suffix}")
+
+
+def final_targets(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets, teacher_checkpoint: str | None,
+                  targets_path: str = "") -> TeacherTargets:
+    """`targets` for `bundle`'s train split, extended to its validation samples when the final model refits.
+
+    `targets_path`: the teacher-logits stage's cache of `targets`; the validation outputs are computed once
+    and cached beside it, so later runs (and other methods) reuse them without the teacher.
+    """
     if not refits(cfg) or (targets.logits is None and targets.views is None):
         return targets  # no refit, or the teacher runs online and scores every batch it is given
+    cached = validation_outputs_path(targets_path) if targets_path else None
+    if cached is not None and cached.exists():
+        log.info("refit: reusing the teacher's validation outputs %s", cached)
+        state = torch.load(cached, map_location="cpu", weights_only=True)
+        more = state if targets.logits is not None else TeacherViews.from_state_dict(state)
+    else:
+        more = teacher_outputs_on_validation(cfg, bundle, targets, teacher_checkpoint)
+        if cached is not None:
+            save_atomic(more if targets.logits is not None else more.state_dict(), cached)
+    if targets.logits is not None:
+        return replace(targets, logits=torch.cat([targets.logits, more]))
+    return replace(targets, views=targets.views.extend(more))
+
+
+def teacher_outputs_on_validation(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets,
+                                  teacher_checkpoint: str | None) -> torch.Tensor | TeacherViews:
+    """The teacher scores the validation samples the way it scored the train split."""
     if teacher_checkpoint is None:
         raise ValueError("distill_final: tune.refit=train+val needs the teacher's outputs on the validation split; "
                          "pass the trained teacher")
     teacher = targets.model or load_model(teacher_checkpoint)
     teacher.to(resolve_device(cfg.runtime.device)).eval()
     if targets.logits is not None:
-        more = predict_logits(teacher, bundle.val.x, transform=bundle.view.normalise)
-        return replace(targets, logits=torch.cat([targets.logits, more]))
+        return predict_logits(teacher, bundle.val.x, transform=bundle.view.normalise)
     # Fresh draws for the new samples: a different seed from the train split's views, the same augmentation and K.
-    more = TeacherViews.build(teacher, bundle.val.x, bundle.view, targets.views.k, seed=cfg.runtime.seed + 1)
-    return replace(targets, views=targets.views.extend(more))
+    return TeacherViews.build(teacher, bundle.val.x, bundle.view, targets.views.k, seed=cfg.runtime.seed + 1)

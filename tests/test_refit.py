@@ -14,7 +14,7 @@ from kdcore.train import TrainSettings, fit
 from pipelines import stages
 from pipelines.checkpoint import load_model
 from pipelines.config import load_config
-from pipelines.refit import final_bundle, final_targets
+from pipelines.refit import final_bundle, final_targets, validation_outputs_path
 from pipelines.results import TuneResult
 from pipelines.stages.prepare_data import load_bundle
 from pipelines.teacher_targets import teacher_targets
@@ -80,6 +80,10 @@ def test_final_models_train_on_train_and_validation(pipeline):
     on_val = predict_logits(load_model(teacher.checkpoint), bundle.val.x, transform=bundle.view.normalise)
     assert torch.equal(targets.logits[: len(bundle.train)], torch.load(logits, weights_only=True))
     assert torch.allclose(targets.logits[len(bundle.train) :], on_val, atol=1e-6)
+    # The final run cached them beside the train split's logits: a later run reuses them, teacher or not.
+    assert torch.equal(torch.load(validation_outputs_path(logits), weights_only=True), targets.logits[len(bundle.train) :])
+    again = final_targets(cfg, bundle, teacher_targets(bundle, None, logits), None, logits)
+    assert torch.equal(again.logits, targets.logits)
     joined = final_bundle(cfg, bundle)
     assert joined.val is None and torch.equal(joined.train.y, torch.cat([bundle.train.y, bundle.val.y]))
     assert torch.equal(joined.test.x, bundle.test.x)  # the test split is never trained on
@@ -96,11 +100,16 @@ def test_refit_with_cached_views_extends_them_to_the_validation_samples(pipeline
     assert len(targets.views) == len(bundle.train) + len(bundle.val) and targets.views.k == 2
     student = stages.distill_final(cfg, data, views, kd_result(cfg), pid, teacher)
     assert MlflowClient().get_run(student.run_id).data.params["distill.soft_targets"] == "cached views"
+    cached = TeacherViews.load(validation_outputs_path(views))  # the final run's views of the validation samples
+    assert len(cached) == len(bundle.val) and cached.k == 2
+    again = final_targets(cfg, bundle, teacher_targets(bundle, teacher.checkpoint, views), teacher.checkpoint, views)
+    assert torch.equal(again.views.logits[:, len(bundle.train) :], cached.logits)  # (K, samples, classes)
 
 
 def test_refit_from_cached_logits_needs_the_teacher(pipeline):
     cfg, data, teacher, pid = pipeline
     logits = stages.compute_teacher_logits(cfg, data, teacher)
+    validation_outputs_path(logits).unlink(missing_ok=True)  # not yet cached by an earlier final run
     with pytest.raises(ValueError, match="tune.refit=train\\+val needs the teacher's outputs on the validation split"):
         stages.distill_final(cfg, data, logits, kd_result(cfg), pid)
 

@@ -26,7 +26,7 @@ def distill_final(
     if teacher is None and bundle.view.augments and not logits_path:
         raise ValueError("distill_final: training batches are augmented, so the teacher runs online; pass the trained teacher")
     targets = teacher_targets(bundle, teacher and teacher.checkpoint, logits_path, need_model=needs_teacher_model(tuned.method))
-    targets = final_targets(cfg, bundle, targets, teacher and teacher.checkpoint)
+    targets = final_targets(cfg, bundle, targets, teacher and teacher.checkpoint, logits_path)
     return train_model(
         "student", cfg.student, settings, cfg, final_bundle(cfg, bundle), build_method(cfg, tuned.method, p),
         targets.logits, parent_run_id, checkpoint,
