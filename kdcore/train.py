@@ -141,7 +141,9 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
                 x = view.normalise(train.x[index])
             x = mode.inputs(x)
             with mode.context(device):
-                if soft is None and teacher is not None:  # online: the teacher scores the batch exactly as the student sees it
+                # online: the teacher scores the batch exactly as the student sees it. Feature methods read no
+                # soft targets: their own teacher pass, for its features, is the step's only one.
+                if soft is None and teacher is not None and not distiller.needs_features:
                     with torch.no_grad():
                         soft = teacher(x).float()
                 logits = forward(x)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kdcore.data import Split
+from kdcore.data import InputView, Split
 from kdcore.distill import (
     AT, CRD, DIST, DISTILLERS, DKD, PKT, RKD, SP, Batch, Features, FitNets, LayerChoice, build_distiller,
 )
@@ -375,6 +375,18 @@ def test_connectors_train_with_the_student_but_are_not_part_of_it():
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in [*student.modules(), *teacher.modules()])
     assert all(torch.equal(v, teacher_state[k]) for k, v in teacher.state_dict().items())  # the teacher never trains
     assert not teacher.training
+
+
+def test_feature_methods_run_the_teacher_once_per_augmented_step():
+    """Online under augmentation: one teacher pass per step gives the features (FitNets reads no soft targets)."""
+    torch.manual_seed(0)
+    teacher = build_model("cnn_medium", (1, 8, 8), 4, width=16)
+    calls = []
+    teacher.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    view = InputView(crop_padding=1, flip=True)
+    fit(build_model("cnn_small", (1, 8, 8), 4), digits_like(), digits_like(32, seed=1), TrainSettings(epochs=2, batch_size=32),
+        FitNets(layers=LayerChoice()), None, view=view, teacher=teacher)
+    assert calls == [2] + [32] * 6, calls  # attach's 2-sample shape probe, then 96 / 32 steps x 2 epochs
 
 
 def test_feature_method_without_teacher_fails_before_training():
