@@ -131,6 +131,24 @@ def test_compile_trains_a_tiny_mlp_for_one_epoch():
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())  # the caller's model saves as before
 
 
+@pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")),
+                    reason="torch.compile on the CPU generates C++ and needs a C compiler (gcc) on PATH")
+def test_compile_keeps_the_feature_hooks_of_feature_methods():
+    """FitNets reads the student's stages through forward hooks; compiled, it must see them and learn as eager does."""
+    train, val = blobs(128)
+
+    def run(compile: bool) -> list[dict[str, float]]:
+        torch.manual_seed(0)
+        teacher, student = build_model("cnn_small", (1, 8, 8), 4, width=8), build_model("cnn_small", (1, 8, 8), 4, width=4)
+        return fit(student, train, val, TrainSettings(epochs=2, batch_size=32, compile=compile), build_distiller("fitnets"),
+                   view=VIEW, teacher=teacher)
+
+    eager, compiled = run(False), run(True)
+    assert compiled[-1]["train/hint"] > 0
+    for e, c in zip(eager, compiled):
+        assert e.keys() == c.keys() and all(math.isclose(e[k], c[k], rel_tol=1e-4, abs_tol=1e-5) for k in e), (e, c)
+
+
 def test_training_path_imports_only_torch_and_numpy():
     """A benchmark can fit in-memory data with kdcore alone: no MLflow, Prefect, Optuna, pydantic or scikit-learn."""
     code = (
