@@ -53,16 +53,17 @@ def final_targets(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTarge
     """
     if not refits(cfg) or (targets.logits is None and targets.views is None):
         return targets  # no refit, or the teacher runs online and scores every batch it is given
+    plain = targets.logits is not None  # else cached views
     cached = validation_outputs_path(targets_path) if targets_path else None
     if cached is not None and cached.exists():
         log.info("refit: reusing the teacher's validation outputs %s", cached)
         state = torch.load(cached, map_location="cpu", weights_only=True)
-        more = state if targets.logits is not None else TeacherViews.from_state_dict(state)
+        more = state if plain else TeacherViews.from_state_dict(state)
     else:
         more = teacher_outputs_on_validation(cfg, bundle, targets, teacher_checkpoint)
         if cached is not None:
-            save_atomic(more if targets.logits is not None else more.state_dict(), cached)
-    if targets.logits is not None:
+            save_atomic(more if plain else more.state_dict(), cached)
+    if plain:
         return replace(targets, logits=torch.cat([targets.logits, more]))
     return replace(targets, views=targets.views.extend(more))
 
