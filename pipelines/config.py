@@ -83,6 +83,7 @@ class ModelConfig(Section):
     width: int | None = Field(None, ge=1, le=4096, description="Base width: hidden units (mlp), first-stage channels (cnn_*, resnet*), widen factor (wrn_*); the model's default if empty.")
     depth: int | None = Field(None, ge=1, le=1000, description="Depth: hidden layers (mlp) or layers (resnet*: 6n+2, wrn_*: 6n+4); the model's default if empty.")
     width_multiplier: float | None = Field(None, gt=0, le=8, description="Channel multiplier of MobileNets (mobilenetv2, mobilenet_v3_small); the model's default if empty.")
+    input_dropout: float | None = Field(None, ge=0, lt=1, description="Share of input pixels dropped in training (mlp); the model's default (none) if empty.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="How this model is trained.")
 
     @field_validator("arch")
@@ -107,7 +108,8 @@ class ModelConfig(Section):
         return self
 
     def options(self) -> dict[str, Any]:
-        values = {"width": self.width, "depth": self.depth, "width_multiplier": self.width_multiplier}
+        values = {"width": self.width, "depth": self.depth, "width_multiplier": self.width_multiplier,
+                  "input_dropout": self.input_dropout}
         return {k: v for k, v in values.items() if v is not None}
 
 

@@ -44,8 +44,25 @@ def test_width_depth_and_multiplier_come_from_the_config():
     assert count_parameters(build_model("mlp", (1, 28, 28), 10, width=64)) == 50_890  # the table's MLP
 
 
+def test_mlp_input_dropout_drops_pixels_in_training_only():
+    cfg = load_config("fashion_mnist", ["student.input_dropout=0.5"])
+    model = build_model("mlp", (1, 28, 28), 10, **cfg.student.options())
+    assert count_parameters(model) == 50_890  # dropout adds no parameters
+    x = torch.randn(4, 1, 28, 28)
+    torch.manual_seed(0)
+    first, second = model.train()(x), model(x)
+    assert not torch.equal(first, second)  # each training pass drops other pixels
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), model(x))
+        dropout = [m for m in model if isinstance(m, torch.nn.Dropout)]
+        assert [m.p for m in dropout] == [0.5] and model[1] is dropout[0]  # on the input, before the hidden layer
+    assert not any(isinstance(m, torch.nn.Dropout) for m in build_model("mlp", (1, 28, 28), 10))
+
+
 def test_an_option_the_model_does_not_have_is_a_config_error():
     with pytest.raises(ConfigError, match="student: Value error, model cnn_small has no depth option"):
         load_config("digits", ["student.arch=cnn_small", "student.depth=3"])
+    with pytest.raises(ConfigError, match="model cnn_small has no input_dropout option"):
+        load_config("digits", ["student.arch=cnn_small", "student.input_dropout=0.1"])
     with pytest.raises(ValueError, match="depth must be 6n\\+2"):
         build_model("resnet20", (3, 32, 32), 10, depth=21)

@@ -7,9 +7,11 @@ from kdcore.models.registry import register_model
 
 
 @register_model("mlp")
-def mlp(input_shape, num_classes, width: int = 64, depth: int = 1, **_) -> nn.Module:
+def mlp(input_shape, num_classes, width: int = 64, depth: int = 1, input_dropout: float = 0.0, **_) -> nn.Module:
     c, h, w = input_shape
     layers: list[nn.Module] = [nn.Flatten()]
+    if input_dropout > 0:  # drops pixels: a small MLP memorises its training images without it
+        layers.append(nn.Dropout(input_dropout))
     features = c * h * w
     for _ in range(depth):
         layers += [nn.Linear(features, width), nn.ReLU(inplace=True)]
