@@ -57,8 +57,7 @@ def final_targets(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTarge
     cached = validation_outputs_path(targets_path) if targets_path else None
     if cached is not None and cached.exists():
         log.info("refit: reusing the teacher's validation outputs %s", cached)
-        state = torch.load(cached, map_location="cpu", weights_only=True)
-        more = state if plain else TeacherViews.from_state_dict(state)
+        more = torch.load(cached, map_location="cpu", weights_only=True) if plain else TeacherViews.load(cached)
     else:
         more = teacher_outputs_on_validation(cfg, bundle, targets, teacher_checkpoint)
         if cached is not None:
