@@ -13,6 +13,7 @@ Both arms then run the same study (same sampler seed, tune.pruner=none so both r
 Arms alternate (cached, recompute, cached, ...) so load drift on a shared machine hits both; prints each wall
 time and the median ratio recompute / cached.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=4)
     p.add_argument("--epochs", type=int, default=2, help="epochs per trial")
-    p.add_argument("--limit-train", type=int, default=10_000, help="stratified subset of the train split (0: all 54,000)")
+    p.add_argument(
+        "--limit-train", type=int, default=10_000, help="stratified subset of the train split (0: all 54,000)"
+    )
     p.add_argument("--teacher-epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared box)")
@@ -75,8 +78,15 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
     with private_store() as store:
-        base = [f"runtime.device={a.device}", store, f"teacher.train.epochs={a.teacher_epochs}",
-                "tune.pruner=none", f"tune.n_trials={a.trials}", f"tune.epochs={a.epochs}", "tune.n_workers=1"]
+        base = [
+            f"runtime.device={a.device}",
+            store,
+            f"teacher.train.epochs={a.teacher_epochs}",
+            "tune.pruner=none",
+            f"tune.n_trials={a.trials}",
+            f"tune.epochs={a.epochs}",
+            "tune.n_workers=1",
+        ]
         if a.limit_train:
             base.append(f"data.limit_train={a.limit_train}")
         cfg = load_config("fashion_mnist", base)
@@ -84,9 +94,11 @@ def main() -> None:
         with mlflow.start_run(experiment_id=experiment) as parent:
             data = prepare_data(cfg)
             teacher = train_teacher(cfg, data, parent.info.run_id)
-            print(f"fashion_mnist preset: {data.sizes} images, teacher {teacher.arch} trained {a.teacher_epochs} epoch(s) "
-                  f"in {teacher.seconds:.0f} s (val acc {teacher.val_acc:.3f}); {a.trials} trials x {a.epochs} epochs, "
-                  f"tune.pruner=none, device {a.device}, {torch.get_num_threads()} torch thread(s), os.cpu_count()={os.cpu_count()}")
+            print(
+                f"fashion_mnist preset: {data.sizes} images, teacher {teacher.arch} trained {a.teacher_epochs} epoch(s) "
+                f"in {teacher.seconds:.0f} s (val acc {teacher.val_acc:.3f}); {a.trials} trials x {a.epochs} epochs, "
+                f"tune.pruner=none, device {a.device}, {torch.get_num_threads()} torch thread(s), os.cpu_count()={os.cpu_count()}"
+            )
             times: dict[str, list[float]] = {"cached": [], "recompute": []}
             for rep in range(1, a.repeats + 1):
                 for arm in times:
@@ -94,13 +106,20 @@ def main() -> None:
                     seconds, cache_seconds, best = run_arm(arm, arm_cfg, data, teacher, parent.info.run_id)
                     times[arm].append(seconds)
                     part = f" (cache build {cache_seconds:.1f} s)" if arm == "cached" else ""
-                    print(f"  rep {rep} {arm:<9} {seconds:6.1f} s{part}  best val acc {best:.4f}  "
-                          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+                    print(
+                        f"  rep {rep} {arm:<9} {seconds:6.1f} s{part}  best val acc {best:.4f}  "
+                        f"load average {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
     ratios = [r / c for c, r in zip(times["cached"], times["recompute"])]
-    print(f"median wall: cached (cache build included) {statistics.median(times['cached']):.1f} s, "
-          f"recompute {statistics.median(times['recompute']):.1f} s")
-    print(f"ratio recompute / cached: {statistics.median(ratios):.1f}x (per repetition: {', '.join(f'{r:.1f}' for r in ratios)}; "
-          f"load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"median wall: cached (cache build included) {statistics.median(times['cached']):.1f} s, "
+        f"recompute {statistics.median(times['recompute']):.1f} s"
+    )
+    print(
+        f"ratio recompute / cached: {statistics.median(ratios):.1f}x (per repetition: {', '.join(f'{r:.1f}' for r in ratios)}; "
+        f"load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 if __name__ == "__main__":

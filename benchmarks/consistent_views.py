@@ -9,6 +9,7 @@ sample (kdcore/teacher_views.py), the cache's build time counted in (b). Arms ar
     nice python benchmarks/consistent_views.py                      # ~4 min on a busy 2-core CPU box
     python benchmarks/consistent_views.py --train-size 20000 --epochs 15 --views 8 --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,12 +58,18 @@ def main() -> None:
     fit(teacher, train, val, TrainSettings(epochs=a.teacher_epochs, **settings), LabelsOnly(), view=view)
     teacher.eval()
     student_size = count_parameters(build_model("cnn_small", shape, 10, width=16))
-    print(f"Fashion-MNIST: {len(train)} train (stratified subsample) / {len(test)} test images, 28x28, "
-          f"augmentation random crop (padding {view.crop_padding}) + flip; device {a.device}, torch threads {torch.get_num_threads()}")
-    print(f"teacher cnn_medium(16): {count_parameters(teacher):,} parameters, {a.teacher_epochs} epochs, "
-          f"test acc {evaluate(teacher, test, transform=view.normalise)['acc']:.2%}")
-    print(f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs, KD T=4 alpha=0.9, AdamW lr 3e-3 one-cycle, "
-          f"batch 64; cache K={a.views} views per sample; seeds 0..{a.seeds - 1}")
+    print(
+        f"Fashion-MNIST: {len(train)} train (stratified subsample) / {len(test)} test images, 28x28, "
+        f"augmentation random crop (padding {view.crop_padding}) + flip; device {a.device}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"teacher cnn_medium(16): {count_parameters(teacher):,} parameters, {a.teacher_epochs} epochs, "
+        f"test acc {evaluate(teacher, test, transform=view.normalise)['acc']:.2%}"
+    )
+    print(
+        f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs, KD T=4 alpha=0.9, AdamW lr 3e-3 one-cycle, "
+        f"batch 64; cache K={a.views} views per sample; seeds 0..{a.seeds - 1}"
+    )
 
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
     for seed in range(a.seeds):
@@ -74,28 +81,49 @@ def main() -> None:
             if arm == "cached views":  # built per run and counted: the honest cost of a single run
                 views = TeacherViews.build(teacher.to(a.device), train.x, view, a.views, seed=seed)
                 build = time.perf_counter() - started
-            fit(student, train, val, TrainSettings(epochs=a.epochs, seed=seed, **settings), KD(), view=view,
-                teacher=None if views else teacher, teacher_views=views)
-            row = {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu_started, "build": build,
-                   "acc": evaluate(student, test, transform=view.normalise)["acc"]}
+            fit(
+                student,
+                train,
+                val,
+                TrainSettings(epochs=a.epochs, seed=seed, **settings),
+                KD(),
+                view=view,
+                teacher=None if views else teacher,
+                teacher_views=views,
+            )
+            row = {
+                "wall": time.perf_counter() - started,
+                "cpu": time.process_time() - cpu_started,
+                "build": build,
+                "acc": evaluate(student, test, transform=view.normalise)["acc"],
+            }
             results[arm].append(row)
-            print(f"  seed {seed} {arm:<15} test acc {row['acc']:.2%}  {row['wall']:.1f} wall s "
-                  f"({row['build']:.1f} s building the cache)  {row['cpu']:.1f} CPU s", flush=True)
+            print(
+                f"  seed {seed} {arm:<15} test acc {row['acc']:.2%}  {row['wall']:.1f} wall s "
+                f"({row['build']:.1f} s building the cache)  {row['cpu']:.1f} CPU s",
+                flush=True,
+            )
 
     online = {k: statistics.mean(r[k] for r in results["online teacher"]) for k in ("wall", "cpu")}
     print()
-    print(f"| soft targets | test accuracy (mean ± std, {a.seeds} seeds) | wall s per run | wall vs online | CPU vs online |")
+    print(
+        f"| soft targets | test accuracy (mean ± std, {a.seeds} seeds) | wall s per run | wall vs online | CPU vs online |"
+    )
     print("|---|---|---|---|---|")
     for arm, rows in results.items():
         accs = [100 * r["acc"] for r in rows]
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         wall, cpu = statistics.mean(r["wall"] for r in rows), statistics.mean(r["cpu"] for r in rows)
-        print(f"| {arm} | {statistics.mean(accs):.2f} ± {std:.2f} % | {wall:.1f} | {wall / online['wall']:.2f}x | {cpu / online['cpu']:.2f}x |")
+        print(
+            f"| {arm} | {statistics.mean(accs):.2f} ± {std:.2f} % | {wall:.1f} | {wall / online['wall']:.2f}x | {cpu / online['cpu']:.2f}x |"
+        )
     cached = results["cached views"]
     build = statistics.mean(r["build"] for r in cached)
     replay = statistics.mean(r["wall"] - r["build"] for r in cached)
-    print(f"cache build: {build:.1f} wall s for {a.views} views x {len(train)} samples; a later run or trial sharing the cache "
-          f"trains in {replay:.1f} wall s = {replay / online['wall']:.2f}x the online teacher's time")
+    print(
+        f"cache build: {build:.1f} wall s for {a.views} views x {len(train)} samples; a later run or trial sharing the cache "
+        f"trains in {replay:.1f} wall s = {replay / online['wall']:.2f}x the online teacher's time"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ order and the TPE sampler.
     nice python benchmarks/fashion_mnist_table.py                       # the README table (3 seeds)
     python benchmarks/fashion_mnist_table.py --seeds 0 --set tune.n_trials=2   # a quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,20 +27,34 @@ import mlflow  # noqa: E402
 
 from pipelines.config import load_config  # noqa: E402
 from pipelines.stages import (  # noqa: E402
-    compute_teacher_logits, distill_final, evaluate_models, prepare_data, train_baseline, train_teacher, tune_student,
+    compute_teacher_logits,
+    distill_final,
+    evaluate_models,
+    prepare_data,
+    train_baseline,
+    train_teacher,
+    tune_student,
 )
 from pipelines.tracking import setup_experiment  # noqa: E402
 
 # The two students of the table: extra overrides on top of the preset.
 STUDENTS = {
     "mlp (64 hidden)": [],
-    "cnn_small (width 8)": ["student.arch=cnn_small", "student.width=8", "student.input_dropout=",  # an MLP option
-                            "student.train.epochs=10", "tune.n_trials=4", "tune.epochs=5"],
+    "cnn_small (width 8)": [
+        "student.arch=cnn_small",
+        "student.width=8",
+        "student.input_dropout=",  # an MLP option
+        "student.train.epochs=10",
+        "tune.n_trials=4",
+        "tune.epochs=5",
+    ],
 }
 
 
 def run_student(base: list[str], extra: list[str], seed: int, teacher, store: str) -> dict:
-    cfg = load_config(ARGS.preset, [*base, *extra, f"runtime.seed={seed}", f"tune.seed={seed}", f"runtime.store_dir={store}"])
+    cfg = load_config(
+        ARGS.preset, [*base, *extra, f"runtime.seed={seed}", f"tune.seed={seed}", f"runtime.store_dir={store}"]
+    )
     data = prepare_data(cfg)
     experiment_id = setup_experiment(cfg)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"bench-{cfg.student.arch}-seed{seed}") as parent:
@@ -51,8 +66,13 @@ def run_student(base: list[str], extra: list[str], seed: int, teacher, store: st
         tuned = tune_student(cfg, data, teacher, logits, pid)
         student = distill_final(cfg, data, logits, tuned, pid, teacher)
         ev = evaluate_models(cfg, data, [teacher, baseline, student], pid)
-    return {"teacher": teacher, "acc": ev.test_acc, "params": ev.parameters, "best": tuned.best_params,
-            "arch": {"teacher": teacher.arch, "baseline": cfg.student.arch, "student": cfg.student.arch}}
+    return {
+        "teacher": teacher,
+        "acc": ev.test_acc,
+        "params": ev.parameters,
+        "best": tuned.best_params,
+        "arch": {"teacher": teacher.arch, "baseline": cfg.student.arch, "student": cfg.student.arch},
+    }
 
 
 def pct(values: list[float]) -> str:
@@ -70,8 +90,12 @@ def main() -> None:
             r = run_student(ARGS.overrides, extra, seed, teacher, ARGS.store)
             teacher = r["teacher"]
             rows.setdefault(label, []).append(r)
-            print(f"# {label} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in r["acc"].items())
-                  + f"  best {r['best']}", flush=True)
+            print(
+                f"# {label} seed {seed}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in r["acc"].items())
+                + f"  best {r['best']}",
+                flush=True,
+            )
     t = next(iter(rows.values()))[0]
     lines = [
         f"Fashion-MNIST test accuracy, {len(ARGS.seeds)} seeds ({', '.join(map(str, ARGS.seeds))}); "

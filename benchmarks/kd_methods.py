@@ -7,6 +7,7 @@ CRD's negatives per sample (--crd-k), which CPU memory bandwidth cannot afford a
     nice python benchmarks/kd_methods.py                    # the README numbers (~20 min on a busy 2-core CPU box)
     python benchmarks/kd_methods.py --train-size 20000 --epochs 15 --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,9 @@ def main() -> None:
     p.add_argument("--teacher-epochs", type=int, default=6)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared box)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--first-seed", type=int, default=0, help="run seeds first..first+seeds-1 (to split seeds over processes)")
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first..first+seeds-1 (to split seeds over processes)"
+    )
     p.add_argument("--crd-k", type=int, default=1024)
     p.add_argument("--methods", default=",".join(DISTILLERS))
     p.add_argument("--device", default="cpu")
@@ -87,13 +90,19 @@ def main() -> None:
     teacher.cpu().eval()
     teacher_logits = predict_logits(teacher, train.x)
     student_size = count_parameters(build_model("cnn_small", shape, 10))
-    print(f"Fashion-MNIST subset: {len(train)} train / {len(test)} test images (seeded random subset), "
-          f"{shape[1]}x{shape[2]} pixels, device {a.device}, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"teacher cnn_medium(16): {count_parameters(teacher):,} parameters, {a.teacher_epochs} epochs, "
-          f"test acc {evaluate(teacher, test)['acc']:.2%}")
-    print(f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs per method, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}, "
-          f"AdamW lr 3e-3 one-cycle, batch 64; published default weights; CRD nce_k={a.crd_k}")
+    print(
+        f"Fashion-MNIST subset: {len(train)} train / {len(test)} test images (seeded random subset), "
+        f"{shape[1]}x{shape[2]} pixels, device {a.device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"teacher cnn_medium(16): {count_parameters(teacher):,} parameters, {a.teacher_epochs} epochs, "
+        f"test acc {evaluate(teacher, test)['acc']:.2%}"
+    )
+    print(
+        f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs per method, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}, "
+        f"AdamW lr 3e-3 one-cycle, batch 64; published default weights; CRD nce_k={a.crd_k}"
+    )
 
     # CPU seconds, not wall time: on a shared box the wall clock measures the neighbours as much as the method.
     results: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
@@ -106,18 +115,30 @@ def main() -> None:
             else:
                 distiller = build_distiller(method, **({"nce_k": a.crd_k} if method == "crd" else {}))
             started, cpu_started = time.perf_counter(), time.process_time()
-            fit(student, train, val, TrainSettings(epochs=a.epochs, seed=seed, **settings), distiller, teacher_logits,
-                teacher=teacher if distiller.needs_features else None)
+            fit(
+                student,
+                train,
+                val,
+                TrainSettings(epochs=a.epochs, seed=seed, **settings),
+                distiller,
+                teacher_logits,
+                teacher=teacher if distiller.needs_features else None,
+            )
             cpu = (time.process_time() - cpu_started) / a.epochs
             wall = (time.perf_counter() - started) / a.epochs
             acc = evaluate(student, test)["acc"]
             results[method].append((acc, cpu, wall))
-            print(f"  seed {seed} {method:<12} test acc {acc:.2%}  {cpu:.2f} CPU s/epoch  {wall:.2f} wall s/epoch", flush=True)
+            print(
+                f"  seed {seed} {method:<12} test acc {acc:.2%}  {cpu:.2f} CPU s/epoch  {wall:.2f} wall s/epoch",
+                flush=True,
+            )
 
     base_cpu = statistics.mean(r[1] for r in results["labels-only"])
     base_wall = statistics.mean(r[2] for r in results["labels-only"])
     print()
-    print(f"| method | test accuracy (mean ± std, {a.seeds} seeds) | CPU time per epoch vs labels-only | wall time per epoch vs labels-only |")
+    print(
+        f"| method | test accuracy (mean ± std, {a.seeds} seeds) | CPU time per epoch vs labels-only | wall time per epoch vs labels-only |"
+    )
     print("|---|---|---|---|")
     for method, rows in results.items():
         accs = [100 * r[0] for r in rows]

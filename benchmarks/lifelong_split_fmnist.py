@@ -7,6 +7,7 @@ Prints mean ± std over seeds of the final average accuracy and forgetting, as a
     nice python benchmarks/lifelong_split_fmnist.py            # all strategies, 3 seeds
     python benchmarks/lifelong_split_fmnist.py --seeds 1 --strategies finetune
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,7 +82,9 @@ def main() -> None:
             print(f"{name} seed {seed}: {scores[-1]}  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
         acc = 100 * np.array([s["avg_acc"] for s in scores])
         fgt = 100 * np.array([s["forgetting"] for s in scores])
-        lines.append(f"| {name} | {acc.mean():.2f} ± {acc.std():.2f} | {fgt.mean():.2f} ± {fgt.std():.2f} | {np.mean(seconds):.0f} |")
+        lines.append(
+            f"| {name} | {acc.mean():.2f} ± {acc.std():.2f} | {fgt.mean():.2f} ± {fgt.std():.2f} | {np.mean(seconds):.0f} |"
+        )
     print("\n".join(lines))
 
 

@@ -12,6 +12,7 @@ epochs, and score the validation split after every epoch (as `fit` does):
 Arms run interleaved (ours, dataloader, index, ours, ...) so load drift on a shared machine hits all of them;
 each prints samples/s per repetition and the median ratios ours/plain. Imports only kdcore (torch, numpy).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,10 @@ def sync(device: torch.device) -> None:
 @torch.no_grad()
 def val_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
     model.eval()
-    correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum()) for i in range(0, len(y), batch_size))
+    correct = sum(
+        int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+        for i in range(0, len(y), batch_size)
+    )
     model.train()
     return correct / len(y)
 
@@ -60,8 +64,12 @@ def train_dataloader(model, x, y, val_x, val_y, settings: TrainSettings) -> floa
     """Float tensors on the host, shuffled batches from a DataLoader, each batch copied to the device."""
     device = torch.device(settings.device)
     model.to(device)
-    loader = DataLoader(TensorDataset(x, y), batch_size=settings.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(settings.seed))
+    loader = DataLoader(
+        TensorDataset(x, y),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
     optimizer = make_optimizer(model.parameters(), settings)
     schedule = make_schedule(optimizer, settings, len(loader))
     val_x, val_y = val_x.to(device), val_y.to(device)
@@ -102,14 +110,25 @@ def train_index(model, x, y, val_x, val_y, settings: TrainSettings) -> float:
 
 def run_row(label: str, spec: dict, bundle, train_size: int, val_size: int, epochs: int, a) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
-    pick = torch.randperm(len(bundle.train), generator=gen)[:train_size].sort().values  # same seeded subset for every arm
+    pick = (
+        torch.randperm(len(bundle.train), generator=gen)[:train_size].sort().values
+    )  # same seeded subset for every arm
     train = Split(bundle.train.x[pick], bundle.train.y[pick])
     val = Split(bundle.val.x[:val_size], bundle.val.y[:val_size])
     # The plain loops normalise the stored pixels once, inside their timed run, as a user's script would.
     norm = bundle.view.normalise
-    settings = TrainSettings(epochs=epochs, batch_size=spec["batch_size"], lr=spec["lr"], weight_decay=spec["weight_decay"],
-                             optimizer="adam", schedule="onecycle", seed=0, device=a.device,
-                             precision=a.precision, channels_last=a.channels_last)
+    settings = TrainSettings(
+        epochs=epochs,
+        batch_size=spec["batch_size"],
+        lr=spec["lr"],
+        weight_decay=spec["weight_decay"],
+        optimizer="adam",
+        schedule="onecycle",
+        seed=0,
+        device=a.device,
+        precision=a.precision,
+        channels_last=a.channels_last,
+    )
     device = torch.device(a.device)
     arms = {
         "ours": lambda m: train_ours(m, train, val, bundle.view, settings),
@@ -117,8 +136,10 @@ def run_row(label: str, spec: dict, bundle, train_size: int, val_size: int, epoc
         "index": lambda m: train_index(m, norm(train.x), train.y, norm(val.x), val.y, settings),
     }
     n_params = count_parameters(build_model(spec["arch"], bundle.input_shape, bundle.num_classes, width=spec["width"]))
-    print(f"\n{label}: {n_params:,} parameters, {len(train)} train / {len(val)} val images, {epochs} epoch(s), "
-          f"batch {settings.batch_size}, AdamW one-cycle, {a.repeats} interleaved repetitions")
+    print(
+        f"\n{label}: {n_params:,} parameters, {len(train)} train / {len(val)} val images, {epochs} epoch(s), "
+        f"batch {settings.batch_size}, AdamW one-cycle, {a.repeats} interleaved repetitions"
+    )
     rates: dict[str, list[float]] = {name: [] for name in arms}
     for rep in range(a.repeats + 1):  # repetition 0 warms up allocators and kernels and is not counted
         line = []
@@ -133,11 +154,21 @@ def run_row(label: str, spec: dict, bundle, train_size: int, val_size: int, epoc
             if rep:
                 rates[name].append(rate)
             line.append(f"{name} {rate:,.0f}/s (val acc {acc:.3f})")
-        print(f"  {'warm-up' if rep == 0 else f'rep {rep}'}: " + "  ".join(line) + f"  load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"  {'warm-up' if rep == 0 else f'rep {rep}'}: " + "  ".join(line) + f"  load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     med = {name: statistics.median(r) for name, r in rates.items()}
-    ratios = {plain: statistics.median(o / p for o, p in zip(rates["ours"], rates[plain])) for plain in ("dataloader", "index")}
-    print(f"  median samples/s: ours {med['ours']:,.0f}, dataloader {med['dataloader']:,.0f}, index {med['index']:,.0f}")
-    print(f"  ours / dataloader {ratios['dataloader']:.2f}x, ours / index {ratios['index']:.2f}x (median of per-repetition ratios)")
+    ratios = {
+        plain: statistics.median(o / p for o, p in zip(rates["ours"], rates[plain]))
+        for plain in ("dataloader", "index")
+    }
+    print(
+        f"  median samples/s: ours {med['ours']:,.0f}, dataloader {med['dataloader']:,.0f}, index {med['index']:,.0f}"
+    )
+    print(
+        f"  ours / dataloader {ratios['dataloader']:.2f}x, ours / index {ratios['index']:.2f}x (median of per-repetition ratios)"
+    )
     return {"ours": med["ours"], **ratios}
 
 
@@ -152,24 +183,45 @@ def main() -> None:
     p.add_argument("--cnn-epochs", type=int, default=1)
     p.add_argument("--cnn-train-size", type=int, default=5_000)
     p.add_argument("--val-size", type=int, default=2_000)
-    p.add_argument("--precision", default="fp32", help="ours only; fp32 compares the loops on equal arithmetic, "
-                   "auto adds bf16 autocast on a GPU")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="ours only; fp32 compares the loops on equal arithmetic, auto adds bf16 autocast on a GPU",
+    )
     p.add_argument("--channels-last", default="false", choices=["auto", "true", "false"], help="ours only")
     a = p.parse_args()
     a.channels_last = {"true": True, "false": False}.get(a.channels_last, a.channels_last)
     torch.set_num_threads(a.threads)
     bundle = load_dataset("fashion_mnist", a.root, val=0.1, seed=0, download=False)
-    print(f"Fashion-MNIST (preset split: {len(bundle.train)} train / {len(bundle.val)} val), device {a.device}, "
-          f"ours: precision {a.precision}, channels_last {a.channels_last}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), os.cpu_count()={os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"Fashion-MNIST (preset split: {len(bundle.train)} train / {len(bundle.val)} val), device {a.device}, "
+        f"ours: precision {a.precision}, channels_last {a.channels_last}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), os.cpu_count()={os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     results = {
-        "student mlp(64)": run_row("student mlp(64)", ROWS["student mlp(64)"], bundle, min(a.mlp_train_size, len(bundle.train)),
-                                   a.val_size, a.mlp_epochs, a),
-        "teacher cnn_medium(32)": run_row("teacher cnn_medium(32)", ROWS["teacher cnn_medium(32)"], bundle,
-                                          min(a.cnn_train_size, len(bundle.train)), a.val_size, a.cnn_epochs, a),
+        "student mlp(64)": run_row(
+            "student mlp(64)",
+            ROWS["student mlp(64)"],
+            bundle,
+            min(a.mlp_train_size, len(bundle.train)),
+            a.val_size,
+            a.mlp_epochs,
+            a,
+        ),
+        "teacher cnn_medium(32)": run_row(
+            "teacher cnn_medium(32)",
+            ROWS["teacher cnn_medium(32)"],
+            bundle,
+            min(a.cnn_train_size, len(bundle.train)),
+            a.val_size,
+            a.cnn_epochs,
+            a,
+        ),
     }
-    print(f"\n| model | ours (samples/s) | ours / DataLoader loop | ours / index-shuffle loop |  ({a.device}, load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"\n| model | ours (samples/s) | ours / DataLoader loop | ours / index-shuffle loop |  ({a.device}, load average {os.getloadavg()[0]:.1f})"
+    )
     print("|---|---|---|---|")
     for label, r in results.items():
         print(f"| {label} | {r['ours']:,.0f} | {r['dataloader']:.2f}x | {r['index']:.2f}x |")

@@ -14,6 +14,7 @@ By default the two arms run at the same time, so that on a shared machine both s
 time (each process tree's own, the Prefect server included) are printed. A third, tiny probe, run first,
 measures Prefect alone: the temporary server's start-up and the cost of one no-op task.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("prepare_data", "train_teacher", "teacher_logits", "train_baseline", "tune_student", "distill_final", "evaluate", "register")
+STAGES = (
+    "prepare_data",
+    "train_teacher",
+    "teacher_logits",
+    "train_baseline",
+    "tune_student",
+    "distill_final",
+    "evaluate",
+    "register",
+)
 # Epoch counts behind each stage, to project the full preset's stage time from a reduced-budget run.
 FULL = {"teacher.train.epochs": 7, "student.train.epochs": 20, "tune.n_trials": 6, "tune.epochs": 8}
 
@@ -37,9 +47,14 @@ def uptime() -> str:
 
 def clean_env(home: Path, threads: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env.update(PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1",
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(
+        PREFECT_HOME=str(home / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONUNBUFFERED="1",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+    )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -68,8 +83,14 @@ def arm_kdflow(tmp: Path, args) -> dict:
     wall, cpu = timed_subprocess(cmd, folder, clean_env(folder, args.threads), tmp / "a.log")
     result = json.loads(summary.read_text())
     stages = {k: v for k, v in result["stage_seconds"].items() if k in STAGES}  # not the flow's own "total"
-    return {"wall": wall, "cpu": cpu, "stages": stages, "uptime": up, "uptime_end": uptime(),
-            "acc": result["models"]["student"]["test_acc"]}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "stages": stages,
+        "uptime": up,
+        "uptime_end": uptime(),
+        "acc": result["models"]["student"]["test_acc"],
+    }
 
 
 def arm_plain(tmp: Path, args) -> dict:
@@ -109,8 +130,9 @@ def prefect_probe(tmp: Path, args) -> dict:
     folder.mkdir(parents=True)
     up = uptime()
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=folder, env=clean_env(folder, args.threads),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=folder, env=clean_env(folder, args.threads), capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     if out.returncode != 0:
         sys.exit(f"prefect probe failed: {out.stderr[-2000:]}")
@@ -158,11 +180,14 @@ def run_plain_stages(result_path: str, preset: str, overrides: list[str]) -> Non
         student = timed("distill_final", stages.distill_final, cfg, data, logits, tuned, pid, teacher)
         ev = timed("evaluate", stages.evaluate_models, cfg, data, [teacher, baseline, student], pid)
         reg = timed("register", stages.register_student, cfg, data, student, ev)
-        summary = PipelineSummary.build(cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds)
+        summary = PipelineSummary.build(
+            cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds
+        )
         mlflow.log_metrics({f"test/{role}_acc": acc for role, acc in ev.test_acc.items()})
         mlflow.log_dict(summary.model_dump(), "summary.json")
-    Path(result_path).write_text(json.dumps({"stages": seconds, "mlflow_seconds": mlflow_seconds[0],
-                                             "acc": ev.test_acc["student"]}))
+    Path(result_path).write_text(
+        json.dumps({"stages": seconds, "mlflow_seconds": mlflow_seconds[0], "acc": ev.test_acc["student"]})
+    )
 
 
 def count_mlflow_time(mlflow, client_class) -> list[float]:
@@ -184,11 +209,26 @@ def count_mlflow_time(mlflow, client_class) -> list[float]:
                 depth[0] -= 1
                 if depth[0] == 0:
                     total[0] += time.perf_counter() - started
+
         return timed
 
-    for name in ("start_run", "end_run", "log_params", "log_param", "log_metrics", "log_metric", "log_artifact",
-                 "log_dict", "set_tag", "set_tags", "get_run", "register_model", "set_tracking_uri",
-                 "get_experiment_by_name", "create_experiment"):
+    for name in (
+        "start_run",
+        "end_run",
+        "log_params",
+        "log_param",
+        "log_metrics",
+        "log_metric",
+        "log_artifact",
+        "log_dict",
+        "set_tag",
+        "set_tags",
+        "get_run",
+        "register_model",
+        "set_tracking_uri",
+        "get_experiment_by_name",
+        "create_experiment",
+    ):
         setattr(mlflow, name, wrap(getattr(mlflow, name)))
     mlflow.pytorch.log_model = wrap(mlflow.pytorch.log_model)
     mlflow.ActiveRun.__exit__ = wrap(mlflow.ActiveRun.__exit__)  # `with start_run()` ends the run here
@@ -219,8 +259,11 @@ def main(args) -> None:
     with tempfile.TemporaryDirectory(prefix="kdflow-overhead-") as name:
         tmp = Path(name)
         probe = prefect_probe(tmp, args)
-        print(f"prefect probe: import {probe['import']:.1f} s, temporary server start + first flow {probe['first_flow']:.1f} s, "
-              f"later flow run {probe['flow']:.2f} s, per no-op task {probe['per_task']:.3f} s   [{probe['uptime']}]", flush=True)
+        print(
+            f"prefect probe: import {probe['import']:.1f} s, temporary server start + first flow {probe['first_flow']:.1f} s, "
+            f"later flow run {probe['flow']:.2f} s, per no-op task {probe['per_task']:.3f} s   [{probe['uptime']}]",
+            flush=True,
+        )
         arms = {"A": arm_kdflow, "B": arm_plain}
         if args.sequential:
             runs = [(arm, arms[arm](tmp / f"{i}", args)) for i, arm in enumerate(args.order)]
@@ -233,8 +276,11 @@ def main(args) -> None:
         for arm, r in runs:
             stage_sum = sum(r["stages"].values())
             extra = f", of which inside MLflow {r['mlflow_seconds']:.1f} s" if "mlflow_seconds" in r else ""
-            print(f"arm {arm}: wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, stages {stage_sum:.1f} s{extra}, "
-                  f"student test acc {r['acc']:.4f}   [start {r['uptime']}]  [end {r['uptime_end']}]", flush=True)
+            print(
+                f"arm {arm}: wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, stages {stage_sum:.1f} s{extra}, "
+                f"student test acc {r['acc']:.4f}   [start {r['uptime']}]  [end {r['uptime_end']}]",
+                flush=True,
+            )
             print("   stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()), flush=True)
         if args.keep:
             import shutil
@@ -244,20 +290,27 @@ def main(args) -> None:
     b = next(r for arm, r in runs if arm == "B")
     fixed = a["wall"] - sum(a["stages"].values()) - (b["wall"] - sum(b["stages"].values()))
     in_stages = sum(a["stages"].values()) - sum(b["stages"].values())
-    print(f"\nratio A/B (kdflow run / plain stages, both with MLflow): wall {a['wall'] / b['wall']:.3f}  "
-          f"({a['wall']:.1f} s / {b['wall']:.1f} s); CPU {a['cpu'] / b['cpu']:.3f}  ({a['cpu']:.1f} s / {b['cpu']:.1f} s)")
+    print(
+        f"\nratio A/B (kdflow run / plain stages, both with MLflow): wall {a['wall'] / b['wall']:.3f}  "
+        f"({a['wall']:.1f} s / {b['wall']:.1f} s); CPU {a['cpu'] / b['cpu']:.3f}  ({a['cpu']:.1f} s / {b['cpu']:.1f} s)"
+    )
     b_bare = b["wall"] - b["mlflow_seconds"]
     print(f"ratio A/(B without its MLflow time): {a['wall'] / b_bare:.3f}  ({a['wall']:.1f} s / {b_bare:.1f} s)")
-    print(f"A's overhead {a['wall'] - b['wall']:.1f} s = outside the stages {fixed:.1f} s (CLI, Prefect import, server start-up, "
-          f"flow run, summary) + inside the stage timings {in_stages:.1f} s (task runs, artifacts, log shipping; "
-          f"noise from the load included)")
+    print(
+        f"A's overhead {a['wall'] - b['wall']:.1f} s = outside the stages {fixed:.1f} s (CLI, Prefect import, server start-up, "
+        f"flow run, summary) + inside the stage timings {in_stages:.1f} s (task runs, artifacts, log shipping; "
+        f"noise from the load included)"
+    )
     full_b = project_full(b["stages"], args.overrides) + b["wall"] - sum(b["stages"].values())
     per_task = max(probe["per_task"], 0.0)
     by_tasks = fixed + per_task * len(STAGES)
     as_measured = fixed + max(in_stages, 0.0)
-    print(f"projected full preset: arm B ~{full_b:.0f} s (B's stage seconds scaled by epochs and trials, no pruning); "
-          f"ratio ~{(full_b + by_tasks) / full_b:.3f} with A's fixed overhead {fixed:.1f} s + {len(STAGES)} tasks x {per_task:.2f} s, "
-          f"~{(full_b + as_measured) / full_b:.3f} with the fixed overhead + the in-stage overhead measured here")
+    print(
+        f"projected full preset: arm B ~{full_b:.0f} s (B's stage seconds scaled by epochs and trials, no pruning); "
+        f"ratio ~{(full_b + by_tasks) / full_b:.3f} with A's fixed overhead {fixed:.1f} s + {len(STAGES)} tasks x {per_task:.2f} s, "
+        f"~{(full_b + as_measured) / full_b:.3f} with the fixed overhead + the in-stage overhead measured here"
+    )
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,4 +1,5 @@
 """A throwaway folder for one benchmark run: its MLflow (SQLite), Optuna and cache stores, and the working directory."""
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ sampler seed, same warm start) runs with tune.pruner=none, median and hyperband,
 wall time, epochs trained, best validation accuracy, and the median wall-time ratio pruned / unpruned.
 Hyperband assigns trials to brackets by a hash of the study name, so its epochs vary a little between repetitions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,15 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
     with private_store() as store:
-        base = [f"runtime.device={a.device}", store, f"teacher.train.epochs={a.teacher_epochs}",
-                f"tune.n_trials={a.trials}", f"tune.epochs={a.epochs}", "tune.n_workers=1", "tune.seed=0"]
+        base = [
+            f"runtime.device={a.device}",
+            store,
+            f"teacher.train.epochs={a.teacher_epochs}",
+            f"tune.n_trials={a.trials}",
+            f"tune.epochs={a.epochs}",
+            "tune.n_workers=1",
+            "tune.seed=0",
+        ]
         if a.limit_train:
             base.append(f"data.limit_train={a.limit_train}")
         cfg = load_config(a.preset, base)
@@ -60,15 +68,19 @@ def main() -> None:
             data = prepare_data(cfg)
             teacher = train_teacher(cfg, data, parent.info.run_id)
             logits = compute_teacher_logits(cfg, data, teacher)
-            print(f"{a.preset} preset: {data.sizes} images, teacher {teacher.arch} {a.teacher_epochs} epoch(s) (val acc "
-                  f"{teacher.val_acc:.3f}), student {cfg.student.arch}; {a.trials} trials x {a.epochs} epochs, TPE seed 0; "
-                  f"device {a.device}, {torch.get_num_threads()} torch thread(s), os.cpu_count()={os.cpu_count()}")
+            print(
+                f"{a.preset} preset: {data.sizes} images, teacher {teacher.arch} {a.teacher_epochs} epoch(s) (val acc "
+                f"{teacher.val_acc:.3f}), student {cfg.student.arch}; {a.trials} trials x {a.epochs} epochs, TPE seed 0; "
+                f"device {a.device}, {torch.get_num_threads()} torch thread(s), os.cpu_count()={os.cpu_count()}"
+            )
             times: dict[str, list[float]] = {k: [] for k in PRUNERS}
             epochs_trained: dict[str, list[int]] = {k: [] for k in PRUNERS}
             best: dict[str, list[float]] = {k: [] for k in PRUNERS}
             for rep in range(1, a.repeats + 1):
                 for pruner in PRUNERS:
-                    arm = load_config(a.preset, [*base, f"tune.pruner={pruner}", f"tune.study_name=bench-{pruner}-{rep}"])
+                    arm = load_config(
+                        a.preset, [*base, f"tune.pruner={pruner}", f"tune.study_name=bench-{pruner}-{rep}"]
+                    )
                     started = time.perf_counter()
                     result = tune_student(arm, data, teacher, logits, parent.info.run_id)
                     times[pruner].append(time.perf_counter() - started)
@@ -76,16 +88,23 @@ def main() -> None:
                     trials = open_study(arm, result.study_name, a.epochs).trials
                     epochs = sum(len(t.intermediate_values) for t in trials)
                     epochs_trained[pruner].append(epochs)
-                    print(f"  rep {rep} {pruner:<9} {times[pruner][-1]:6.1f} s  {result.complete} complete, {result.pruned} pruned, "
-                          f"{epochs}/{a.trials * a.epochs} epochs trained  best val acc {result.best_value:.4f}  "
-                          f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    print(f"\n| pruner | epochs trained | wall time (median of {a.repeats}) | wall time vs none | best val acc |"
-          f"  (load average {os.getloadavg()[0]:.1f})")
+                    print(
+                        f"  rep {rep} {pruner:<9} {times[pruner][-1]:6.1f} s  {result.complete} complete, {result.pruned} pruned, "
+                        f"{epochs}/{a.trials * a.epochs} epochs trained  best val acc {result.best_value:.4f}  "
+                        f"load average {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
+    print(
+        f"\n| pruner | epochs trained | wall time (median of {a.repeats}) | wall time vs none | best val acc |"
+        f"  (load average {os.getloadavg()[0]:.1f})"
+    )
     print("|---|---|---|---|---|")
     for pruner in PRUNERS:
         ratio = statistics.median(t / n for t, n in zip(times[pruner], times["none"]))
-        print(f"| {pruner} | {statistics.median(epochs_trained[pruner]):g}/{a.trials * a.epochs} | "
-              f"{statistics.median(times[pruner]):.1f} s | {ratio:.2f}x | {statistics.median(best[pruner]):.4f} |")
+        print(
+            f"| {pruner} | {statistics.median(epochs_trained[pruner]):g}/{a.trials * a.epochs} | "
+            f"{statistics.median(times[pruner]):.1f} s | {ratio:.2f}x | {statistics.median(best[pruner]):.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Uses kdcore directly (no MLflow, Prefect or Optuna): the same `fit`, `LabelsOnly
 Throughput: raw strings -> tokenizer -> model -> class, batch 256, on the CPU, teacher and student
 interleaved in the same process, the median of several passes over the test texts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def man_page_text(source: str, max_words: int) -> str:
     """Prose of a groff man page: macro lines dropped (their arguments kept), escapes and section refs removed."""
     lines = []
     for line in source.splitlines():
-        if line.startswith((".TH", ".\\\"", "'\\\"", ".so", ".ds", ".de", ".nr", ".if", ".ie", ".el")):
+        if line.startswith((".TH", '.\\"', "'\\\"", ".so", ".ds", ".de", ".nr", ".if", ".ie", ".el")):
             continue
         if line.startswith((".", "'")):
             line = line.partition(" ")[2]  # .B foo / .SH NAME / .IR a b -> their text
@@ -77,12 +78,20 @@ def build_from_man(man_root: Path, out: Path, per_class: int, max_words: int, se
 
 def train(arch, bundle, width, epochs, lr, distiller, logits, seed):
     torch.manual_seed(seed)
-    model = build_model(arch, bundle.input_shape, bundle.num_classes, **({"width": width} if width else {}),
-                        **bundle.model_options())
+    model = build_model(
+        arch, bundle.input_shape, bundle.num_classes, **({"width": width} if width else {}), **bundle.model_options()
+    )
     settings = TrainSettings(epochs=epochs, batch_size=32, lr=lr, weight_decay=1e-4, seed=seed)
     started = time.perf_counter()
-    history = fit(model, bundle.train, bundle.val, settings, distiller, logits,
-                  lambda e, m: print(f"  epoch {e}: val/acc {m['val/acc']:.4f}", file=sys.stderr))
+    history = fit(
+        model,
+        bundle.train,
+        bundle.val,
+        settings,
+        distiller,
+        logits,
+        lambda e, m: print(f"  epoch {e}: val/acc {m['val/acc']:.4f}", file=sys.stderr),
+    )
     return model.eval(), history[-1]["val/acc"], time.perf_counter() - started
 
 
@@ -127,7 +136,9 @@ def main() -> None:
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)  # on a shared box, one thread each avoids oversubscription stalls
-    settings = TextSettings(max_len=a.max_len, vocab_size=a.vocab_size, text_column=a.text_column, label_column=a.label_column, strict=False)
+    settings = TextSettings(
+        max_len=a.max_len, vocab_size=a.vocab_size, text_column=a.text_column, label_column=a.label_column, strict=False
+    )
     if a.build_from_man:
         if not a.folder:
             p.error("--build-from-man needs --folder (where the class folders are written)")
@@ -135,17 +146,25 @@ def main() -> None:
     name, root = ("imdb", a.imdb) if a.imdb else ("text_folder", a.folder) if a.folder else ("text_csv", a.csv)
     bundle = load_dataset(name, root, 0.15, 0.2, a.seed, text=settings)
     sizes = {k: len(v) for k, v in bundle.splits().items()}
-    print(f"data: {name} {root} {sizes}, {bundle.num_classes} classes, vocabulary {len(bundle.tokenizer['tokens'])}, "
-          f"padded length {bundle.input_shape[0]}", file=sys.stderr)
+    print(
+        f"data: {name} {root} {sizes}, {bundle.num_classes} classes, vocabulary {len(bundle.tokenizer['tokens'])}, "
+        f"padded length {bundle.input_shape[0]}",
+        file=sys.stderr,
+    )
 
     print(f"teacher {a.teacher}:", file=sys.stderr)
-    teacher, _, teacher_s = train(a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, a.seed)
+    teacher, _, teacher_s = train(
+        a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, a.seed
+    )
     logits = predict_logits(teacher, bundle.train.x, 256)
     print(f"labels-only student {a.student}:", file=sys.stderr)
-    baseline, _, baseline_s = train(a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed)
+    baseline, _, baseline_s = train(
+        a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed
+    )
     print(f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}):", file=sys.stderr)
-    student, _, student_s = train(a.student, bundle, a.student_width, a.student_epochs, 5e-3,
-                                  KD(a.temperature, a.alpha), logits, a.seed)
+    student, _, student_s = train(
+        a.student, bundle, a.student_width, a.student_epochs, 5e-3, KD(a.temperature, a.alpha), logits, a.seed
+    )
 
     tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
     test_texts = [tokenizer.decode(row) for row in bundle.test.x]  # the test texts as strings again
@@ -156,13 +175,26 @@ def main() -> None:
         "kd_student": (a.student, student, student_s, speed["student"]),
     }
     result = {
-        "data": {"name": name, "root": str(root), "sizes": sizes, "classes": bundle.classes,
-                 "vocabulary": len(tokenizer), "padded_length": bundle.input_shape[0]},
+        "data": {
+            "name": name,
+            "root": str(root),
+            "sizes": sizes,
+            "classes": bundle.classes,
+            "vocabulary": len(tokenizer),
+            "padded_length": bundle.input_shape[0],
+        },
         "kd": {"temperature": a.temperature, "alpha": a.alpha},
         "threads": a.threads,
-        "models": {role: {"arch": arch, "test_acc": evaluate(m, bundle.test, 256)["acc"], "parameters": count_parameters(m),
-                          "train_seconds": round(s, 1), "texts_per_second": None if tps is None else round(tps, 1)}
-                   for role, (arch, m, s, tps) in rows.items()},
+        "models": {
+            role: {
+                "arch": arch,
+                "test_acc": evaluate(m, bundle.test, 256)["acc"],
+                "parameters": count_parameters(m),
+                "train_seconds": round(s, 1),
+                "texts_per_second": None if tps is None else round(tps, 1),
+            }
+            for role, (arch, m, s, tps) in rows.items()
+        },
     }
     result["speedup"] = round(speed["student"] / speed["teacher"], 1)
     print(f"\n| model | arch | test accuracy | parameters | CPU texts/s ({a.threads} thread) |\n|---|---|---|---|---|")

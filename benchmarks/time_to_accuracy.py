@@ -11,6 +11,7 @@ kdcore only (no MLflow / Prefect), so it runs on any machine with torch.
     python benchmarks/time_to_accuracy.py --dataset cifar10 --root data/cifar10 --arch resnet56 \\
         --target 0.94 --epochs 40 --optimizer sgd --lr 0.05 --batch-size 512 --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,10 +51,23 @@ def parse_variant(text: str) -> dict:
 
 def run(bundle, variant: dict, args) -> dict:
     torch.manual_seed(args.seed)
-    model = build_model(args.arch, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
-                        **({"width": args.width} if args.width else {}))
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                             optimizer=args.optimizer, schedule=args.schedule, seed=args.seed, device=args.device, **variant)
+    model = build_model(
+        args.arch,
+        input_shape=bundle.input_shape,
+        num_classes=bundle.num_classes,
+        **({"width": args.width} if args.width else {}),
+    )
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        seed=args.seed,
+        device=args.device,
+        **variant,
+    )
     test = bundle.test.to(args.device)
     trace, paused = [], 0.0
     sync(args.device)
@@ -75,8 +89,14 @@ def run(bundle, variant: dict, args) -> dict:
         pass
     epoch, seconds, acc = trace[-1]
     per_epoch = statistics.median(b[1] - a[1] for a, b in zip([(0, 0.0, 0)] + trace, trace))
-    return {"reached": acc >= args.target, "seconds": seconds, "epochs": epoch, "acc": acc, "epoch_s": per_epoch,
-            "params": count_parameters(model)}
+    return {
+        "reached": acc >= args.target,
+        "seconds": seconds,
+        "epochs": epoch,
+        "acc": acc,
+        "epoch_s": per_epoch,
+        "params": count_parameters(model),
+    }
 
 
 def main() -> None:
@@ -103,17 +123,24 @@ def main() -> None:
     for v in variants:
         if unknown := set(v) - known:
             p.error(f"unknown TrainSettings field(s) {sorted(unknown)}; known: {sorted(known)}")
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{args.arch} on {args.dataset} ({len(bundle.train)} train images), target {100 * args.target:.1f} % test, "
-          f"{args.epochs}-epoch schedule, batch {args.batch_size}; {device_name}; torch {torch.__version__}")
+    device_name = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{args.arch} on {args.dataset} ({len(bundle.train)} train images), target {100 * args.target:.1f} % test, "
+        f"{args.epochs}-epoch schedule, batch {args.batch_size}; {device_name}; torch {torch.__version__}"
+    )
     print("| variant | reached | epochs | seconds | s / epoch | test acc | ratio |")
     print("|---|---|---|---|---|---|---|")
     first = None
     for text, variant in zip(args.variants, variants):
         r = run(bundle, variant, args)
         first = first or r
-        print(f"| {text} | {'yes' if r['reached'] else 'no'} | {r['epochs']} | {r['seconds']:.1f} | {r['epoch_s']:.2f} | "
-              f"{100 * r['acc']:.2f} % | {r['seconds'] / first['seconds']:.2f} |", flush=True)
+        print(
+            f"| {text} | {'yes' if r['reached'] else 'no'} | {r['epochs']} | {r['seconds']:.1f} | {r['epoch_s']:.2f} | "
+            f"{100 * r['acc']:.2f} % | {r['seconds'] / first['seconds']:.2f} |",
+            flush=True,
+        )
     print(f"parameters: {first['params']:,}")
 
 

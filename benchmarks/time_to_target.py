@@ -20,6 +20,7 @@ B, the naive pipeline written here the way most tutorials do it: a torchvision-s
   Same model code, optimiser (AdamW) and one-cycle schedule as the pipeline: only the pipeline design differs.
 B stops at a wall-clock cap (--cap-factor x A's time); the ratio is then a lower bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,14 @@ from kdcore.models import build_model  # noqa: E402
 from pipelines.config import PipelineConfig, load_config  # noqa: E402
 from pipelines.refit import refits  # noqa: E402
 from pipelines.stages import (  # noqa: E402
-    compute_teacher_logits, distill_final, evaluate_models, prepare_data, register_student, train_baseline,
-    train_teacher, tune_student,
+    compute_teacher_logits,
+    distill_final,
+    evaluate_models,
+    prepare_data,
+    register_student,
+    train_baseline,
+    train_teacher,
+    tune_student,
 )
 from pipelines.tracking import setup_experiment  # noqa: E402
 
@@ -61,6 +68,7 @@ class Capped(Exception):
 
 
 # ---------------------------------------------------------------- arm A: the pipeline's stages
+
 
 def pipeline_arm(cfg: PipelineConfig) -> dict:
     marks, started = {}, time.perf_counter()
@@ -87,12 +95,18 @@ def pipeline_arm(cfg: PipelineConfig) -> dict:
         mark("test accuracy")
         register_student(cfg, data, student, ev)
         mark("registered")
-    return {"marks": marks, "acc": ev.test_acc["student"], "teacher_acc": ev.test_acc["teacher"],
-            "baseline_acc": ev.test_acc["baseline"], "best": tuned.best_params,
-            "trials": f"{tuned.complete} complete, {tuned.pruned} pruned"}
+    return {
+        "marks": marks,
+        "acc": ev.test_acc["student"],
+        "teacher_acc": ev.test_acc["teacher"],
+        "baseline_acc": ev.test_acc["baseline"],
+        "best": tuned.best_params,
+        "trials": f"{tuned.complete} complete, {tuned.pruned} pruned",
+    }
 
 
 # ---------------------------------------------------------------- arm B: the tutorial pipeline
+
 
 class FashionMNISTItems(Dataset):
     """What torchvision.datasets.FashionMNIST does per item: a PIL image, then the transform."""
@@ -109,9 +123,13 @@ class FashionMNISTItems(Dataset):
         return self.transform(Image.fromarray(self.images[i], mode="L")), int(self.labels[i])
 
 
-def naive_train(model, loader, val_loader, epochs, lr, weight_decay, deadline, teacher=None, temperature=4.0, alpha=0.0):
+def naive_train(
+    model, loader, val_loader, epochs, lr, weight_decay, deadline, teacher=None, temperature=4.0, alpha=0.0
+):
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * len(loader), pct_start=0.15
+    )
     val_acc = 0.0
     for epoch in range(epochs):
         model.train()
@@ -165,9 +183,16 @@ def naive_arm(cfg: PipelineConfig, cap_seconds: float) -> dict:
         test_images, test_labels = load_fashion_mnist_arrays(cfg.data.root, "test")
         full = FashionMNISTItems(images, labels, transform)
         if cfg.data.limit_train:  # quick looks only: a random subsample
-            full = Subset(full, torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.data.seed))[: cfg.data.limit_train].tolist())
+            full = Subset(
+                full,
+                torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.data.seed))[
+                    : cfg.data.limit_train
+                ].tolist(),
+            )
         n_val = round(len(full) * cfg.data.val_fraction)
-        train_set, val_set = random_split(full, [len(full) - n_val, n_val], generator=torch.Generator().manual_seed(cfg.data.seed))
+        train_set, val_set = random_split(
+            full, [len(full) - n_val, n_val], generator=torch.Generator().manual_seed(cfg.data.seed)
+        )
         train_loader = DataLoader(train_set, batch_size=128, shuffle=True)
         val_loader = DataLoader(val_set, batch_size=1000)
         test_loader = DataLoader(FashionMNISTItems(test_images, test_labels, transform), batch_size=1000)
@@ -181,15 +206,31 @@ def naive_arm(cfg: PipelineConfig, cap_seconds: float) -> dict:
 
         rng = random.Random(cfg.tune.seed)
         space = cfg.tune.space
-        trials = [dict(temperature=cfg.distill.temperature, alpha=cfg.distill.alpha, lr=st.lr, weight_decay=st.weight_decay)]
+        trials = [
+            dict(temperature=cfg.distill.temperature, alpha=cfg.distill.alpha, lr=st.lr, weight_decay=st.weight_decay)
+        ]
         while len(trials) < cfg.tune.n_trials:
-            trials.append({name: sample(rng, getattr(space, name)) for name in ("temperature", "alpha", "lr", "weight_decay")})
+            trials.append(
+                {name: sample(rng, getattr(space, name)) for name in ("temperature", "alpha", "lr", "weight_decay")}
+            )
         scores = []
         for i, p in enumerate(trials):
             torch.manual_seed(cfg.runtime.seed)
             student = build_model(cfg.student.arch, (1, 28, 28), 10, **cfg.student.options())
-            scores.append(naive_train(student, train_loader, val_loader, cfg.tune.epochs or st.epochs, p["lr"], p["weight_decay"],
-                                      deadline, teacher, p["temperature"], p["alpha"]))
+            scores.append(
+                naive_train(
+                    student,
+                    train_loader,
+                    val_loader,
+                    cfg.tune.epochs or st.epochs,
+                    p["lr"],
+                    p["weight_decay"],
+                    deadline,
+                    teacher,
+                    p["temperature"],
+                    p["alpha"],
+                )
+            )
             logging.info("naive: trial %d val/acc %.4f %s", i, scores[-1], p)
         best = trials[max(range(len(trials)), key=scores.__getitem__)]
         mark("tuning")
@@ -198,12 +239,28 @@ def naive_arm(cfg: PipelineConfig, cap_seconds: float) -> dict:
         student = build_model(cfg.student.arch, (1, 28, 28), 10, **cfg.student.options())
         # the same data as the pipeline's final student: train, or train + val under tune.refit (its val/acc log is then moot)
         final_loader = DataLoader(full, batch_size=128, shuffle=True) if refits(cfg) else train_loader
-        naive_train(student, final_loader, val_loader, st.epochs, best["lr"], best["weight_decay"], deadline,
-                    teacher, best["temperature"], best["alpha"])
+        naive_train(
+            student,
+            final_loader,
+            val_loader,
+            st.epochs,
+            best["lr"],
+            best["weight_decay"],
+            deadline,
+            teacher,
+            best["temperature"],
+            best["alpha"],
+        )
         mark("final student")
         acc = accuracy(student, test_loader)
         mark("test accuracy")
-        return {"marks": marks, "acc": acc, "teacher_acc": accuracy(teacher, test_loader), "best": best, "capped": False}
+        return {
+            "marks": marks,
+            "acc": acc,
+            "teacher_acc": accuracy(teacher, test_loader),
+            "best": best,
+            "capped": False,
+        }
     except Capped:
         return {"marks": marks, "acc": None, "capped": True, "seconds": time.perf_counter() - started}
 
@@ -218,8 +275,10 @@ def project(marks: dict, cfg: PipelineConfig, full: PipelineConfig, phases: dict
     epochs = {
         "teacher": (full.teacher.train.epochs, cfg.teacher.train.epochs),
         "student": (full.student.train.epochs, cfg.student.train.epochs),
-        "tuning": (full.tune.n_trials * (full.tune.epochs or full.student.train.epochs),
-                   cfg.tune.n_trials * (cfg.tune.epochs or cfg.student.train.epochs)),
+        "tuning": (
+            full.tune.n_trials * (full.tune.epochs or full.student.train.epochs),
+            cfg.tune.n_trials * (cfg.tune.epochs or cfg.student.train.epochs),
+        ),
     }
     total, before = 0.0, 0.0
     for name, at in marks.items():
@@ -238,29 +297,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kdflow-time-to-target-") as store:
         cfg = load_config(ARGS.preset, [*ARGS.overrides, f"runtime.store_dir={store}", "runtime.device=cpu"])
         c = cfg
-        print(f"# time to target {ARGS.target:.1%}: preset {ARGS.preset}, budget {budget}; teacher {c.teacher.arch} "
-              f"{c.teacher.train.epochs} epochs, student {c.student.arch} {c.student.train.epochs} epochs, "
-              f"{c.tune.n_trials} trials x {c.tune.epochs} epochs; torch threads {ARGS.threads}", flush=True)
+        print(
+            f"# time to target {ARGS.target:.1%}: preset {ARGS.preset}, budget {budget}; teacher {c.teacher.arch} "
+            f"{c.teacher.train.epochs} epochs, student {c.student.arch} {c.student.train.epochs} epochs, "
+            f"{c.tune.n_trials} trials x {c.tune.epochs} epochs; torch threads {ARGS.threads}",
+            flush=True,
+        )
         up_a = uptime()
         a = pipeline_arm(cfg)
         a_time = a["marks"]["test accuracy"]
         print(show("A pipeline", a) + f"   [{up_a}]", flush=True)
-        print(f"   A final KD student test acc {a['acc']:.4f} (teacher {a['teacher_acc']:.4f}, baseline {a['baseline_acc']:.4f}), "
-              f"trials {a['trials']}, best {a['best']}", flush=True)
+        print(
+            f"   A final KD student test acc {a['acc']:.4f} (teacher {a['teacher_acc']:.4f}, baseline {a['baseline_acc']:.4f}), "
+            f"trials {a['trials']}, best {a['best']}",
+            flush=True,
+        )
     cap = min(ARGS.cap_factor * a_time, ARGS.max_minutes * 60)
     up_b = uptime()
     b = naive_arm(cfg, cap)
     if b["capped"]:
-        print(f"B naive: stopped at the cap {cap:.0f} s; reached: " + ", ".join(f"{k} {v:.0f} s" for k, v in b["marks"].items())
-              + f"   [{up_b}]  [{uptime()}]", flush=True)
+        print(
+            f"B naive: stopped at the cap {cap:.0f} s; reached: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in b["marks"].items())
+            + f"   [{up_b}]  [{uptime()}]",
+            flush=True,
+        )
     else:
         print(show("B naive", b) + f"   [{up_b}]  [{uptime()}]", flush=True)
-        print(f"   B final KD student test acc {b['acc']:.4f} (teacher {b['teacher_acc']:.4f}), best "
-              + ", ".join(f"{k}={v:.4g}" for k, v in b["best"].items()), flush=True)
+        print(
+            f"   B final KD student test acc {b['acc']:.4f} (teacher {b['teacher_acc']:.4f}), best "
+            + ", ".join(f"{k}={v:.4g}" for k, v in b["best"].items()),
+            flush=True,
+        )
     hit = {"A": a["acc"] >= ARGS.target, "B": (b["acc"] or 0) >= ARGS.target}
-    print(f"\ntarget {ARGS.target:.1%} reached: A {'yes' if hit['A'] else 'no'} ({a['acc']:.2%}), "
-          f"B {'capped' if b['capped'] else ('yes' if hit['B'] else 'no')}"
-          + ("" if b["capped"] else f" ({b['acc']:.2%})"))
+    print(
+        f"\ntarget {ARGS.target:.1%} reached: A {'yes' if hit['A'] else 'no'} ({a['acc']:.2%}), "
+        f"B {'capped' if b['capped'] else ('yes' if hit['B'] else 'no')}"
+        + ("" if b["capped"] else f" ({b['acc']:.2%})")
+    )
     if b["capped"]:
         print(f"time to result B/A >= {cap / a_time:.2f}  (B stopped at {cap:.0f} s, A {a_time:.0f} s)")
     else:
@@ -269,10 +343,17 @@ def main() -> None:
         if not all(hit.values()):
             print("(a time-to-result ratio for the same budget; not both arms reached the target at this budget)")
         full = load_config(ARGS.preset)
-        pa = project(a["marks"], cfg, full, {"teacher": "teacher", "baseline": "student", "tuning": "tuning", "final student": "student"})
+        pa = project(
+            a["marks"],
+            cfg,
+            full,
+            {"teacher": "teacher", "baseline": "student", "tuning": "tuning", "final student": "student"},
+        )
         pb = project(b["marks"], cfg, full, {"teacher": "teacher", "tuning": "tuning", "final student": "student"})
-        print(f"projected for the preset's own budget (phases scaled by epochs, no pruning): B ~{pb:.0f} s / A ~{pa:.0f} s "
-              f"= ~{pb / pa:.1f}")
+        print(
+            f"projected for the preset's own budget (phases scaled by epochs, no pruning): B ~{pb:.0f} s / A ~{pa:.0f} s "
+            f"= ~{pb / pa:.1f}"
+        )
 
 
 if __name__ == "__main__":
@@ -281,7 +362,9 @@ if __name__ == "__main__":
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--target", type=float, default=0.895, help="test accuracy the final student must reach")
     parser.add_argument("--cap-factor", type=float, default=4.0, help="stop arm B after this many times arm A's time")
-    parser.add_argument("--max-minutes", type=float, default=60.0, help="stop arm B after this many minutes at the latest")
+    parser.add_argument(
+        "--max-minutes", type=float, default=60.0, help="stop arm B after this many minutes at the latest"
+    )
     parser.add_argument("--threads", type=int, default=1)
     ARGS = parser.parse_args()
     main()

@@ -1,4 +1,5 @@
 """What a person sees on a flow run's page: the summary, the tuning progress and the trial table."""
+
 from __future__ import annotations
 
 from prefect.artifacts import (
@@ -28,7 +29,9 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
         "|---|---|---:|---:|---|",
     ]
     for role, m in summary["models"].items():
-        lines.append(f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | {run_link(tracking_uri, exp, m['mlflow_run_id'])} |")
+        lines.append(
+            f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | {run_link(tracking_uri, exp, m['mlflow_run_id'])} |"
+        )
     t = summary["trials"]
     best_val = "n/a" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
     lines += [
@@ -61,7 +64,9 @@ def publish_summary(summary: dict, tracking_uri: str | None) -> None:
 
 def publish_trials(pipeline: str, rows: list[dict]) -> None:
     if rows:
-        create_table_artifact(rows, key=f"kdflow-{artifact_key(pipeline)}-trials", description="Optuna trials of this study")
+        create_table_artifact(
+            rows, key=f"kdflow-{artifact_key(pipeline)}-trials", description="Optuna trials of this study"
+        )
 
 
 def artifact_key(name: str) -> str:

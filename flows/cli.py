@@ -1,4 +1,5 @@
 """The `kdflow` command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,12 +13,20 @@ from pipelines.config import ConfigError, load_config, preset_names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kdflow", description="Knowledge-distillation pipelines on Prefect, MLflow and Optuna.")
+    parser = argparse.ArgumentParser(
+        prog="kdflow", description="Knowledge-distillation pipelines on Prefect, MLflow and Optuna."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the distill-pipeline flow once")
     run.add_argument("--preset", default="digits", help=f"preset name ({', '.join(preset_names())}) or a YAML file")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one config field, e.g. --set tune.n_trials=20 (repeatable)")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config field, e.g. --set tune.n_trials=20 (repeatable)",
+    )
     run.add_argument("--output", type=Path, help="also write the summary as JSON to this file")
     from flows.cli_servers import add_server_commands
     from flows.stream_cli import add_commands as add_stream_commands  # ingest, retrain, stream simulate
@@ -54,10 +63,14 @@ def print_summary(summary: dict) -> None:
     console.print(table)
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
-    console.print(f"best method: {summary['best_method']}; hyper-parameters: {best}  (trials: {t['complete']} complete, {t['pruned']} pruned)")
+    console.print(
+        f"best method: {summary['best_method']}; hyper-parameters: {best}  (trials: {t['complete']} complete, {t['pruned']} pruned)"
+    )
     console.print(f"registered {ml['registered_model']} v{ml['version']}; champion: {summary['champion']['reason']}")
-    console.print(f"MLflow experiment {ml['experiment_id']}, parent run {ml['parent_run_id']}; "
-                  f"Optuna study {summary['optuna']['study_name']}")
+    console.print(
+        f"MLflow experiment {ml['experiment_id']}, parent run {ml['parent_run_id']}; "
+        f"Optuna study {summary['optuna']['study_name']}"
+    )
     console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_seconds"].items()))
 
 
@@ -81,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         console = Console(stderr=True)
         setup_logging(console)
     try:
-        prepare_data(cfg)  # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
+        prepare_data(
+            cfg
+        )  # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
         with progress_bars(console):
             summary = distill_pipeline(preset=preset, config=cfg)
     except DataError as e:

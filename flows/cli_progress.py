@@ -1,4 +1,5 @@
 """Progress bars on the command line for epochs and trials, shown only on an interactive terminal."""
+
 from __future__ import annotations
 
 import sys
@@ -16,8 +17,13 @@ class ProgressBars(ProgressListener):
 
     def __init__(self, console: Console):
         self.progress = Progress(
-            TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=False,
+            TextColumn("{task.description:<10}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         )
         self.bars: dict[str, int] = {}
 

@@ -1,4 +1,5 @@
 """`kdflow serve`, `kdflow deploy` and `kdflow ui`: the commands that talk to long-lived servers."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,14 +11,21 @@ DEFAULT_API_URL = f"http://127.0.0.1:{DEFAULT_PREFECT_PORT}/api"
 
 
 def add_server_commands(commands) -> None:
-    serve = commands.add_parser("serve", help="register the deployments with a Prefect server and run what it schedules")
+    serve = commands.add_parser(
+        "serve", help="register the deployments with a Prefect server and run what it schedules"
+    )
     serve.add_argument("--limit", type=int, default=None, help="most flow runs at the same time (default: no limit)")
     serve.set_defaults(handler=serve_command)
 
-    deploy = commands.add_parser("deploy", help="create the deployments on a work pool, for `prefect worker start --pool NAME`")
+    deploy = commands.add_parser(
+        "deploy", help="create the deployments on a work pool, for `prefect worker start --pool NAME`"
+    )
     deploy.add_argument("--pool", required=True, help="work pool name; created (process type) if missing")
-    deploy.add_argument("--working-dir", default=".", help="folder the runs execute in on the worker host, "
-                        "holding the default stores mlruns/ (default: this folder)")
+    deploy.add_argument(
+        "--working-dir",
+        default=".",
+        help="folder the runs execute in on the worker host, holding the default stores mlruns/ (default: this folder)",
+    )
     deploy.set_defaults(handler=deploy_command)
 
     ui = commands.add_parser("ui", help="start the Prefect UI and the MLflow UI on this pipeline's stores")
@@ -37,8 +45,11 @@ def connect_prefect(command: str) -> str | None:
     from flows.local_ui import healthy
 
     if not healthy(f"{url}/health"):
-        print(f"kdflow {command}: no Prefect server answers at {url}; start one with `kdflow ui` "
-              f"(or `prefect server start`) or point PREFECT_API_URL at yours", file=sys.stderr)
+        print(
+            f"kdflow {command}: no Prefect server answers at {url}; start one with `kdflow ui` "
+            f"(or `prefect server start`) or point PREFECT_API_URL at yours",
+            file=sys.stderr,
+        )
         return None
     return url
 
@@ -48,8 +59,11 @@ def serve_command(args: argparse.Namespace) -> int:
         return 1
     from flows.deployments import DEPLOYMENTS, serve_all
 
-    print(f"kdflow serve: serving {', '.join(d.name for d in DEPLOYMENTS)} from {os.environ['PREFECT_API_URL']}; "
-          "trigger runs from the Prefect UI; Ctrl-C stops", flush=True)
+    print(
+        f"kdflow serve: serving {', '.join(d.name for d in DEPLOYMENTS)} from {os.environ['PREFECT_API_URL']}; "
+        "trigger runs from the Prefect UI; Ctrl-C stops",
+        flush=True,
+    )
     serve_all(limit=args.limit)
     return 0
 

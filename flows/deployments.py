@@ -2,6 +2,7 @@
 
 A new flow joins by adding one entry to DEPLOYMENTS; both commands pick it up.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -98,7 +99,9 @@ def ensure_process_pool(name: str) -> bool:
             return False
         except ObjectNotFound:
             client.create_work_pool(
-                WorkPoolCreate(name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template())
+                WorkPoolCreate(
+                    name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
+                )
             )
             return True
 

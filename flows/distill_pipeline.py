@@ -1,4 +1,5 @@
 """The `distill-pipeline` Prefect flow: each stage a task, the whole run one MLflow parent run."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,13 @@ def stage_task(fn, name: str, gpu: bool = False):
     # Stages cache on content themselves (pipelines/cache.py), so Prefect's own cache stays off.
     # Transient failures (tracking server away, SQLite busy) are retried; user errors are not.
     return task(
-        fn, name=name, cache_policy=NO_CACHE, tags=["gpu"] if gpu else [],
-        retries=RETRIES, retry_delay_seconds=RETRY_DELAYS_SECONDS, retry_condition_fn=retry_on_transient,
+        fn,
+        name=name,
+        cache_policy=NO_CACHE,
+        tags=["gpu"] if gpu else [],
+        retries=RETRIES,
+        retry_delay_seconds=RETRY_DELAYS_SECONDS,
+        retry_condition_fn=retry_on_transient,
     )
 
 
@@ -94,7 +100,9 @@ def run_stages(cfg, device: str) -> dict:
     data = timed("prepare_data", prepare_data, cfg)
     experiment_id = setup_experiment(cfg)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_url": str(flow_run.ui_url or "")}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{cfg.name}-{flow_run.name or 'run'}", tags=tags) as parent:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{cfg.name}-{flow_run.name or 'run'}", tags=tags
+    ) as parent:
         pid = parent.info.run_id
         mlflow.log_params({**loggable_params(cfg), "model.device": device})
         mlflow.log_param("data.digest", data.digest)
@@ -106,7 +114,9 @@ def run_stages(cfg, device: str) -> dict:
         student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid, teacher)
         ev = timed("evaluate", evaluate, cfg, data, [teacher, baseline, student], pid)
         reg = timed("register", register, cfg, data, student, ev)
-        summary = PipelineSummary.build(cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds)
+        summary = PipelineSummary.build(
+            cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds
+        )
         mlflow.log_metrics({f"test/{role}_acc": acc for role, acc in ev.test_acc.items()})
         mlflow.log_dict(summary.model_dump(), "summary.json")
     return summary.model_dump()

@@ -1,4 +1,5 @@
 """`kdflow ui`: a Prefect server and the MLflow UI on the pipeline's own stores, stopped together."""
+
 from __future__ import annotations
 
 import os
@@ -56,13 +57,27 @@ def servers(prefect_port: int, mlflow_port: int, backend_store_uri: str | None) 
         )
     ]
     if backend_store_uri is not None:  # None: runs go to a tracking server that already has its UI
-        out.append(Server(
-            "MLflow",
-            [sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(mlflow_port),
-             "--backend-store-uri", backend_store_uri, "--workers", "1"],
-            f"http://{HOST}:{mlflow_port}/health",
-            f"http://{HOST}:{mlflow_port}",
-        ))
+        out.append(
+            Server(
+                "MLflow",
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(mlflow_port),
+                    "--backend-store-uri",
+                    backend_store_uri,
+                    "--workers",
+                    "1",
+                ],
+                f"http://{HOST}:{mlflow_port}/health",
+                f"http://{HOST}:{mlflow_port}",
+            )
+        )
     return out
 
 
@@ -92,13 +107,21 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def run_ui(prefect_port: int, mlflow_port: int, backend_store_uri: str | None, env: dict | None = None,
-           startup_seconds: float = 120, out=print) -> int:
+def run_ui(
+    prefect_port: int,
+    mlflow_port: int,
+    backend_store_uri: str | None,
+    env: dict | None = None,
+    startup_seconds: float = 120,
+    out=print,
+) -> int:
     all_servers = servers(prefect_port, mlflow_port, backend_store_uri)
     for s in all_servers:
         port = int(s.address.rsplit(":", 1)[1])
         if port_in_use(port):
-            raise UiError(f"port {port} on {HOST} is already in use (another {s.name} server?); stop it or pick another port")
+            raise UiError(
+                f"port {port} on {HOST} is already in use (another {s.name} server?); stop it or pick another port"
+            )
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
@@ -109,8 +132,9 @@ def run_ui(prefect_port: int, mlflow_port: int, backend_store_uri: str | None, e
     try:
         for s in all_servers:  # own session: a Ctrl-C reaches us, and we stop each group ourselves
             s.log = tempfile.TemporaryFile()
-            s.process = subprocess.Popen(s.command, env=env, start_new_session=True,
-                                         stdout=s.log, stderr=subprocess.STDOUT)
+            s.process = subprocess.Popen(
+                s.command, env=env, start_new_session=True, stdout=s.log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + startup_seconds
         for s in all_servers:
             while not healthy(s.health_url):

@@ -1,4 +1,5 @@
 """Which failures a task retries: transient ones (a tracking server briefly away), never user errors."""
+
 from __future__ import annotations
 
 import sqlite3

@@ -1,4 +1,5 @@
 """The Prefect event a new batch emits, and the trigger that listens for it (one place for both names)."""
+
 from __future__ import annotations
 
 import os

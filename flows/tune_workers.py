@@ -4,6 +4,7 @@ Deploy once per code version:   python -m flows.tune_workers --pool gpu-pool
 then each pipeline run with tune.deployment=tune-worker/kdflow and tune.n_workers=N starts N
 runs of it (run_deployment with timeout=0) and waits on the study, not on the runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,10 @@ class DeploymentRuns:
 
     def __init__(self, cfg: PipelineConfig, job: TuneJob, n: int):
         parameters = {"config": cfg.model_dump(), "job": job.model_dump()}
-        self.ids = [run_deployment(cfg.tune.deployment, parameters=parameters, timeout=0, tags=["tune-worker"]).id for _ in range(n)]
+        self.ids = [
+            run_deployment(cfg.tune.deployment, parameters=parameters, timeout=0, tags=["tune-worker"]).id
+            for _ in range(n)
+        ]
 
     def states(self) -> list[FlowRun]:
         with get_client(sync_client=True) as client:
@@ -72,10 +76,14 @@ def deploy(pool: str, name: str = DEPLOYMENT_NAME, source: Path = ROOT) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.tune_workers", description="Deploy the tune-worker flow to a work pool.")
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.tune_workers", description="Deploy the tune-worker flow to a work pool."
+    )
     parser.add_argument("--pool", required=True, help="work pool whose workers run the trials")
     parser.add_argument("--name", default=DEPLOYMENT_NAME, help="deployment name (default: %(default)s)")
-    parser.add_argument("--source", type=Path, default=ROOT, help="code location every worker host can read (default: this checkout)")
+    parser.add_argument(
+        "--source", type=Path, default=ROOT, help="code location every worker host can read (default: this checkout)"
+    )
     args = parser.parse_args(argv)
     print(f"deployed {deploy(args.pool, args.name, args.source)}")
     return 0

@@ -1,4 +1,5 @@
 """Pick the fastest available device unless told otherwise."""
+
 from __future__ import annotations
 
 import torch

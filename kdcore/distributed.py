@@ -1,4 +1,5 @@
 """Data-parallel helpers: which samples each rank trains on."""
+
 from __future__ import annotations
 
 import torch

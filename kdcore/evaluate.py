@@ -1,4 +1,5 @@
 """Predictions and accuracy on a split, in eval mode and without gradients."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -13,7 +14,10 @@ from kdcore.speed import ForwardMode
 
 @torch.no_grad()
 def device_logits(
-    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 1024,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     mode: ForwardMode | None = None,
 ) -> torch.Tensor:
     """Float32 logits of `model` on `x`, batch by batch, left on the model's device (no sync per batch).
@@ -27,13 +31,19 @@ def device_logits(
     model.eval()
     device = next(model.parameters()).device
     with mode.context(device):
-        out = [model(mode.inputs(transform(x[i : i + batch_size].to(device)))).float() for i in range(0, len(x), batch_size)]
+        out = [
+            model(mode.inputs(transform(x[i : i + batch_size].to(device)))).float()
+            for i in range(0, len(x), batch_size)
+        ]
     model.train(was_training)
     return torch.cat(out)
 
 
 def predict_logits(
-    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 1024,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     mode: ForwardMode | None = None,
 ) -> torch.Tensor:
     """Float32 logits of `model` on `x`, computed on the model's device; returned on the CPU."""
@@ -42,7 +52,10 @@ def predict_logits(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, split: Split, batch_size: int = 1024, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    model: nn.Module,
+    split: Split,
+    batch_size: int = 1024,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     mode: ForwardMode | None = None,
 ) -> dict[str, float]:
     logits = device_logits(model, split.x, batch_size, transform, mode)

@@ -3,6 +3,7 @@
 On CUDA, bf16 autocast and channels-last convolutions are the cheap wins for small image models;
 on the CPU the defaults resolve to float32 and contiguous tensors, bit for bit the plain path.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -34,7 +35,7 @@ class ForwardMode:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """"auto": bf16 where CUDA runs it natively (Ampere and newer; bf16 needs no loss scaling), float32 elsewhere."""
+    """ "auto": bf16 where CUDA runs it natively (Ampere and newer; bf16 needs no loss scaling), float32 elsewhere."""
     if precision == "fp32":
         return None
     if precision == "bf16":

@@ -6,6 +6,7 @@ patient and consistent"): cached logits of the plain image are wrong targets for
 Storing K views per sample turns the teacher's cost from one forward per batch of every epoch of every
 trial into K forwards per sample, once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ class TeacherViews:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, teacher: nn.Module, x: torch.Tensor, view: InputView, k: int, seed: int = 0,
-              batch_size: int = 1024) -> "TeacherViews":
+    def build(
+        cls, teacher: nn.Module, x: torch.Tensor, view: InputView, k: int, seed: int = 0, batch_size: int = 1024
+    ) -> "TeacherViews":
         """Run the teacher (eval mode, no gradients, on its own device) over K seeded views of the stored images `x`."""
         if k < 1:
             raise ValueError(f"teacher views: need k >= 1 views per sample, got {k}")
@@ -42,19 +44,31 @@ class TeacherViews:
         was_training = teacher.training
         teacher.eval()
         device = next(teacher.parameters()).device
-        logits = torch.stack([
-            torch.cat([teacher(view.apply(x[i : i + batch_size].to(device), params[j, i : i + batch_size])).float().cpu()
-                       for i in range(0, len(x), batch_size)])
-            for j in range(k)
-        ])
+        logits = torch.stack(
+            [
+                torch.cat(
+                    [
+                        teacher(view.apply(x[i : i + batch_size].to(device), params[j, i : i + batch_size]))
+                        .float()
+                        .cpu()
+                        for i in range(0, len(x), batch_size)
+                    ]
+                )
+                for j in range(k)
+            ]
+        )
         teacher.train(was_training)
         return cls(view, params, logits)
 
     def extend(self, more: "TeacherViews") -> "TeacherViews":
         """These samples' views followed by `more`'s: the same augmentation and K, more samples."""
         if more.view != self.view or more.k != self.k:
-            raise ValueError(f"teacher views: cannot join {more.k} views under {more.view} to {self.k} under {self.view}")
-        params = ViewParams(*(torch.cat([getattr(self.params, f), getattr(more.params, f)], 1) for f in ("dy", "dx", "flip")))
+            raise ValueError(
+                f"teacher views: cannot join {more.k} views under {more.view} to {self.k} under {self.view}"
+            )
+        params = ViewParams(
+            *(torch.cat([getattr(self.params, f), getattr(more.params, f)], 1) for f in ("dy", "dx", "flip"))
+        )
         return TeacherViews(self.view, params, torch.cat([self.logits, more.logits], 1))
 
     def choose(self, generator: torch.Generator) -> torch.Tensor:

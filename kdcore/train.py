@@ -1,4 +1,5 @@
 """One training loop for every model and every distiller: in-memory tensors, no DataLoader."""
+
 from __future__ import annotations
 
 import operator
@@ -28,12 +29,18 @@ class TrainSettings:
     weight_decay: float = 0.0
     optimizer: str = "adam"  # "adam" | "sgd"
     momentum: float = 0.9
-    schedule: str = "onecycle"  # "onecycle" | "step" (x0.1 at 5/8, 6/8 and 7/8 of training, as in CRD's 240-epoch recipe)
+    schedule: str = (
+        "onecycle"  # "onecycle" | "step" (x0.1 at 5/8, 6/8 and 7/8 of training, as in CRD's 240-epoch recipe)
+    )
     seed: int = 0
     device: str = "cpu"
-    precision: str = "auto"  # "auto" (bf16 autocast on CUDA with native bf16, else fp32) | "fp32" | "bf16"; losses stay fp32
+    precision: str = (
+        "auto"  # "auto" (bf16 autocast on CUDA with native bf16, else fp32) | "fp32" | "bf16"; losses stay fp32
+    )
     channels_last: bool | str = "auto"  # NHWC model and image batches; "auto": on for 4-D inputs on CUDA
-    compile: bool = False  # torch.compile the model for training: compiling costs tens of seconds, so only long runs gain
+    compile: bool = (
+        False  # torch.compile the model for training: compiling costs tens of seconds, so only long runs gain
+    )
 
 
 def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
@@ -47,7 +54,9 @@ def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
 def make_schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, steps_per_epoch: int):
     """Stepped once per batch."""
     if s.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s.lr, total_steps=s.epochs * steps_per_epoch, pct_start=0.15)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=s.lr, total_steps=s.epochs * steps_per_epoch, pct_start=0.15
+        )
     if s.schedule == "step":
         milestones = [round(s.epochs * k / 8) * steps_per_epoch for k in (5, 6, 7)]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
@@ -80,14 +89,18 @@ def fit(
     """
     view = view or InputView()
     if view.augments and teacher_logits is not None:
-        raise ValueError("cached teacher logits are for un-augmented inputs; pass `teacher` to score each augmented batch, "
-                         "or `teacher_views` to replay cached views")
+        raise ValueError(
+            "cached teacher logits are for un-augmented inputs; pass `teacher` to score each augmented batch, "
+            "or `teacher_views` to replay cached views"
+        )
     if teacher_views is not None:
         if teacher_logits is not None:
             raise ValueError("pass either teacher_logits (plain inputs) or teacher_views (augmented inputs), not both")
         if teacher_views.view != view or len(teacher_views) != len(train):
-            raise ValueError(f"teacher_views were built for {len(teacher_views)} samples under {teacher_views.view}, "
-                             f"not this train split ({len(train)} samples under {view}); build them again")
+            raise ValueError(
+                f"teacher_views were built for {len(teacher_views)} samples under {teacher_views.view}, "
+                f"not this train split ({len(train)} samples under {view}); build them again"
+            )
     if distiller.needs_features and teacher is None:
         raise ValueError(f"{type(distiller).__name__} reads the teacher's features: pass teacher= to fit")
     device = torch.device(settings.device)
@@ -101,13 +114,27 @@ def fit(
         # before the optimiser: attach may create connectors; it probes shapes on model-ready inputs
         distiller.attach(model, teacher, train, sample=mode.inputs(view.normalise(train.x[:2])))
         distiller.to(device)
-        return _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device, mode)
+        return _fit(
+            model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device, mode
+        )
     finally:
         distiller.detach()
 
 
-def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device,
-         mode: ForwardMode) -> list[dict[str, float]]:
+def _fit(
+    model,
+    train,
+    val,
+    settings,
+    distiller,
+    teacher_logits,
+    on_epoch,
+    view,
+    teacher,
+    teacher_views,
+    device,
+    mode: ForwardMode,
+) -> list[dict[str, float]]:
     if teacher_logits is not None:
         teacher_logits = teacher_logits.to(device, torch.float32)
     if teacher_views is not None:
@@ -118,7 +145,9 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
     steps_per_epoch = -(-len(train) // settings.batch_size)
     schedule = make_schedule(optimizer, settings, steps_per_epoch)
     generator = torch.Generator().manual_seed(settings.seed)
-    augment_generator = torch.Generator(device=device).manual_seed(settings.seed + 1)  # own stream: batch order stays put
+    augment_generator = torch.Generator(device=device).manual_seed(
+        settings.seed + 1
+    )  # own stream: batch order stays put
     # Un-augmented inputs are the same every epoch: normalise them once where that costs little memory.
     once = not view.augments and teacher_views is None and train.x.numel() * 4 <= NORMALISE_ONCE_BYTES
     inputs = view.normalise(train.x) if once else None
@@ -147,8 +176,15 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
                     with torch.no_grad():
                         soft = teacher(x).float()
                 logits = forward(x)
-            batch = Batch(x=x, y=train.y[index], index=index, teacher_logits=soft, epoch=epoch, epochs=settings.epochs,
-                          autocast=mode.autocast)
+            batch = Batch(
+                x=x,
+                y=train.y[index],
+                index=index,
+                teacher_logits=soft,
+                epoch=epoch,
+                epochs=settings.epochs,
+                autocast=mode.autocast,
+            )
             # outside autocast, on float32 logits: softmax / KL / log terms stay float32 (a no-op in fp32 mode)
             terms = distiller.loss_terms(logits.float(), batch)
             loss = reduce(operator.add, terms.values())
@@ -162,7 +198,9 @@ def _fit(model, train, val, settings, distiller, teacher_logits, on_epoch, view,
         totals = (sizes @ torch.stack(step_terms).float()).tolist()  # the epoch's one sync for the train metrics
         metrics = {f"train/{k}": v / len(train) for k, v in zip([*terms, "loss"], totals)}
         if val is not None:
-            metrics.update({f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise, mode).items()})
+            metrics.update(
+                {f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise, mode).items()}
+            )
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)

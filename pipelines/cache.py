@@ -1,4 +1,5 @@
 """Content keys for cached stage outputs: what determines a result names its file."""
+
 from __future__ import annotations
 
 import hashlib

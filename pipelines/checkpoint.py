@@ -1,4 +1,5 @@
 """Model checkpoints that rebuild from the registry and load with weights_only=True."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,9 @@ def save_atomic(obj: Any, path: Path) -> Path:
     return path
 
 
-def save_model(model: nn.Module, arch: str, input_shape, num_classes: int, options: dict, path: Path,
-               tokenizer: dict | None = None) -> Path:
+def save_model(
+    model: nn.Module, arch: str, input_shape, num_classes: int, options: dict, path: Path, tokenizer: dict | None = None
+) -> Path:
     spec = {"arch": arch, "input_shape": list(input_shape), "num_classes": num_classes, "options": dict(options)}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     extra = {} if tokenizer is None else {"tokenizer": tokenizer}  # text: the ids mean these words
@@ -49,7 +51,9 @@ def read_checkpoint(path: str | Path) -> dict:
     except Exception as e:
         raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to retrain") from None
     if not isinstance(blob, dict) or not {"spec", "state_dict"} <= set(blob):
-        raise ValueError(f"{path} is not a kdflow checkpoint (no spec and state_dict); save models with pipelines.checkpoint.save_model")
+        raise ValueError(
+            f"{path} is not a kdflow checkpoint (no spec and state_dict); save models with pipelines.checkpoint.save_model"
+        )
     return blob
 
 

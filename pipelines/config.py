@@ -1,4 +1,5 @@
 """One typed config for the whole pipeline: CLI input, Prefect form and MLflow params."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,34 +17,97 @@ class Section(BaseModel):
 
 class TextDataConfig(Section):
     max_len: int = Field(256, ge=1, le=100_000, description="Tokens kept per text; longer texts are cut.")
-    vocab_size: int = Field(20_000, ge=3, le=10_000_000, description="Vocabulary size, <pad> and <unk> included; counted on the train split only.")
+    vocab_size: int = Field(
+        20_000,
+        ge=3,
+        le=10_000_000,
+        description="Vocabulary size, <pad> and <unk> included; counted on the train split only.",
+    )
     min_freq: int = Field(2, ge=1, description="Words seen fewer times in the train split become <unk>.")
     lowercase: bool = Field(True, description="Lower-case texts before splitting them into words.")
-    text_column: str = Field("text", min_length=1, description="CSV column / JSON key holding the text (text_csv, text_jsonl).")
-    label_column: str = Field("label", min_length=1, description="CSV column / JSON key holding the label (text_csv, text_jsonl).")
-    labels: list[str] | None = Field(None, description="The label set; records with other labels are bad input (default: the labels of the train split).")
+    text_column: str = Field(
+        "text", min_length=1, description="CSV column / JSON key holding the text (text_csv, text_jsonl)."
+    )
+    label_column: str = Field(
+        "label", min_length=1, description="CSV column / JSON key holding the label (text_csv, text_jsonl)."
+    )
+    labels: list[str] | None = Field(
+        None,
+        description="The label set; records with other labels are bad input (default: the labels of the train split).",
+    )
 
 
 TEXT_DATASETS = ("imdb", "ag_news", "text_csv", "text_jsonl", "text_folder")
-DatasetName = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder",
-                      "imdb", "ag_news", "text_csv", "text_jsonl", "text_folder"]
+DatasetName = Literal[
+    "digits",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "cifar100",
+    "imagefolder",
+    "imdb",
+    "ag_news",
+    "text_csv",
+    "text_jsonl",
+    "text_folder",
+]
 
 
 class DataConfig(Section):
-    dataset: DatasetName = Field("digits", description="Dataset to train and evaluate on (imagefolder: your own images, one folder per class).")
-    root: str | None = Field(None, description="Folder holding the dataset files (not needed for digits); torchvision datasets are downloaded here when absent and the network allows.")
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of the training data held out for validation (tuning); never taken from the test set.")
-    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="Share held out for the final test, for data without its own test split (digits, imagefolder).")
+    dataset: DatasetName = Field(
+        "digits", description="Dataset to train and evaluate on (imagefolder: your own images, one folder per class)."
+    )
+    root: str | None = Field(
+        None,
+        description="Folder holding the dataset files (not needed for digits); torchvision datasets are downloaded here when absent and the network allows.",
+    )
+    val_fraction: float = Field(
+        0.15,
+        gt=0,
+        lt=0.5,
+        description="Share of the training data held out for validation (tuning); never taken from the test set.",
+    )
+    test_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=0.5,
+        description="Share held out for the final test, for data without its own test split (digits, imagefolder).",
+    )
     seed: int = Field(0, ge=0, description="Seed of the stratified split.")
-    image_size: int | None = Field(None, ge=4, le=1024, description="imagefolder: images are resized and centre-cropped to this side in pixels (default 32; 224 for ImageNet models).")
+    image_size: int | None = Field(
+        None,
+        ge=4,
+        le=1024,
+        description="imagefolder: images are resized and centre-cropped to this side in pixels (default 32; 224 for ImageNet models).",
+    )
     channels: Literal[1, 3] = Field(3, description="imagefolder: 1 reads images as grey, 3 as RGB.")
-    mean: list[float] | None = Field(None, description="Per-channel mean on the [0, 1] scale, e.g. [0.485, 0.456, 0.406] (default: training-split statistics).")
-    std: list[float] | None = Field(None, description="Per-channel standard deviation on the [0, 1] scale (default: training-split statistics).")
-    augment: Literal["auto", "none", "crop_flip"] = Field("auto", description="Training augmentation: auto = random crop with padding + horizontal flip for CIFAR, none otherwise.")
-    strict: bool = Field(False, description="A corrupt image or a bad text record (empty text, missing or unknown label, undecodable bytes) stops the run instead of being skipped with a warning.")
-    download: bool = Field(True, description="Download missing mnist / fashion_mnist / cifar files into data.root when the network is reachable.")
-    limit_train: int | None = Field(None, ge=10, description="Keep only a seeded, stratified subsample of this many training images (quick trials and tests).")
-    text: TextDataConfig = Field(default_factory=TextDataConfig, description="Tokenisation and columns of text datasets.")
+    mean: list[float] | None = Field(
+        None,
+        description="Per-channel mean on the [0, 1] scale, e.g. [0.485, 0.456, 0.406] (default: training-split statistics).",
+    )
+    std: list[float] | None = Field(
+        None, description="Per-channel standard deviation on the [0, 1] scale (default: training-split statistics)."
+    )
+    augment: Literal["auto", "none", "crop_flip"] = Field(
+        "auto",
+        description="Training augmentation: auto = random crop with padding + horizontal flip for CIFAR, none otherwise.",
+    )
+    strict: bool = Field(
+        False,
+        description="A corrupt image or a bad text record (empty text, missing or unknown label, undecodable bytes) stops the run instead of being skipped with a warning.",
+    )
+    download: bool = Field(
+        True,
+        description="Download missing mnist / fashion_mnist / cifar files into data.root when the network is reachable.",
+    )
+    limit_train: int | None = Field(
+        None,
+        ge=10,
+        description="Keep only a seeded, stratified subsample of this many training images (quick trials and tests).",
+    )
+    text: TextDataConfig = Field(
+        default_factory=TextDataConfig, description="Tokenisation and columns of text datasets."
+    )
 
     def loader_options(self) -> dict[str, Any]:
         """Keyword options of this dataset's loader, beyond root, split fractions and seed."""
@@ -51,15 +115,28 @@ class DataConfig(Section):
             from kdcore.text.settings import TextSettings
 
             t = self.text
-            return {"strict": self.strict, "text": TextSettings(
-                max_len=t.max_len, vocab_size=t.vocab_size, min_freq=t.min_freq, lowercase=t.lowercase,
-                text_column=t.text_column, label_column=t.label_column,
-                labels=tuple(t.labels) if t.labels else None, strict=self.strict,
-            )}
+            return {
+                "strict": self.strict,
+                "text": TextSettings(
+                    max_len=t.max_len,
+                    vocab_size=t.vocab_size,
+                    min_freq=t.min_freq,
+                    lowercase=t.lowercase,
+                    text_column=t.text_column,
+                    label_column=t.label_column,
+                    labels=tuple(t.labels) if t.labels else None,
+                    strict=self.strict,
+                ),
+            }
         return {
-            "image_size": self.image_size, "channels": self.channels, "augment": self.augment, "strict": self.strict,
-            "download": self.download, "limit_train": self.limit_train,
-            "mean": tuple(self.mean) if self.mean else None, "std": tuple(self.std) if self.std else None,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "augment": self.augment,
+            "strict": self.strict,
+            "download": self.download,
+            "limit_train": self.limit_train,
+            "mean": tuple(self.mean) if self.mean else None,
+            "std": tuple(self.std) if self.std else None,
         }
 
     @model_validator(mode="after")
@@ -75,15 +152,38 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate (one-cycle schedule).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="Decoupled weight decay.")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="AdamW or SGD with Nesterov momentum.")
-    schedule: Literal["onecycle", "step"] = Field("onecycle", description="Learning-rate schedule: one-cycle, or step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe).")
+    schedule: Literal["onecycle", "step"] = Field(
+        "onecycle",
+        description="Learning-rate schedule: one-cycle, or step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe).",
+    )
 
 
 class ModelConfig(Section):
     arch: str = Field(description="Registered model name, e.g. cnn_medium or mlp.")
-    width: int | None = Field(None, ge=1, le=4096, description="Base width: hidden units (mlp), first-stage channels (cnn_*, resnet*), widen factor (wrn_*); the model's default if empty.")
-    depth: int | None = Field(None, ge=1, le=1000, description="Depth: hidden layers (mlp) or layers (resnet*: 6n+2, wrn_*: 6n+4); the model's default if empty.")
-    width_multiplier: float | None = Field(None, gt=0, le=8, description="Channel multiplier of MobileNets (mobilenetv2, mobilenet_v3_small); the model's default if empty.")
-    input_dropout: float | None = Field(None, ge=0, lt=1, description="Share of input pixels dropped in training (mlp); the model's default (none) if empty.")
+    width: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Base width: hidden units (mlp), first-stage channels (cnn_*, resnet*), widen factor (wrn_*); the model's default if empty.",
+    )
+    depth: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Depth: hidden layers (mlp) or layers (resnet*: 6n+2, wrn_*: 6n+4); the model's default if empty.",
+    )
+    width_multiplier: float | None = Field(
+        None,
+        gt=0,
+        le=8,
+        description="Channel multiplier of MobileNets (mobilenetv2, mobilenet_v3_small); the model's default if empty.",
+    )
+    input_dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Share of input pixels dropped in training (mlp); the model's default (none) if empty.",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="How this model is trained.")
 
     @field_validator("arch")
@@ -108,8 +208,12 @@ class ModelConfig(Section):
         return self
 
     def options(self) -> dict[str, Any]:
-        values = {"width": self.width, "depth": self.depth, "width_multiplier": self.width_multiplier,
-                  "input_dropout": self.input_dropout}
+        values = {
+            "width": self.width,
+            "depth": self.depth,
+            "width_multiplier": self.width_multiplier,
+            "input_dropout": self.input_dropout,
+        }
         return {k: v for k, v in values.items() if v is not None}
 
 
@@ -122,7 +226,12 @@ class DKDConfig(Section):
     alpha: float = Field(1.0, ge=0, le=1000, description="Weight of target-class KD (TCKD).")
     beta: float = Field(8.0, ge=0, le=1000, description="Weight of non-target-class KD (NCKD).")
     temperature: float = Field(4.0, gt=0, le=100, description="Softmax temperature.")
-    warmup: float = Field(20 / 240, ge=0, le=1, description="Share of the epochs over which the DKD term ramps up linearly (paper: 20 of 240).")
+    warmup: float = Field(
+        20 / 240,
+        ge=0,
+        le=1,
+        description="Share of the epochs over which the DKD term ramps up linearly (paper: 20 of 240).",
+    )
 
 
 class DISTConfig(Section):
@@ -139,7 +248,9 @@ class FitNetsConfig(Section):
 
 class ATConfig(Section):
     weight: float = Field(1000.0, ge=0, le=1e6, description="Weight of the attention-transfer loss.")
-    p: float = Field(2.0, gt=0, le=8, description="Exponent of the attention map (sum of |activation|^p over channels).")
+    p: float = Field(
+        2.0, gt=0, le=8, description="Exponent of the attention map (sum of |activation|^p over channels)."
+    )
 
 
 class SPConfig(Section):
@@ -164,35 +275,72 @@ class CRDConfig(Section):
 
 
 class LayersConfig(Section):
-    teacher: list[str] = Field(default_factory=list, description="Teacher modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).")
-    student: list[str] = Field(default_factory=list, description="Student modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).")
-    teacher_embedding: str | None = Field(None, description="Teacher module whose input is the embedding RKD, PKT and CRD read (empty: its last linear layer).")
-    student_embedding: str | None = Field(None, description="Student module whose input is the embedding RKD, PKT and CRD read (empty: its last linear layer).")
+    teacher: list[str] = Field(
+        default_factory=list,
+        description="Teacher modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).",
+    )
+    student: list[str] = Field(
+        default_factory=list,
+        description="Student modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).",
+    )
+    teacher_embedding: str | None = Field(
+        None,
+        description="Teacher module whose input is the embedding RKD, PKT and CRD read (empty: its last linear layer).",
+    )
+    student_embedding: str | None = Field(
+        None,
+        description="Student module whose input is the embedding RKD, PKT and CRD read (empty: its last linear layer).",
+    )
 
 
 class DistributedConfig(Section):
-    nproc: int = Field(1, ge=1, le=1024, description="Processes (one per GPU) training the teacher under torchrun with DDP; 1: no torchrun.")
-    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="Collective backend: auto is NCCL on CUDA, gloo on CPU.")
+    nproc: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Processes (one per GPU) training the teacher under torchrun with DDP; 1: no torchrun.",
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="Collective backend: auto is NCCL on CUDA, gloo on CPU."
+    )
 
 
 class TeacherConfig(ModelConfig):
-    checkpoint: str | None = Field(None, description="A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data.")
-    distributed: DistributedConfig = Field(default_factory=DistributedConfig, description="Data-parallel teacher training.")
+    checkpoint: str | None = Field(
+        None,
+        description="A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data.",
+    )
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="Data-parallel teacher training."
+    )
 
 
 class DistillConfig(Section):
-    method: MethodName = Field("kd", description="Distillation method: kd, dkd, dist (logits); fitnets, at, sp, rkd, pkt, crd (features).")
+    method: MethodName = Field(
+        "kd", description="Distillation method: kd, dkd, dist (logits); fitnets, at, sp, rkd, pkt, crd (features)."
+    )
     temperature: float = Field(4.0, gt=0, le=100, description="KD: softmax temperature T of the soft targets.")
-    alpha: float = Field(0.9, ge=0, le=1, description="KD: weight of the distillation term; 1 - alpha weights the labels.")
-    teacher_views: int = Field(0, ge=0, le=1000, description="Augmented data only: 0 = run the teacher online on each augmented batch; K > 0 = cache the teacher's outputs on K augmented views per training sample and replay exactly those views to the student (feature methods still run the teacher online for its features).")
+    alpha: float = Field(
+        0.9, ge=0, le=1, description="KD: weight of the distillation term; 1 - alpha weights the labels."
+    )
+    teacher_views: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Augmented data only: 0 = run the teacher online on each augmented batch; K > 0 = cache the teacher's outputs on K augmented views per training sample and replay exactly those views to the student (feature methods still run the teacher online for its features).",
+    )
     dkd: DKDConfig = Field(default_factory=DKDConfig, description="Decoupled KD (Zhao et al. 2022).")
     dist: DISTConfig = Field(default_factory=DISTConfig, description="DIST (Huang et al. 2022).")
     fitnets: FitNetsConfig = Field(default_factory=FitNetsConfig, description="FitNets hints (Romero et al. 2015).")
     at: ATConfig = Field(default_factory=ATConfig, description="Attention transfer (Zagoruyko & Komodakis 2017).")
     sp: SPConfig = Field(default_factory=SPConfig, description="Similarity-preserving KD (Tung & Mori 2019).")
     rkd: RKDConfig = Field(default_factory=RKDConfig, description="Relational KD (Park et al. 2019).")
-    pkt: PKTConfig = Field(default_factory=PKTConfig, description="Probabilistic knowledge transfer (Passalis & Tefas 2018).")
-    crd: CRDConfig = Field(default_factory=CRDConfig, description="Contrastive representation distillation (Tian et al. 2020).")
+    pkt: PKTConfig = Field(
+        default_factory=PKTConfig, description="Probabilistic knowledge transfer (Passalis & Tefas 2018)."
+    )
+    crd: CRDConfig = Field(
+        default_factory=CRDConfig, description="Contrastive representation distillation (Tian et al. 2020)."
+    )
     layers: LayersConfig = Field(default_factory=LayersConfig, description="Which modules feature methods read.")
 
 
@@ -250,10 +398,17 @@ class CRDSpace(Section):
 
 
 class SearchSpace(Section):
-    temperature: Range = Field(default_factory=lambda: Range(low=1.0, high=8.0), description="Range of distill.temperature.")
+    temperature: Range = Field(
+        default_factory=lambda: Range(low=1.0, high=8.0), description="Range of distill.temperature."
+    )
     alpha: Range = Field(default_factory=lambda: Range(low=0.1, high=0.95), description="Range of distill.alpha.")
-    lr: Range = Field(default_factory=lambda: Range(low=1e-4, high=3e-2, log=True), description="Range of the student's learning rate.")
-    weight_decay: Range = Field(default_factory=lambda: Range(low=1e-6, high=1e-2, log=True), description="Range of the student's weight decay.")
+    lr: Range = Field(
+        default_factory=lambda: Range(low=1e-4, high=3e-2, log=True),
+        description="Range of the student's learning rate.",
+    )
+    weight_decay: Range = Field(
+        default_factory=lambda: Range(low=1e-6, high=1e-2, log=True), description="Range of the student's weight decay."
+    )
     dkd: DKDSpace = Field(default_factory=DKDSpace, description="Ranges of DKD's weights.")
     dist: DISTSpace = Field(default_factory=DISTSpace, description="Ranges of DIST's weights.")
     fitnets: FitNetsSpace = Field(default_factory=FitNetsSpace, description="Range of the FitNets hint weight.")
@@ -267,24 +422,62 @@ class SearchSpace(Section):
 class TuneConfig(Section):
     n_trials: int = Field(12, ge=0, le=10_000, description="Finished trials the study must hold (0: no tuning).")
     epochs: int | None = Field(None, ge=1, le=10_000, description="Epochs per trial (default: the student's epochs).")
-    pruner: Literal["median", "hyperband", "none"] = Field("median", description="Stops trials whose per-epoch validation accuracy lags.")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stops trials whose per-epoch validation accuracy lags."
+    )
     seed: int = Field(0, ge=0, description="Seed of the TPE sampler.")
-    study_name: str | None = Field(None, description="Optuna study name; the same name resumes (default: derived from the config).")
-    storage: str | None = Field(None, description="Optuna storage URL (default: KDFLOW_OPTUNA_STORAGE, else SQLite under mlruns/).")
-    n_workers: int = Field(1, ge=1, le=1024, description="Tuning workers pulling trials from the one study (processes here, or runs of tune.deployment).")
-    deployment: str | None = Field(None, description="Prefect deployment of the tune-worker flow (e.g. tune-worker/kdflow) whose runs on a work pool are the workers; empty: local processes.")
-    heartbeat_seconds: int = Field(10, ge=1, le=3600, description="How often a running trial tells the study it is alive.")
-    grace_seconds: int = Field(60, ge=2, le=86_400, description="Silence after which a trial's worker is taken for dead: the trial fails and is retried.")
+    study_name: str | None = Field(
+        None, description="Optuna study name; the same name resumes (default: derived from the config)."
+    )
+    storage: str | None = Field(
+        None, description="Optuna storage URL (default: KDFLOW_OPTUNA_STORAGE, else SQLite under mlruns/)."
+    )
+    n_workers: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Tuning workers pulling trials from the one study (processes here, or runs of tune.deployment).",
+    )
+    deployment: str | None = Field(
+        None,
+        description="Prefect deployment of the tune-worker flow (e.g. tune-worker/kdflow) whose runs on a work pool are the workers; empty: local processes.",
+    )
+    heartbeat_seconds: int = Field(
+        10, ge=1, le=3600, description="How often a running trial tells the study it is alive."
+    )
+    grace_seconds: int = Field(
+        60,
+        ge=2,
+        le=86_400,
+        description="Silence after which a trial's worker is taken for dead: the trial fails and is retried.",
+    )
     space: SearchSpace = Field(default_factory=SearchSpace, description="Search ranges of the tuned parameters.")
-    methods: list[MethodName] = Field(default_factory=list, description="Methods Optuna chooses among, each with its own weights (empty: only distill.method).")
-    refit: Literal["train", "train+val"] = Field("train", description="What the final models (labels-only baseline and tuned student) learn from once the search has chosen on validation: the train split, or train + validation, more data for both; their runs then log no val/* metrics. The teacher always trains on train.")
+    methods: list[MethodName] = Field(
+        default_factory=list,
+        description="Methods Optuna chooses among, each with its own weights (empty: only distill.method).",
+    )
+    refit: Literal["train", "train+val"] = Field(
+        "train",
+        description="What the final models (labels-only baseline and tuned student) learn from once the search has chosen on validation: the train split, or train + validation, more data for both; their runs then log no val/* metrics. The teacher always trains on train.",
+    )
 
 
 class RuntimeConfig(Section):
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train: auto picks CUDA, then MPS, then CPU.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Arithmetic of the forward passes in training and validation: auto = bf16 autocast on CUDA GPUs that run it natively (Ampere and newer), float32 elsewhere; losses are always float32.")
-    channels_last: Literal["auto"] | bool = Field("auto", description="Channels-last (NHWC) layout of image models and batches, faster convolutions on GPUs: auto = on for images on CUDA.")
-    compile: bool = Field(False, description="torch.compile the model for training: compiling takes tens of seconds (minutes on a CPU), so it pays off only on long GPU runs.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where to train: auto picks CUDA, then MPS, then CPU."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Arithmetic of the forward passes in training and validation: auto = bf16 autocast on CUDA GPUs that run it natively (Ampere and newer), float32 elsewhere; losses are always float32.",
+    )
+    channels_last: Literal["auto"] | bool = Field(
+        "auto",
+        description="Channels-last (NHWC) layout of image models and batches, faster convolutions on GPUs: auto = on for images on CUDA.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model for training: compiling takes tens of seconds (minutes on a CPU), so it pays off only on long GPU runs.",
+    )
 
     @field_validator("channels_last", mode="before")
     @classmethod
@@ -294,14 +487,23 @@ class RuntimeConfig(Section):
             return "auto" if value == "auto" else TypeAdapter(bool).validate_python(value)
         except ValidationError:
             raise ValueError("choose auto, true or false") from None
+
     seed: int = Field(0, ge=0, description="Seed of model initialisation and batch order.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite under mlruns/).")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite under mlruns/)."
+    )
     experiment: str | None = Field(None, description="MLflow experiment name (default: kdflow-<name>).")
     store_dir: str = Field("mlruns", description="Folder of the local stores and caches.")
 
 
 class PipelineConfig(Section):
-    name: str = Field("digits", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$", description="Pipeline (preset) name: names the experiment and the registered model.")
+    name: str = Field(
+        "digits",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Pipeline (preset) name: names the experiment and the registered model.",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(arch="cnn_medium"))
     student: ModelConfig = Field(default_factory=lambda: ModelConfig(arch="mlp"))
@@ -390,7 +592,9 @@ def validate(tree: dict[str, Any]) -> PipelineConfig:
 
 def load_config(preset: str = "digits", overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     tree = read_preset(preset)
-    if overrides:  # onto the complete preset, so one field of a default section (tune.space.alpha.high) can change alone
+    if (
+        overrides
+    ):  # onto the complete preset, so one field of a default section (tune.space.alpha.high) can change alone
         tree = validate(tree).model_dump()
     for assignment in overrides:
         apply_override(tree, assignment)

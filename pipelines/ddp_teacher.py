@@ -4,6 +4,7 @@
 rank trains on its shard, gradients are averaged by DDP (NCCL on GPUs, gloo on CPUs), and only
 rank 0 logs to MLflow, saves the checkpoint and writes the result record.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,24 +39,44 @@ def backend_for(cfg: PipelineConfig) -> str:
     return "nccl" if torch.cuda.is_available() and cfg.runtime.device in ("auto", "cuda") else "gloo"
 
 
-def launch(cfg: PipelineConfig, data_path: str, parent_run_id: str, checkpoint: Path, extra_params: dict) -> TrainedModel:
+def launch(
+    cfg: PipelineConfig, data_path: str, parent_run_id: str, checkpoint: Path, extra_params: dict
+) -> TrainedModel:
     """Run torchrun with teacher.distributed.nproc processes on this machine and return rank 0's record."""
     nproc = cfg.teacher.distributed.nproc
     with tempfile.TemporaryDirectory(prefix="kdflow-ddp-") as tmp:
         request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        request.write_text(json.dumps({
-            "config": cfg.model_dump(), "data_path": data_path, "parent_run_id": parent_run_id,
-            "checkpoint": str(checkpoint), "extra_params": extra_params, "result": str(result),
-        }))
+        request.write_text(
+            json.dumps(
+                {
+                    "config": cfg.model_dump(),
+                    "data_path": data_path,
+                    "parent_run_id": parent_run_id,
+                    "checkpoint": str(checkpoint),
+                    "extra_params": extra_params,
+                    "result": str(result),
+                }
+            )
+        )
         os.chmod(request, 0o600)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if torch.device(settings_for(cfg.teacher.train, cfg).device).type == "cpu":
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "pipelines.ddp_teacher", str(request)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "pipelines.ddp_teacher",
+            str(request),
+        ]
         proc = subprocess.run(cmd, env=env)
         if proc.returncode != 0 or not result.exists():
-            raise RuntimeError(f"torchrun teacher training with teacher.distributed.nproc={nproc} failed (exit {proc.returncode}); see its output above")
+            raise RuntimeError(
+                f"torchrun teacher training with teacher.distributed.nproc={nproc} failed (exit {proc.returncode}); see its output above"
+            )
         return TrainedModel.model_validate_json(result.read_text())
 
 
@@ -71,25 +92,50 @@ def train_rank(request: dict) -> None:
         bundle = load_bundle(request["data_path"])
         bundle = dataclasses.replace(bundle, train=shard(bundle.train, rank, world, cfg.runtime.seed))
         # The global batch stays teacher.train.batch_size, so the run takes the steps a single process would.
-        settings = settings_for(cfg.teacher.train, cfg, device=str(device), batch_size=max(1, cfg.teacher.train.batch_size // world))
+        settings = settings_for(
+            cfg.teacher.train, cfg, device=str(device), batch_size=max(1, cfg.teacher.train.batch_size // world)
+        )
 
         mode = forward_mode(settings.precision, settings.channels_last, device, bundle.train.x.dim())
 
         def wrap(model: torch.nn.Module) -> torch.nn.Module:
-            mode.prepare(model.to(device))  # the memory format before DDP: it must not change under DDP's gradient buckets
+            mode.prepare(
+                model.to(device)
+            )  # the memory format before DDP: it must not change under DDP's gradient buckets
             return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
         if rank == 0:
             import mlflow
 
             mlflow.set_tracking_uri(tracking_uri(cfg))
-            extra = {**request["extra_params"], "teacher.distributed.world_size": world, "teacher.distributed.backend": backend}
-            result = train_model("teacher", cfg.teacher, settings, cfg, bundle, LabelsOnly(), None,
-                                 request["parent_run_id"], Path(request["checkpoint"]), extra_params=extra, wrap=wrap)
+            extra = {
+                **request["extra_params"],
+                "teacher.distributed.world_size": world,
+                "teacher.distributed.backend": backend,
+            }
+            result = train_model(
+                "teacher",
+                cfg.teacher,
+                settings,
+                cfg,
+                bundle,
+                LabelsOnly(),
+                None,
+                request["parent_run_id"],
+                Path(request["checkpoint"]),
+                extra_params=extra,
+                wrap=wrap,
+            )
             Path(request["result"]).write_text(result.model_dump_json())
         else:
             torch.manual_seed(settings.seed)
-            model = build_model(cfg.teacher.arch, bundle.input_shape, bundle.num_classes, **cfg.teacher.options(), **bundle.model_options())
+            model = build_model(
+                cfg.teacher.arch,
+                bundle.input_shape,
+                bundle.num_classes,
+                **cfg.teacher.options(),
+                **bundle.model_options(),
+            )
             fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), None, None, bundle.view)
         dist.barrier()
     finally:

@@ -1,4 +1,5 @@
 """A trial whose worker died: its MLflow run ends FAILED and Optuna queues the same parameters again."""
+
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,7 @@ A method's parameter is named by its path under `distill`: KD keeps the spine's 
 `temperature` / `alpha`, every other method its own section (`dkd.beta`, `crd.weight`, ...).
 The same names are Optuna parameters, MLflow trial params and keys of the best parameters.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -45,5 +46,7 @@ def build_method(cfg: PipelineConfig, method: str, params: dict[str, Any] | None
     kwargs = {name.split(".", 1)[-1]: v for name, v in values.items()}
     if needs_teacher_model(method):
         layers = cfg.distill.layers
-        kwargs["layers"] = LayerChoice(layers.teacher, layers.student, layers.teacher_embedding, layers.student_embedding)
+        kwargs["layers"] = LayerChoice(
+            layers.teacher, layers.student, layers.teacher_embedding, layers.student_embedding
+        )
     return build_distiller(method, **kwargs)

@@ -4,6 +4,7 @@
 bounds) with every field optional: an empty field keeps the preset's value. Cross-field rules
 (ranges ordered, known architectures) are checked once the overrides meet the preset.
 """
+
 from __future__ import annotations
 
 import copy

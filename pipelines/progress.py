@@ -3,6 +3,7 @@
 The stages report; the command line (progress bars) and the Prefect flow (progress artifact)
 listen. Listeners are registered by the caller, so the stages know nothing about either.
 """
+
 from __future__ import annotations
 
 import logging

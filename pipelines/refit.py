@@ -5,6 +5,7 @@ preset split, what the usual 60k-image figures train on); nothing is left to val
 log no val/* metrics. The test split is untouched either way. The student's soft targets must cover the
 validation samples as well: the teacher scores them the same way it scored the train split, once per cache key.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,13 @@ def validation_outputs_path(train_outputs: str) -> Path:
     return path.with_name(f"{path.stem}.val{path.suffix}")
 
 
-def final_targets(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets, teacher_checkpoint: str | None,
-                  targets_path: str = "") -> TeacherTargets:
+def final_targets(
+    cfg: PipelineConfig,
+    bundle: DataBundle,
+    targets: TeacherTargets,
+    teacher_checkpoint: str | None,
+    targets_path: str = "",
+) -> TeacherTargets:
     """`targets` for `bundle`'s train split, extended to its validation samples when the final model refits.
 
     `targets_path`: the teacher-logits stage's cache of `targets`; the validation outputs are computed once
@@ -67,12 +73,15 @@ def final_targets(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTarge
     return replace(targets, views=targets.views.extend(more))
 
 
-def teacher_outputs_on_validation(cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets,
-                                  teacher_checkpoint: str | None) -> torch.Tensor | TeacherViews:
+def teacher_outputs_on_validation(
+    cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets, teacher_checkpoint: str | None
+) -> torch.Tensor | TeacherViews:
     """The teacher scores the validation samples the way it scored the train split."""
     if teacher_checkpoint is None:
-        raise ValueError("distill_final: tune.refit=train+val needs the teacher's outputs on the validation split; "
-                         "pass the trained teacher")
+        raise ValueError(
+            "distill_final: tune.refit=train+val needs the teacher's outputs on the validation split; "
+            "pass the trained teacher"
+        )
     teacher = targets.model or load_model(teacher_checkpoint)
     teacher.to(resolve_device(cfg.runtime.device)).eval()
     if targets.logits is not None:

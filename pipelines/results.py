@@ -1,4 +1,5 @@
 """What each stage returns: small, serialisable records (paths, ids, numbers), never tensors."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel

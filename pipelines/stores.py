@@ -1,4 +1,5 @@
 """Shared stores by URL: credentials travel in the environment of each machine, never in params or logs."""
+
 from __future__ import annotations
 
 from pipelines.config import PipelineConfig
@@ -25,9 +26,10 @@ def move_credentials_to_env(cfg: PipelineConfig) -> tuple[PipelineConfig, dict[s
         env[TRACKING_URI_ENV], runtime["tracking_uri"] = cfg.runtime.tracking_uri, None
     if not env:
         return cfg, env
-    clean = cfg.model_copy(update={
-        "tune": cfg.tune.model_copy(update=tune),
-        "runtime": cfg.runtime.model_copy(update=runtime),
-    })
+    clean = cfg.model_copy(
+        update={
+            "tune": cfg.tune.model_copy(update=tune),
+            "runtime": cfg.runtime.model_copy(update=runtime),
+        }
+    )
     return clean, env
-

@@ -1,4 +1,5 @@
 """The facts a pipeline run ends with: printed as a table, written as JSON, logged to MLflow."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel
@@ -30,12 +31,23 @@ class PipelineSummary(BaseModel):
 
     @classmethod
     def build(
-        cls, cfg: PipelineConfig, experiment_id: str, parent_run_id: str, data: PreparedData,
-        teacher: TrainedModel, baseline: TrainedModel, student: TrainedModel,
-        tuned: TuneResult, ev: Evaluation, reg: Registration, seconds: dict[str, float],
+        cls,
+        cfg: PipelineConfig,
+        experiment_id: str,
+        parent_run_id: str,
+        data: PreparedData,
+        teacher: TrainedModel,
+        baseline: TrainedModel,
+        student: TrainedModel,
+        tuned: TuneResult,
+        ev: Evaluation,
+        reg: Registration,
+        seconds: dict[str, float],
     ) -> "PipelineSummary":
         models = {
-            m.role: ModelFacts(arch=m.arch, test_acc=ev.test_acc[m.role], parameters=m.parameters, mlflow_run_id=m.run_id)
+            m.role: ModelFacts(
+                arch=m.arch, test_acc=ev.test_acc[m.role], parameters=m.parameters, mlflow_run_id=m.run_id
+            )
             for m in (teacher, baseline, student)
         }
         return cls(

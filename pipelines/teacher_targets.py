@@ -6,6 +6,7 @@ runs online on the same augmented batch the student sees (eval mode, no gradient
 distill.teacher_views = K > 0, the student replays K cached views per sample whose teacher logits were
 stored (kdcore/teacher_views.py). Feature methods read the teacher's features, so they always get the model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ def cached_logits_valid(bundle: DataBundle) -> bool:
     return not bundle.view.augments
 
 
-def teacher_targets(bundle: DataBundle, teacher_checkpoint: str | None, logits_path: str, need_model: bool = False) -> TeacherTargets:
+def teacher_targets(
+    bundle: DataBundle, teacher_checkpoint: str | None, logits_path: str, need_model: bool = False
+) -> TeacherTargets:
     """`logits_path`: what the teacher-logits stage returned: logits (plain data), views (augmented data,
     distill.teacher_views > 0) or "" (augmented, teacher online). `need_model`: a feature method reads the
     teacher's features too, so the model comes along."""

@@ -1,4 +1,5 @@
 """Log a text model to MLflow as a pyfunc that scores raw strings (the tokenizer travels with it)."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ def log_text_model(checkpoint: Path, bundle: DataBundle) -> mlflow.models.model.
     return log_text_classifier(checkpoint, bundle.tokenizer, list(bundle.classes), example_texts(bundle))
 
 
-def log_text_classifier(checkpoint: Path, tokenizer: dict, classes: list[str], examples: list[str]) -> mlflow.models.model.ModelInfo:
+def log_text_classifier(
+    checkpoint: Path, tokenizer: dict, classes: list[str], examples: list[str]
+) -> mlflow.models.model.ModelInfo:
     """`checkpoint` holds {"spec", "state_dict"}; the logged model maps raw strings to class names."""
     with tempfile.TemporaryDirectory() as tmp:
         vocab = Path(tmp) / "tokenizer.json"

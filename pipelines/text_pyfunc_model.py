@@ -3,6 +3,7 @@
 MLflow runs this file when the model is loaded; it needs only kdcore (shipped with the model as
 code) and the two artifacts: our weights_only checkpoint and the tokenizer JSON.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """MLflow conventions: where runs go, what a run's params are, and how stage runs nest."""
+
 from __future__ import annotations
 
 import logging

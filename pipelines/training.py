@@ -1,4 +1,5 @@
 """Train one model in its own nested MLflow run: params, per-epoch metrics, checkpoint, logged model."""
+
 from __future__ import annotations
 
 import logging
@@ -75,7 +76,9 @@ def train_model(
     n_params = count_parameters(model)
     with stage_run(role, parent_run_id) as run:
         mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})
-        mlflow.log_params({"model.parameters": n_params, "model.device": settings.device, "fit.samples": len(bundle.train)})
+        mlflow.log_params(
+            {"model.parameters": n_params, "model.device": settings.device, "fit.samples": len(bundle.train)}
+        )
         report = progress(role, settings.epochs)
         with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
 
@@ -83,8 +86,18 @@ def train_model(
                 logger(epoch, metrics)
                 report(epoch, metrics)
 
-            history = fit(wrap(model) if wrap else model, bundle.train, bundle.val, settings, distiller, teacher_logits,
-                          on_epoch, bundle.view, teacher, teacher_views)
+            history = fit(
+                wrap(model) if wrap else model,
+                bundle.train,
+                bundle.val,
+                settings,
+                distiller,
+                teacher_logits,
+                on_epoch,
+                bundle.view,
+                teacher,
+                teacher_views,
+            )
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside
@@ -92,7 +105,10 @@ def train_model(
         else:
             example = bundle.view.normalise(bundle.train.x[:2]).numpy()  # the model takes normalised float inputs
             info = mlflow.pytorch.log_model(
-                model, name="model", input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
+                model,
+                name="model",
+                input_example=example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
         mlflow.log_metric("parameters", n_params)

@@ -4,6 +4,7 @@ Any number of these run at once (processes here, Prefect flow runs on other host
 database is the only thing they share. Run as `python -m pipelines.tune_worker` with a TuneJob
 as JSON on stdin (stdin, so a storage password never shows in a process list).
 """
+
 from __future__ import annotations
 
 import json
@@ -66,10 +67,16 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
 
     def objective(trial: optuna.Trial) -> float:
         method, params = search(trial, cfg)
-        settings = settings_for(cfg.student.train, cfg, epochs=job.epochs, lr=params["lr"], weight_decay=params["weight_decay"])
+        settings = settings_for(
+            cfg.student.train, cfg, epochs=job.epochs, lr=params["lr"], weight_decay=params["weight_decay"]
+        )
         origin = {**where(settings.device), "worker": worker}
         pruned_at = 0
-        tags = {"optuna.study": job.study_name, "optuna.trial": trial.number, **{f"kdflow.{k}": v for k, v in origin.items()}}
+        tags = {
+            "optuna.study": job.study_name,
+            "optuna.trial": trial.number,
+            **{f"kdflow.{k}": v for k, v in origin.items()},
+        }
         with stage_run(f"trial-{trial.number}", job.parent_run_id, **tags) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             for key, value in origin.items():
@@ -86,11 +93,26 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
                         raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
                 torch.manual_seed(settings.seed)
-                model = build_model(cfg.student.arch, bundle.input_shape, bundle.num_classes, **cfg.student.options(),
-                                    **bundle.model_options())
+                model = build_model(
+                    cfg.student.arch,
+                    bundle.input_shape,
+                    bundle.num_classes,
+                    **cfg.student.options(),
+                    **bundle.model_options(),
+                )
                 try:
-                    history = fit(model, bundle.train, bundle.val, settings, build_method(cfg, method, params),
-                                  targets.logits, on_epoch, bundle.view, targets.model, targets.views)
+                    history = fit(
+                        model,
+                        bundle.train,
+                        bundle.val,
+                        settings,
+                        build_method(cfg, method, params),
+                        targets.logits,
+                        on_epoch,
+                        bundle.view,
+                        targets.model,
+                        targets.views,
+                    )
                 except optuna.TrialPruned:
                     pruned_at = epochs_done[-1]
             mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")

@@ -1,4 +1,5 @@
 """Optuna conventions: storage, study naming, search space, pruners."""
+
 from __future__ import annotations
 
 import os

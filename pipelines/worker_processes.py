@@ -1,4 +1,5 @@
 """Tuning workers as local processes, each with its share of the CPU threads."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,9 @@ class LocalWorkers:
         for i in range(n):
             request = {"config": cfg.model_dump(), "job": job.model_dump(), "worker": f"local-{i}", "threads": threads}
             pin = ["taskset", "-c", str(i % (os.cpu_count() or 1))] if pin_cores else []
-            proc = subprocess.Popen([*pin, sys.executable, "-m", "pipelines.tune_worker"], stdin=subprocess.PIPE, env=env, text=True)
+            proc = subprocess.Popen(
+                [*pin, sys.executable, "-m", "pipelines.tune_worker"], stdin=subprocess.PIPE, env=env, text=True
+            )
             proc.stdin.write(json.dumps(request))
             proc.stdin.close()
             self.procs.append(proc)

@@ -1,4 +1,5 @@
 """Shared fixtures: run the real `kdflow` command in an isolated working directory."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = [
-    "--set", "teacher.train.epochs=3",
-    "--set", "student.train.epochs=3",
-    "--set", "tune.n_trials=3",
-    "--set", "tune.epochs=3",
+    "--set",
+    "teacher.train.epochs=3",
+    "--set",
+    "student.train.epochs=3",
+    "--set",
+    "tune.n_trials=3",
+    "--set",
+    "tune.epochs=3",
 ]
 
 
@@ -37,7 +42,9 @@ def kdflow(tmp_path):
         cmd = [sys.executable, "-m", "flows.cli", *args]
         if args and args[0] == "run":
             cmd += ["--output", str(out)]
-        proc = subprocess.run(cmd, cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True, text=True, timeout=timeout
+        )
         summary = json.loads(out.read_text()) if out.exists() else None
         return proc, summary
 

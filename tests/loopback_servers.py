@@ -2,6 +2,7 @@
 
 Every process starts in its own process group and is killed with the whole group, also when a test fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,9 @@ class Processes:
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
         log = self.logs / f"{name}.log"
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         proc.log = log
         self.procs.append(proc)
         return proc
@@ -90,17 +93,49 @@ class Postgres:
         subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, timeout=120)
 
     def start(self) -> "Postgres":
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                  "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+        self._run(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         options = f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-o", options, "-w", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
         self.sql(f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'")
         for db in ("optuna", "prefect", "mlflow"):
             self.sql(f"CREATE DATABASE {db} OWNER {self.user}")
         return self
 
     def sql(self, statement: str) -> None:
-        self._run("psql", "-h", str(self.dir), "-p", str(self.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement)
+        self._run(
+            "psql",
+            "-h",
+            str(self.dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            statement,
+        )
 
     def url(self, db: str, driver: str = "postgresql+psycopg2") -> str:
         return f"{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{db}"

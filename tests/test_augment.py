@@ -1,4 +1,5 @@
 """The input view: normalisation formula, seeded crop + flip against a per-image reference, teacher online."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,8 +16,9 @@ def images(n=6, c=3, h=8, w=8):
 def test_normalise_is_scale_then_per_channel_standardise():
     view = InputView(mean=(0.5, 0.25), std=(0.5, 0.125), scale=1 / 255)
     x = torch.tensor([[[[0, 255]], [[51, 102]]]], dtype=torch.uint8)  # (1, 2, 1, 2)
-    expected = torch.tensor([[[[(0 / 255 - 0.5) / 0.5, (1 - 0.5) / 0.5]],
-                              [[(51 / 255 - 0.25) / 0.125, (102 / 255 - 0.25) / 0.125]]]])
+    expected = torch.tensor(
+        [[[[(0 / 255 - 0.5) / 0.5, (1 - 0.5) / 0.5]], [[(51 / 255 - 0.25) / 0.125, (102 / 255 - 0.25) / 0.125]]]]
+    )
     assert torch.allclose(view.normalise(x), expected, atol=1e-6)
     assert view.normalise(x).dtype == torch.float32
 

@@ -1,4 +1,5 @@
 """Config validation: one line naming the field, exit status 2, before any work starts."""
+
 import pytest
 
 from pipelines.config import ConfigError, load_config
@@ -29,7 +30,10 @@ def test_one_bound_of_a_search_range_changes_alone():
         ("student.arch=resnet9000", "invalid config: student.arch: Value error, unknown model 'resnet9000'"),
         ("runtime.device=tpu", "invalid config: runtime.device: Input should be 'auto', 'cpu', 'cuda' or 'mps'"),
         ("runtime.precision=fp16", "invalid config: runtime.precision: Input should be 'auto', 'fp32' or 'bf16'"),
-        ("runtime.channels_last=maybe", "invalid config: runtime.channels_last: Value error, choose auto, true or false"),
+        (
+            "runtime.channels_last=maybe",
+            "invalid config: runtime.channels_last: Value error, choose auto, true or false",
+        ),
         ("runtime.compile=sometimes", "invalid config: runtime.compile: Input should be a valid boolean"),
     ],
 )
@@ -60,7 +64,9 @@ def test_speed_settings_reach_the_training_loop():
     cfg = load_config("digits", ["runtime.device=cpu"])
     s = settings_for(cfg.student.train, cfg)
     assert (s.precision, s.channels_last, s.compile) == ("auto", "auto", False)
-    cfg = load_config("digits", ["runtime.device=cpu", "runtime.precision=bf16", "runtime.channels_last=true", "runtime.compile=true"])
+    cfg = load_config(
+        "digits", ["runtime.device=cpu", "runtime.precision=bf16", "runtime.channels_last=true", "runtime.compile=true"]
+    )
     s = settings_for(cfg.teacher.train, cfg)
     assert (s.precision, s.channels_last, s.compile) == ("bf16", True, True)
     assert cfg.flat()["runtime.channels_last"] is True

@@ -1,4 +1,5 @@
 """Data that cannot be used ends the real CLI with one sentence, exit 1, and no finished MLflow run."""
+
 import sqlite3
 
 import torch
@@ -24,9 +25,13 @@ def error_line(stderr: str) -> str:
 
 def test_missing_dataset_files_exit_1_and_leave_no_finished_run(kdflow, tmp_path):
     missing = tmp_path / "nowhere"
-    proc, summary = kdflow("run", "--preset", "fashion_mnist", "--set", f"data.root={missing}", "--set", "data.download=false")
+    proc, summary = kdflow(
+        "run", "--preset", "fashion_mnist", "--set", f"data.root={missing}", "--set", "data.download=false"
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert error_line(proc.stderr).startswith(f"kdflow: data error: fashion_mnist files not found under data.root={missing}")
+    assert error_line(proc.stderr).startswith(
+        f"kdflow: data error: fashion_mnist files not found under data.root={missing}"
+    )
     assert summary is None and finished_runs(tmp_path) == []
     assert "Traceback" not in proc.stderr
 

@@ -1,4 +1,5 @@
 """Loaders on files written here: IDX .gz (Fashion-MNIST layout), CIFAR batches, an ImageFolder tree of PNGs."""
+
 import gzip
 import pickle
 import struct
@@ -85,8 +86,10 @@ def write_cifar10(root: Path, n_per_batch=20, seed=0):
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                 b"labels": [i % 10 for i in range(n_per_batch)]}
+        batch = {
+            b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+            b"labels": [i % 10 for i in range(n_per_batch)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))

@@ -1,4 +1,5 @@
 """torchrun with two CPU processes (DDP over gloo) trains the teacher to the same accuracy band as one."""
+
 import mlflow
 import pytest
 import torch
@@ -28,8 +29,13 @@ def test_two_process_ddp_teacher_matches_one_process(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    overrides = ["teacher.arch=cnn_small", "teacher.train.epochs=4", "teacher.train.lr=0.01", "runtime.device=cpu",
-                 f"runtime.store_dir={tmp_path / 'store'}"]
+    overrides = [
+        "teacher.arch=cnn_small",
+        "teacher.train.epochs=4",
+        "teacher.train.lr=0.01",
+        "runtime.device=cpu",
+        f"runtime.store_dir={tmp_path / 'store'}",
+    ]
     accuracy, runs = {}, {}
     with mlflow.start_run(run_name="parent") as parent:
         for nproc in (1, 2):

@@ -1,5 +1,6 @@
 """Per-epoch metrics reach MLflow in the background, complete before a stage's run ends; failures surface at flush.
 Tuning starts from each searched method's known-good weights. Real SQLite stores for MLflow and Optuna."""
+
 import logging
 from pathlib import Path
 
@@ -61,11 +62,22 @@ def test_a_failing_stage_keeps_its_own_error(store, caplog):
 
 def test_stages_end_their_runs_with_every_epoch_stored(store):
     """train_model (teacher, baseline) and the tune worker's trials flush before their runs end."""
-    cfg = load_config("digits", [
-        "teacher.arch=cnn_small", "teacher.width=8", "teacher.train.epochs=1", "student.train.epochs=3",
-        "runtime.device=cpu", "runtime.store_dir=store", "tune.methods=[kd, dkd]", "tune.n_trials=2", "tune.epochs=2",
-        "tune.study_name=warm", "tune.pruner=none",
-    ])
+    cfg = load_config(
+        "digits",
+        [
+            "teacher.arch=cnn_small",
+            "teacher.width=8",
+            "teacher.train.epochs=1",
+            "student.train.epochs=3",
+            "runtime.device=cpu",
+            "runtime.store_dir=store",
+            "tune.methods=[kd, dkd]",
+            "tune.n_trials=2",
+            "tune.epochs=2",
+            "tune.study_name=warm",
+            "tune.pruner=none",
+        ],
+    )
     client = store
     with mlflow.start_run(run_name="parent") as parent:
         data = prepare_data(cfg)
@@ -81,7 +93,9 @@ def test_stages_end_their_runs_with_every_epoch_stored(store):
     assert steps(client, baseline.run_id, "val/acc")[3] == pytest.approx(baseline.val_acc)
 
     # warm start: one trial per searched method, each with that method's published weights
-    study = optuna.load_study(study_name="warm", storage=f"sqlite:///{Path(cfg.runtime.store_dir).resolve() / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name="warm", storage=f"sqlite:///{Path(cfg.runtime.store_dir).resolve() / 'optuna.db'}"
+    )
     trials = sorted(study.trials, key=lambda t: t.number)
     assert [t.params["method"] for t in trials] == ["kd", "dkd"]
     assert {k: v for k, v in trials[1].params.items() if k != "method"} == pytest.approx(defaults(cfg, "dkd"))

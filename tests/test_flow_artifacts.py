@@ -1,4 +1,5 @@
 """The flow run's summary artifact and the command line's progress bars, rendered from real values."""
+
 import io
 
 from rich.console import Console
@@ -17,8 +18,13 @@ SUMMARY = {
     "best_params": {"temperature": 3.2, "alpha": 0.71, "lr": 0.0031, "weight_decay": 1.5e-4},
     "best_val_acc": 0.985,
     "trials": {"complete": 11, "pruned": 5, "requested": 16},
-    "mlflow": {"experiment_id": "3", "parent_run_id": "p" * 32, "evaluation_run_id": "e" * 32,
-               "registered_model": "kdflow-digits-student", "version": "2"},
+    "mlflow": {
+        "experiment_id": "3",
+        "parent_run_id": "p" * 32,
+        "evaluation_run_id": "e" * 32,
+        "registered_model": "kdflow-digits-student",
+        "version": "2",
+    },
     "optuna": {"storage": "sqlite:///x/optuna.db", "study_name": "kdflow-digits-abc"},
     "champion": {"moved": True, "reason": "no champion yet"},
     "teacher_reused": True,
@@ -27,7 +33,12 @@ SUMMARY = {
 
 def test_summary_has_models_side_by_side_params_and_links_on_a_tracking_server():
     md = summary_markdown(SUMMARY, "http://127.0.0.1:5000/")
-    assert "| teacher | cnn_medium | 99.72% | 159,850 | [aaaaaaaa](http://127.0.0.1:5000/#/experiments/3/runs/" + "a" * 32 + ") |" in md
+    assert (
+        "| teacher | cnn_medium | 99.72% | 159,850 | [aaaaaaaa](http://127.0.0.1:5000/#/experiments/3/runs/"
+        + "a" * 32
+        + ") |"
+        in md
+    )
     assert "| student | mlp | 98.33% | 2,410 |" in md and "| baseline | mlp | 96.11% | 2,410 |" in md
     assert "| temperature | 3.2 |" in md and "| weight_decay | 0.00015 |" in md
     assert "11 complete, 5 pruned of 16 trials" in md and "**reused**" in md

@@ -1,4 +1,5 @@
 """Hinton's KD loss against its formula, computed independently here."""
+
 import math
 
 import torch
@@ -28,7 +29,9 @@ def test_kd_matches_formula_including_t_squared_and_alpha():
     labels = torch.tensor([0, 3, 1, 2, 3])
     for T in (1.0, 2.0, 4.0, 7.5):
         for alpha in (0.0, 0.3, 0.9, 1.0):
-            terms = KD(T, alpha).loss_terms(student, Batch(x=student, y=labels, index=torch.arange(5), teacher_logits=teacher))
+            terms = KD(T, alpha).loss_terms(
+                student, Batch(x=student, y=labels, index=torch.arange(5), teacher_logits=teacher)
+            )
             got = float(sum(terms.values()))
             assert math.isclose(got, reference_kd(student, teacher, labels, T, alpha), rel_tol=1e-5), (T, alpha)
 

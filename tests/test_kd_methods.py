@@ -1,4 +1,5 @@
 """Each KD method's loss against its paper's formula, written out here independently in float64 numpy."""
+
 import math
 
 import numpy as np
@@ -8,7 +9,19 @@ import torch.nn as nn
 
 from kdcore.data import InputView, Split
 from kdcore.distill import (
-    AT, CRD, DIST, DISTILLERS, DKD, PKT, RKD, SP, Batch, Features, FitNets, LayerChoice, build_distiller,
+    AT,
+    CRD,
+    DIST,
+    DISTILLERS,
+    DKD,
+    PKT,
+    RKD,
+    SP,
+    Batch,
+    Features,
+    FitNets,
+    LayerChoice,
+    build_distiller,
 )
 from kdcore.distill.hooks import FeatureTap
 from kdcore.distill.layers import default_embedding, default_stages, stages_of
@@ -32,7 +45,14 @@ def ce(s, y):
 
 
 def batch_of(y, teacher_logits=None, epoch=1, epochs=1):
-    return Batch(x=torch.zeros(len(y), 1), y=y, index=torch.arange(len(y)), teacher_logits=teacher_logits, epoch=epoch, epochs=epochs)
+    return Batch(
+        x=torch.zeros(len(y), 1),
+        y=y,
+        index=torch.arange(len(y)),
+        teacher_logits=teacher_logits,
+        epoch=epoch,
+        epochs=epochs,
+    )
 
 
 def total(terms):
@@ -102,7 +122,11 @@ def test_dist_matches_pearson_formula():
     for beta, gamma, T in [(2.0, 2.0, 4.0), (1.0, 0.5, 1.0)]:
         terms = DIST(beta, gamma, T).loss_terms(s, batch_of(y, t))
         assert set(terms) == {"ce", "inter", "intra"}
-        assert math.isclose(total(terms), reference_dist(s.double().numpy(), t.double().numpy(), y.numpy(), beta, gamma, T), rel_tol=1e-5)
+        assert math.isclose(
+            total(terms),
+            reference_dist(s.double().numpy(), t.double().numpy(), y.numpy(), beta, gamma, T),
+            rel_tol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("method", [DKD(warmup=0), DIST()])
@@ -212,7 +236,9 @@ def reference_rkd(s, t, wd, wa):
         return v / norm if norm > 0 else v
 
     def ang(e):
-        return np.array([[[unit(e[j] - e[i]) @ unit(e[k] - e[i]) for k in range(n)] for j in range(n)] for i in range(n)])
+        return np.array(
+            [[[unit(e[j] - e[i]) @ unit(e[k] - e[i]) for k in range(n)] for j in range(n)] for i in range(n)]
+        )
 
     return wd * huber(dist(s) - dist(t)).mean() + wa * huber(ang(s) - ang(t)).mean()
 
@@ -263,8 +289,14 @@ def test_crd_nce_loss_and_memory_update_match_the_paper():
     fixed = torch.tensor([[4, 5, 7], [0, 1, 8], [2, 3, 4], [1, 3, 5]])
     d.negatives = lambda labels: fixed  # the draw is random; the formula is what is checked here
     mem_s, mem_t = d.memory_student.double().numpy().copy(), d.memory_teacher.double().numpy().copy()
-    ws, bs = d.embed_student.linear.weight.detach().double().numpy(), d.embed_student.linear.bias.detach().double().numpy()
-    wt, bt = d.embed_teacher.linear.weight.detach().double().numpy(), d.embed_teacher.linear.bias.detach().double().numpy()
+    ws, bs = (
+        d.embed_student.linear.weight.detach().double().numpy(),
+        d.embed_student.linear.bias.detach().double().numpy(),
+    )
+    wt, bt = (
+        d.embed_teacher.linear.weight.detach().double().numpy(),
+        d.embed_teacher.linear.bias.detach().double().numpy(),
+    )
     got = float(d.feature_terms(Features([], fs), Features([], ft), Batch(x=fs, y=y, index=index))["crd"])
 
     def l2(v):
@@ -384,8 +416,16 @@ def test_feature_methods_run_the_teacher_once_per_augmented_step():
     calls = []
     teacher.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
     view = InputView(crop_padding=1, flip=True)
-    fit(build_model("cnn_small", (1, 8, 8), 4), digits_like(), digits_like(32, seed=1), TrainSettings(epochs=2, batch_size=32),
-        FitNets(layers=LayerChoice()), None, view=view, teacher=teacher)
+    fit(
+        build_model("cnn_small", (1, 8, 8), 4),
+        digits_like(),
+        digits_like(32, seed=1),
+        TrainSettings(epochs=2, batch_size=32),
+        FitNets(layers=LayerChoice()),
+        None,
+        view=view,
+        teacher=teacher,
+    )
     assert calls == [2] + [32] * 6, calls  # attach's 2-sample shape probe, then 96 / 32 steps x 2 epochs
 
 

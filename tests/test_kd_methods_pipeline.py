@@ -1,5 +1,6 @@
 """Every KD method trains end to end through the pipeline's stages, logging each loss term to MLflow;
 the real `kdflow run` lets Optuna choose the method together with its own weights."""
+
 import mlflow
 import optuna
 import pytest
@@ -26,8 +27,12 @@ TERMS = {
     "crd": {"ce", "crd"},
 }
 SMALL = [
-    "teacher.width=8", "teacher.train.epochs=1", "student.arch=cnn_small", "student.width=8",
-    "student.train.epochs=1", "distill.crd.nce_k=64",
+    "teacher.width=8",
+    "teacher.train.epochs=1",
+    "student.arch=cnn_small",
+    "student.width=8",
+    "student.train.epochs=1",
+    "distill.crd.nce_k=64",
 ]
 
 
@@ -50,8 +55,16 @@ def trained_teacher(tmp_path_factory):
 @pytest.mark.parametrize("method", sorted(TERMS))
 def test_each_method_trains_through_distill_final_and_logs_its_terms(trained_teacher, method):
     cfg, data, teacher, logits, pid = trained_teacher
-    tuned = TuneResult(study_name="none", storage="none", method=method, best_params=defaults(cfg, method),
-                       best_value=None, complete=0, pruned=0, seconds=0.0)
+    tuned = TuneResult(
+        study_name="none",
+        storage="none",
+        method=method,
+        best_params=defaults(cfg, method),
+        best_value=None,
+        complete=0,
+        pruned=0,
+        seconds=0.0,
+    )
     student = stages.distill_final(cfg, data, logits, tuned, pid, teacher)
 
     client = MlflowClient()
@@ -70,8 +83,16 @@ def test_each_method_trains_through_distill_final_and_logs_its_terms(trained_tea
 
 def test_feature_method_in_distill_final_needs_the_teacher(trained_teacher):
     cfg, data, _, logits, pid = trained_teacher
-    tuned = TuneResult(study_name="none", storage="none", method="sp", best_params=defaults(cfg, "sp"),
-                       best_value=None, complete=0, pruned=0, seconds=0.0)
+    tuned = TuneResult(
+        study_name="none",
+        storage="none",
+        method="sp",
+        best_params=defaults(cfg, "sp"),
+        best_value=None,
+        complete=0,
+        pruned=0,
+        seconds=0.0,
+    )
     with pytest.raises(ValueError, match="method sp reads teacher features; pass the trained teacher"):
         stages.distill_final(cfg, data, logits, tuned, pid)
 
@@ -80,7 +101,14 @@ def test_method_config_is_typed_with_published_defaults():
     cfg = load_config("digits", ["distill.method=dkd", "distill.dkd.beta=2", "tune.methods=[kd, crd]"])
     d = cfg.distill
     assert (d.dkd.alpha, d.dkd.beta, d.dkd.temperature) == (1.0, 2.0, 4.0)
-    assert (d.dist.beta, d.dist.gamma, d.fitnets.weight, d.at.weight, d.sp.weight, d.pkt.weight) == (2.0, 2.0, 100.0, 1000.0, 3000.0, 30000.0)
+    assert (d.dist.beta, d.dist.gamma, d.fitnets.weight, d.at.weight, d.sp.weight, d.pkt.weight) == (
+        2.0,
+        2.0,
+        100.0,
+        1000.0,
+        3000.0,
+        30000.0,
+    )
     assert (d.rkd.distance_weight, d.rkd.angle_weight, d.crd.weight, d.crd.temperature) == (25.0, 50.0, 0.8, 0.07)
     assert CRDConfig().nce_k == 16384 and d.crd.nce_k == 1024  # the digits preset has fewer samples than 16,384
     assert cfg.flat()["distill.dkd.beta"] == 2.0 and cfg.tune.methods == ["kd", "crd"]
@@ -93,16 +121,33 @@ def test_method_config_is_typed_with_published_defaults():
 def test_kdflow_run_lets_optuna_choose_the_method_and_its_weights(kdflow, tmp_path):
     methods = ["dkd", "at", "crd"]
     sets = [a for s in SMALL for a in ("--set", s)]
-    proc, summary = kdflow("run", *TINY, *sets, "--set", "tune.n_trials=4", "--set", "tune.epochs=1", "--set", "tune.pruner=none",
-                           "--set", f"tune.methods=[{', '.join(methods)}]", "--set", "distill.method=dkd")
+    proc, summary = kdflow(
+        "run",
+        *TINY,
+        *sets,
+        "--set",
+        "tune.n_trials=4",
+        "--set",
+        "tune.epochs=1",
+        "--set",
+        "tune.pruner=none",
+        "--set",
+        f"tune.methods=[{', '.join(methods)}]",
+        "--set",
+        "distill.method=dkd",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert summary["best_method"] in methods
     assert f"best method: {summary['best_method']}" in proc.stdout
 
-    study = optuna.load_study(study_name=summary["optuna"]["study_name"], storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=summary["optuna"]["study_name"], storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    )
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(trials) == 4
-    assert trials[0].params["method"] == "dkd" and trials[0].params["dkd.beta"] == 8.0  # warm start: the config's values
+    assert (
+        trials[0].params["method"] == "dkd" and trials[0].params["dkd.beta"] == 8.0
+    )  # warm start: the config's values
     for t in trials:  # conditional space: each trial holds only the weights of the method it drew
         own = {k.split(".")[0] for k in t.params if "." in k}
         assert own == {t.params["method"]}, t.params
@@ -116,5 +161,7 @@ def test_kdflow_run_lets_optuna_choose_the_method_and_its_weights(kdflow, tmp_pa
     logged = {k.removeprefix("train/") for k in run.data.metrics if k.startswith("train/")}
     assert logged == TERMS[summary["best_method"]] | {"loss"}
     trial_run = client.get_run(trials[0].user_attrs["mlflow_run_id"])
-    assert trial_run.data.params["method"] == "dkd" and {"tckd", "nckd"} <= {k.removeprefix("train/") for k in trial_run.data.metrics}
+    assert trial_run.data.params["method"] == "dkd" and {"tckd", "nckd"} <= {
+        k.removeprefix("train/") for k in trial_run.data.metrics
+    }
     assert summary["models"]["student"]["parameters"] == summary["models"]["baseline"]["parameters"]

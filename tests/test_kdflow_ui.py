@@ -1,4 +1,5 @@
 """`kdflow ui`: both servers on loopback on the pipeline's stores; one Ctrl-C stops both, no orphans."""
+
 import json
 import os
 import signal
@@ -51,10 +52,25 @@ def test_ui_serves_prefect_and_mlflow_on_the_pipeline_store_and_stops_both(tmp_p
     store.mkdir()
     MlflowClient(f"sqlite:///{store / 'mlflow.db'}").create_experiment("kdflow-digits")  # what a pipeline run leaves
     prefect_port, mlflow_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "flows.cli", "ui", "--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "ui",
+        "--prefect-port",
+        str(prefect_port),
+        "--mlflow-port",
+        str(mlflow_port),
+    ]
     out = tmp_path / "ui.log"
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=isolated_env(tmp_path), start_new_session=True,
-                            stdout=out.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=isolated_env(tmp_path),
+        start_new_session=True,
+        stdout=out.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     spawned: set[int] = set()
     try:
         deadline = time.monotonic() + 240
@@ -66,7 +82,9 @@ def test_ui_serves_prefect_and_mlflow_on_the_pipeline_store_and_stops_both(tmp_p
         assert f"Prefect UI: http://127.0.0.1:{prefect_port}" in text
         assert f"MLflow UI: http://127.0.0.1:{mlflow_port}" in text
         assert get_json(f"http://127.0.0.1:{prefect_port}/api/health") is True
-        found = get_json(f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=kdflow-digits")
+        found = get_json(
+            f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=kdflow-digits"
+        )
         assert found["experiment"]["name"] == "kdflow-digits"  # the same store the pipeline writes
         spawned = descendants(proc.pid)
         assert len(spawned) >= 2
@@ -96,7 +114,16 @@ def test_ui_refuses_a_busy_port_in_one_line(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "flows.cli", "ui", "--prefect-port", str(port), "--mlflow-port", str(free_port())],
-                              cwd=tmp_path, env=isolated_env(tmp_path), capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "ui", "--prefect-port", str(port), "--mlflow-port", str(free_port())],
+            cwd=tmp_path,
+            env=isolated_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"kdflow ui: port {port} on 127.0.0.1 is already in use (another Prefect server?); stop it or pick another port"
+    assert (
+        proc.stderr.strip()
+        == f"kdflow ui: port {port} on 127.0.0.1 is already in use (another Prefect server?); stop it or pick another port"
+    )

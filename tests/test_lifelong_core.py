@@ -1,4 +1,5 @@
 """kdcore.lifelong: metric formulas against hand computation, buffer, head growth, strategies on a tiny stream."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,15 @@ import torch.nn as nn
 
 from kdcore.data.bundle import Split
 from kdcore.lifelong import (
-    LearnSettings, ReservoirBuffer, accuracy_row, average_accuracy, backward_transfer, build_strategy,
-    forgetting, grow_head, learn_task,
+    LearnSettings,
+    ReservoirBuffer,
+    accuracy_row,
+    average_accuracy,
+    backward_transfer,
+    build_strategy,
+    forgetting,
+    grow_head,
+    learn_task,
 )
 
 # A[i, j]: accuracy on task j after learning task i (3 tasks).
@@ -103,7 +111,9 @@ def run_stream(strategy_name: str, data_seed: int = 0, **options):
     return np.array(rows)
 
 
-@pytest.mark.parametrize("name, options", [("finetune", {}), ("lwf", {}), ("derpp", {"buffer_size": 60}), ("joint", {})])
+@pytest.mark.parametrize(
+    "name, options", [("finetune", {}), ("lwf", {}), ("derpp", {"buffer_size": 60}), ("joint", {})]
+)
 def test_each_strategy_learns_the_current_task(name, options):
     a = run_stream(name, **options)
     assert a[0, 0] > 0.9  # every strategy learns what it is shown first
@@ -147,7 +157,9 @@ def token_stream(tasks: int = 2, per_class: int = 60, length: int = 12, vocab: i
     return streams, vocab
 
 
-@pytest.mark.parametrize("name, options", [("finetune", {}), ("lwf", {}), ("derpp", {"buffer_size": 40}), ("joint", {})])
+@pytest.mark.parametrize(
+    "name, options", [("finetune", {}), ("lwf", {}), ("derpp", {"buffer_size": 40}), ("joint", {})]
+)
 def test_each_strategy_runs_on_token_ids(name, options):
     from kdcore.models import build_model
 
@@ -160,7 +172,9 @@ def test_each_strategy_runs_on_token_ids(name, options):
     rows = []
     for t, (train, _) in enumerate(stream):
         grow_head(model, 2 * (t + 1))
-        learn_task(model, strategy, train, settings, teacher=teacher if t else None)  # integer inputs for the teacher too
+        learn_task(
+            model, strategy, train, settings, teacher=teacher if t else None
+        )  # integer inputs for the teacher too
         rows.append(accuracy_row(model, [test for _, test in stream]))
     assert rows[0][0] > 0.9 and rows[1][1] > 0.5
     if name == "derpp":  # the buffer keeps the token ids themselves (and the logits given to them)

@@ -1,4 +1,5 @@
 """The retraining stage against a real SQLite MLflow store: learned batches, persisted buffer, gating, crash safety."""
+
 from __future__ import annotations
 
 import threading
@@ -40,8 +41,16 @@ def champion(cfg):
 def test_retraining_learns_new_batches_and_gates_promotion(tmp_path):
     b0, b1, b2 = write_batches(tmp_path)
     store = tmp_path / "store"
-    cfg = RetrainConfig(stream="blobs", store_dir=str(store), strategy="derpp", epochs=3, lr=0.05, buffer_size=60,
-                        teacher_width=32, student_width=16)
+    cfg = RetrainConfig(
+        stream="blobs",
+        store_dir=str(store),
+        strategy="derpp",
+        epochs=3,
+        lr=0.05,
+        buffer_size=60,
+        teacher_width=32,
+        student_width=16,
+    )
     assert retrain_stream(cfg).status == "no-data"
     ids = [ingest(b, store, "blobs").batch_id for b in (b0, b1)]
 
@@ -57,8 +66,11 @@ def test_retraining_learns_new_batches_and_gates_promotion(tmp_path):
     assert [m.step for m in history] == [0, 1]  # one value per learned batch
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(v1.run_id, "lifelong")}
     assert {"lifelong/state.pt", "lifelong/accuracy_matrix.png", "lifelong/accuracy_matrix.json"} <= artifacts
-    state = LifelongState.load(Path(mlflow.artifacts.download_artifacts(run_id=v1.run_id, artifact_path="lifelong/state.pt")),
-                               "derpp", cfg.strategy_options())
+    state = LifelongState.load(
+        Path(mlflow.artifacts.download_artifacts(run_id=v1.run_id, artifact_path="lifelong/state.pt")),
+        "derpp",
+        cfg.strategy_options(),
+    )
     assert state.student_strategy.buffer.seen == 3 * (240 + 240)  # 3 epochs over each batch's 240 train examples
     assert len(state.student_strategy.buffer) == 60 and state.teacher is not None
 
@@ -79,7 +91,9 @@ def test_retraining_learns_new_batches_and_gates_promotion(tmp_path):
     assert champion_avg < strict.metrics["avg_acc"]  # v1 never saw classes 4 and 5
     lenient = retrain_stream(cfg.model_copy(update={"tolerance": 0.02}))
     assert lenient.status == "already-tried" and lenient.promoted
-    assert lenient.reason.endswith("; " + promotion_decision(strict.metrics["avg_acc"], champion_avg, str(v1.version), 0.02)[1])
+    assert lenient.reason.endswith(
+        "; " + promotion_decision(strict.metrics["avg_acc"], champion_avg, str(v1.version), 0.02)[1]
+    )
     assert str(champion(cfg).version) == strict.version
     assert champion(cfg).tags["kdflow.learned_batches"] == ",".join(ids)
 
@@ -87,8 +101,16 @@ def test_retraining_learns_new_batches_and_gates_promotion(tmp_path):
 def test_crash_leaves_champion_and_buffer_and_next_run_resumes(tmp_path):
     b0, b1, _ = write_batches(tmp_path)
     store = tmp_path / "store"
-    cfg = RetrainConfig(stream="s", store_dir=str(store), strategy="derpp", mode="student_only", epochs=2, lr=0.05,
-                        buffer_size=40, student_width=16)
+    cfg = RetrainConfig(
+        stream="s",
+        store_dir=str(store),
+        strategy="derpp",
+        mode="student_only",
+        epochs=2,
+        lr=0.05,
+        buffer_size=40,
+        student_width=16,
+    )
     ingest(b0, store, "s")
     assert retrain_stream(cfg).promoted
     before = champion(cfg)
@@ -104,15 +126,20 @@ def test_crash_leaves_champion_and_buffer_and_next_run_resumes(tmp_path):
     assert len(mlflow.MlflowClient().search_model_versions(f"name = '{cfg.registered_name}'")) == 1
     resumed = retrain_stream(cfg)
     assert resumed.status == "retrained" and resumed.new_batches == [second]
-    state = LifelongState.load(Path(mlflow.artifacts.download_artifacts(run_id=champion(cfg).run_id, artifact_path="lifelong/state.pt")),
-                               "derpp", cfg.strategy_options())
+    state = LifelongState.load(
+        Path(mlflow.artifacts.download_artifacts(run_id=champion(cfg).run_id, artifact_path="lifelong/state.pt")),
+        "derpp",
+        cfg.strategy_options(),
+    )
     assert state.teacher is None and state.student_strategy.buffer.seen == 2 * 240 * 2  # continued from v1's buffer
 
 
 def blocked_on(lock_file: Path) -> bool:
     """Someone is waiting for flock(lock_file): Linux lists each blocked request in /proc/locks with '->'."""
     inode = f":{lock_file.stat().st_ino} "
-    return any("->" in line and "FLOCK" in line and inode in line for line in Path("/proc/locks").read_text().splitlines())
+    return any(
+        "->" in line and "FLOCK" in line and inode in line for line in Path("/proc/locks").read_text().splitlines()
+    )
 
 
 def test_one_retraining_at_a_time_per_stream(tmp_path):
@@ -120,7 +147,9 @@ def test_one_retraining_at_a_time_per_stream(tmp_path):
     store = tmp_path / "store"
     ingest(b0, store, "a")
     ingest(b1, store, "b")
-    cfg_a = RetrainConfig(stream="a", store_dir=str(store), strategy="finetune", mode="student_only", epochs=1, student_width=8)
+    cfg_a = RetrainConfig(
+        stream="a", store_dir=str(store), strategy="finetune", mode="student_only", epochs=1, student_width=8
+    )
     cfg_b = cfg_a.model_copy(update={"stream": "b"})
     learned, release, results = threading.Event(), threading.Event(), {}
 
@@ -141,7 +170,9 @@ def test_one_retraining_at_a_time_per_stream(tmp_path):
         assert learned.wait(timeout=600), results
         second.start()
         deadline = time.monotonic() + 600
-        while not blocked_on(StreamStore(store, "a").dir / ".retrain.lock"):  # the second retraining of a waits for the lock
+        while not blocked_on(
+            StreamStore(store, "a").dir / ".retrain.lock"
+        ):  # the second retraining of a waits for the lock
             assert second.is_alive() and time.monotonic() < deadline, results
             time.sleep(0.01)
         other = retrain_stream(cfg_b)  # meanwhile stream b retrains: different streams do not block each other

@@ -1,4 +1,5 @@
 """Every registered model builds for its input shape and returns (batch, num_classes) logits."""
+
 import pytest
 import torch
 
@@ -25,22 +26,47 @@ def test_output_shape_for_each_input_shape(name):
 
 
 def test_families_are_registered_with_their_published_sizes():
-    expected = {"resnet8x4": 1_233_540, "resnet32x4": 7_433_860, "resnet56": 861_620, "resnet20": 278_324,
-                "wrn_40_2": 2_255_156, "wrn_16_2": 703_284}  # CIFAR-100 heads, as in CRD's table
+    expected = {
+        "resnet8x4": 1_233_540,
+        "resnet32x4": 7_433_860,
+        "resnet56": 861_620,
+        "resnet20": 278_324,
+        "wrn_40_2": 2_255_156,
+        "wrn_16_2": 703_284,
+    }  # CIFAR-100 heads, as in CRD's table
     for name, params in expected.items():
         assert count_parameters(build_model(name, (3, 32, 32), 100)) == params
-    assert {"mlp", "cnn_small", "cnn_medium", "resnet8", "resnet110", "mobilenetv2", "resnet18", "resnet34",
-            "mobilenet_v3_small"} <= set(MODELS)
+    assert {
+        "mlp",
+        "cnn_small",
+        "cnn_medium",
+        "resnet8",
+        "resnet110",
+        "mobilenetv2",
+        "resnet18",
+        "resnet34",
+        "mobilenet_v3_small",
+    } <= set(MODELS)
 
 
 def test_width_depth_and_multiplier_come_from_the_config():
-    cfg = load_config("digits", ["student.arch=resnet20", "student.depth=8", "student.width=8",
-                                 "teacher.arch=mobilenetv2", "teacher.width=", "teacher.width_multiplier=0.5"])
+    cfg = load_config(
+        "digits",
+        [
+            "student.arch=resnet20",
+            "student.depth=8",
+            "student.width=8",
+            "teacher.arch=mobilenetv2",
+            "teacher.width=",
+            "teacher.width_multiplier=0.5",
+        ],
+    )
     deep = build_model("resnet20", (3, 32, 32), 10)
     shallow = build_model(cfg.student.arch, (3, 32, 32), 10, **cfg.student.options())
     assert count_parameters(shallow) < count_parameters(deep)
-    assert count_parameters(build_model("mobilenetv2", (3, 32, 32), 10, **cfg.teacher.options())) < \
-        count_parameters(build_model("mobilenetv2", (3, 32, 32), 10))
+    assert count_parameters(build_model("mobilenetv2", (3, 32, 32), 10, **cfg.teacher.options())) < count_parameters(
+        build_model("mobilenetv2", (3, 32, 32), 10)
+    )
     assert count_parameters(build_model("mlp", (1, 28, 28), 10, width=64)) == 50_890  # the table's MLP
 
 

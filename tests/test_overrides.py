@@ -1,4 +1,5 @@
 """The UI form: a preset plus partial overrides, validated as a whole before any work."""
+
 import pytest
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
@@ -6,9 +7,21 @@ from pipelines.overrides import ConfigOverrides, PresetName, resolve_config, set
 
 
 def test_partial_overrides_land_on_the_preset_like_cli_overrides():
-    form = {"teacher": {"width": 8, "train": {"epochs": 2}}, "tune": {"n_trials": 3, "space": {"alpha": {"low": 0.2, "high": 0.5}}}}
+    form = {
+        "teacher": {"width": 8, "train": {"epochs": 2}},
+        "tune": {"n_trials": 3, "space": {"alpha": {"low": 0.2, "high": 0.5}}},
+    }
     from_form = resolve_config("digits", form)
-    from_cli = load_config("digits", ["teacher.width=8", "teacher.train.epochs=2", "tune.n_trials=3", "tune.space.alpha.low=0.2", "tune.space.alpha.high=0.5"])
+    from_cli = load_config(
+        "digits",
+        [
+            "teacher.width=8",
+            "teacher.train.epochs=2",
+            "tune.n_trials=3",
+            "tune.space.alpha.low=0.2",
+            "tune.space.alpha.high=0.5",
+        ],
+    )
     assert from_form == from_cli
     assert from_form.teacher.arch == "cnn_medium" and from_form.teacher.train.lr == 0.003  # the rest is the preset's
 
@@ -21,10 +34,16 @@ def test_empty_form_is_the_preset_and_a_complete_config_is_itself():
 
 
 def test_nulls_from_a_form_keep_the_preset_unless_the_field_can_be_empty():
-    form = {"teacher": None, "student": {"arch": None, "width": None, "train": {"lr": None, "epochs": 2}}, "tune": {"epochs": None}}
+    form = {
+        "teacher": None,
+        "student": {"arch": None, "width": None, "train": {"lr": None, "epochs": 2}},
+        "tune": {"epochs": None},
+    }
     cfg = resolve_config("digits", form)
     preset = load_config("digits")
-    assert cfg.teacher == preset.teacher and cfg.student.arch == "mlp" and cfg.student.train.lr == preset.student.train.lr
+    assert (
+        cfg.teacher == preset.teacher and cfg.student.arch == "mlp" and cfg.student.train.lr == preset.student.train.lr
+    )
     assert cfg.student.train.epochs == 2
     assert cfg.student.width is None and cfg.tune.epochs is None  # None is a real value there: the model's default
 
@@ -47,7 +66,10 @@ def test_out_of_bounds_or_unknown_fields_fail_in_the_form_itself(form, message):
     "form, message",
     [
         ({"teacher": {"arch": "resnet9000"}}, "invalid config: teacher.arch: Value error, unknown model 'resnet9000'"),
-        ({"tune": {"space": {"lr": {"low": 0.1, "high": 0.01}}}}, "invalid config: tune.space.lr: Value error, needs low < high"),
+        (
+            {"tune": {"space": {"lr": {"low": 0.1, "high": 0.01}}}},
+            "invalid config: tune.space.lr: Value error, needs low < high",
+        ),
     ],
 )
 def test_rules_across_fields_are_checked_once_form_meets_preset(form, message):

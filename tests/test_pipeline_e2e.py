@@ -1,4 +1,5 @@
 """End to end: the real CLI, a temporary Prefect server, a SQLite MLflow store and an Optuna study."""
+
 import optuna
 from mlflow.tracking import MlflowClient
 
@@ -52,7 +53,9 @@ def test_kdflow_run_builds_the_run_tree_registry_and_study(kdflow, tmp_path):
     champion = client.get_model_version_by_alias(name, "champion")
     assert str(champion.version) == ml["version"] == "1"
 
-    study = optuna.load_study(study_name=summary["optuna"]["study_name"], storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=summary["optuna"]["study_name"], storage=f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    )
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == 3
     assert {t.user_attrs["mlflow_run_id"] for t in finished} == {r.info.run_id for r in trials.values()}

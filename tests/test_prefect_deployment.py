@@ -2,6 +2,7 @@
 
 Every process started here runs in its own process group and is killed with it, also on failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,9 @@ def free_port() -> int:
 
 
 def start(cmd: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        cmd, env=env, cwd=cwd, start_new_session=True, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -74,8 +77,12 @@ def prefect_server(tmp_path_factory):
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = home / "server.log"
-    proc = start([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                 isolated_env(home), home, log)
+    proc = start(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        isolated_env(home),
+        home,
+        log,
+    )
     try:
         client = SyncPrefectClient(url)
         with client:
@@ -167,7 +174,11 @@ def test_deployment_parameters_are_the_config_form(served):
 
 @pytest.mark.parametrize(
     "config, field",
-    [({"distill": {"alpha": 1.5}}, "1.5"), ({"tune": {"n_trails": 3}}, "n_trails"), ({"runtime": {"device": "tpu"}}, "tpu")],
+    [
+        ({"distill": {"alpha": 1.5}}, "1.5"),
+        ({"tune": {"n_trails": 3}}, "n_trails"),
+        ({"runtime": {"device": "tpu"}}, "tpu"),
+    ],
 )
 def test_the_server_refuses_parameters_outside_the_form(served, client, config, field):
     deployment, _, _ = served
@@ -179,7 +190,9 @@ def test_the_server_refuses_parameters_outside_the_form(served, client, config, 
 def test_a_bad_combination_fails_the_run_before_any_work(served, client, tmp_path):
     deployment, _, log = served
     store = tmp_path / "store"
-    run = wait_for(client, trigger(client, deployment, {"config": config_with(store, teacher={"arch": "resnet9000"})}), log)
+    run = wait_for(
+        client, trigger(client, deployment, {"config": config_with(store, teacher={"arch": "resnet9000"})}), log
+    )
     assert run.state.is_failed()
     assert "teacher.arch" in run.state.message and "unknown model 'resnet9000'" in run.state.message
     assert not store.exists()  # nothing was prepared, trained or logged
@@ -209,13 +222,17 @@ def test_ui_triggered_run_builds_the_mlflow_tree_and_the_summary_artifact(first_
     assert parent.data.params["tune.n_trials"] == "2" and parent.data.params["teacher.width"] == "8"
     assert parent.data.params["model.device"] == "cpu" and parent.data.params["runtime.device"] == "auto"
     assert parent.data.tags["kdflow.teacher_reused"] == "false"
-    children = {r.info.run_name: r for r in mlflow.search_runs(
-        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")}
+    children = {
+        r.info.run_name: r
+        for r in mlflow.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    }
     assert set(children) == {"teacher", "baseline", "trial-0", "trial-1", "student", "evaluation"}
     assert parent.data.tags["kdflow.teacher_run_id"] == children["teacher"].info.run_id
     test_acc = children["evaluation"].data.metrics
 
-    artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+    )
     by_type = {}
     for a in artifacts:
         by_type.setdefault(a.type, []).append(a)
@@ -235,8 +252,15 @@ def test_ui_triggered_run_builds_the_mlflow_tree_and_the_summary_artifact(first_
 def test_different_student_search_trains_the_teacher_once(first_run, served, client):
     deployment, _, log = served
     _, store = first_run
-    second = wait_for(client, trigger(client, deployment, {"config": config_with(
-        store, tune={"seed": 1, "space": {"alpha": {"low": 0.5, "high": 0.9}}})}), log)
+    second = wait_for(
+        client,
+        trigger(
+            client,
+            deployment,
+            {"config": config_with(store, tune={"seed": 1, "space": {"alpha": {"low": 0.5, "high": 0.9}}})},
+        ),
+        log,
+    )
     assert second.state.is_completed(), log.read_text()[-3000:]
 
     mlflow = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
@@ -247,8 +271,10 @@ def test_different_student_search_trains_the_teacher_once(first_run, served, cli
     assert parent.data.tags["kdflow.teacher_reused"] == "true"
     assert parent.data.tags["kdflow.teacher_run_id"] == teachers[0].info.run_id
     assert "teacher: reusing cnn_medium from MLflow run " + teachers[0].info.run_id in logs_of(client, second)
-    studies = {r.data.tags.get("optuna.study") for r in mlflow.search_runs(
-        [experiment.experiment_id], "attributes.run_name LIKE 'trial-%'")}
+    studies = {
+        r.data.tags.get("optuna.study")
+        for r in mlflow.search_runs([experiment.experiment_id], "attributes.run_name LIKE 'trial-%'")
+    }
     assert len(studies) == 2  # a new student search: a new study, same teacher
 
 
@@ -318,7 +344,10 @@ def test_deploy_creates_the_process_pool_and_the_deployments_on_it(prefect_serve
 def test_serve_without_a_server_says_how_to_start_one(tmp_path):
     env = isolated_env(tmp_path)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "serve"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 1
-    assert proc.stderr.strip().startswith(f"kdflow serve: no Prefect server answers at {env['PREFECT_API_URL']}; start one with `kdflow ui`")
+    assert proc.stderr.strip().startswith(
+        f"kdflow serve: no Prefect server answers at {env['PREFECT_API_URL']}; start one with `kdflow ui`"
+    )

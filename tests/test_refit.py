@@ -1,5 +1,6 @@
 """tune.refit=train+val: the final baseline and student train on train + validation, with the teacher's soft
 targets extended to the validation samples; tuning still selects on validation, and the test split is untouched."""
+
 import mlflow
 import pytest
 import torch
@@ -21,14 +22,25 @@ from pipelines.teacher_targets import teacher_targets
 from pipelines.tracking import setup_experiment
 from pipelines.tuning import defaults
 
-SMALL = ["teacher.arch=cnn_small", "teacher.width=4", "teacher.train.epochs=1", "student.train.epochs=2",
-         "runtime.device=cpu", "tune.refit=train+val"]
+SMALL = [
+    "teacher.arch=cnn_small",
+    "teacher.width=4",
+    "teacher.train.epochs=1",
+    "student.train.epochs=2",
+    "runtime.device=cpu",
+    "tune.refit=train+val",
+]
 
 
 def test_fit_without_a_validation_split_logs_no_val_metrics():
     x, y = torch.randn(40, 1, 4, 4), torch.arange(40) % 2
-    history = fit(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), Split(x, y), None, TrainSettings(epochs=2, batch_size=16),
-                  LabelsOnly())
+    history = fit(
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 2)),
+        Split(x, y),
+        None,
+        TrainSettings(epochs=2, batch_size=16),
+        LabelsOnly(),
+    )
     assert len(history) == 2 and all(set(h) == {"train/ce", "train/loss"} for h in history)
 
 
@@ -57,8 +69,16 @@ def pipeline(tmp_path_factory):
 
 
 def kd_result(cfg) -> TuneResult:
-    return TuneResult(study_name="none", storage="none", method="kd", best_params=defaults(cfg, "kd"), best_value=None,
-                      complete=0, pruned=0, seconds=0.0)
+    return TuneResult(
+        study_name="none",
+        storage="none",
+        method="kd",
+        best_params=defaults(cfg, "kd"),
+        best_value=None,
+        complete=0,
+        pruned=0,
+        seconds=0.0,
+    )
 
 
 def test_final_models_train_on_train_and_validation(pipeline):
@@ -81,7 +101,9 @@ def test_final_models_train_on_train_and_validation(pipeline):
     assert torch.equal(targets.logits[: len(bundle.train)], torch.load(logits, weights_only=True))
     assert torch.allclose(targets.logits[len(bundle.train) :], on_val, atol=1e-6)
     # The final run cached them beside the train split's logits: a later run reuses them, teacher or not.
-    assert torch.equal(torch.load(validation_outputs_path(logits), weights_only=True), targets.logits[len(bundle.train) :])
+    assert torch.equal(
+        torch.load(validation_outputs_path(logits), weights_only=True), targets.logits[len(bundle.train) :]
+    )
     again = final_targets(cfg, bundle, teacher_targets(bundle, None, logits), None, logits)
     assert torch.equal(again.logits, targets.logits)
     joined = final_bundle(cfg, bundle)
@@ -91,8 +113,10 @@ def test_final_models_train_on_train_and_validation(pipeline):
 
 def test_refit_with_cached_views_extends_them_to_the_validation_samples(pipeline):
     cfg, _, teacher, pid = pipeline
-    cfg = load_config("digits", [*SMALL, f"runtime.store_dir={cfg.runtime.store_dir}", "data.augment=crop_flip",
-                                 "distill.teacher_views=2"])
+    cfg = load_config(
+        "digits",
+        [*SMALL, f"runtime.store_dir={cfg.runtime.store_dir}", "data.augment=crop_flip", "distill.teacher_views=2"],
+    )
     data = stages.prepare_data(cfg)
     views = stages.compute_teacher_logits(cfg, data, teacher)
     bundle = load_bundle(data.path)

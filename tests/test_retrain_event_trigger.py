@@ -1,4 +1,5 @@
 """With a real Prefect server: `kdflow ingest` emits kdflow.data.arrived and the served deployment retrains."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def free_port() -> int:
 
 def api(url: str, path: str, body: dict | None = None):
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"},
-                                     method="GET" if body is None else "POST")
+    request = urllib.request.Request(
+        url + path, data=data, headers={"Content-Type": "application/json"}, method="GET" if body is None else "POST"
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or "null")
 
@@ -40,7 +42,9 @@ def wait_for(what: str, probe, timeout: float, procs=()):
     while time.monotonic() < deadline:
         for p in procs:
             if p.poll() is not None:
-                raise AssertionError(f"{what}: {p.args[1:4]} exited early with status {p.returncode} (its log is under logs/)")
+                raise AssertionError(
+                    f"{what}: {p.args[1:4]} exited early with status {p.returncode} (its log is under logs/)"
+                )
         try:
             value = probe()
             if value:
@@ -70,21 +74,39 @@ def test_arrival_event_starts_the_retraining_deployment(tmp_path):
     logs.mkdir()
     procs = []
     try:
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=tmp_path, env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=open(logs / "server.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(server)
         wait_for("the Prefect server", lambda: api(url, "/health") is True, 180, procs)
-        served = subprocess.Popen([sys.executable, "-c", SERVE], cwd=tmp_path, env=env,
-                                  stdout=open(logs / "serve.log", "w"), stderr=subprocess.STDOUT)
+        served = subprocess.Popen(
+            [sys.executable, "-c", SERVE],
+            cwd=tmp_path,
+            env=env,
+            stdout=open(logs / "serve.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(served)
-        deployment = wait_for("the deployment", lambda: api(url, f"/deployments/name/{DEPLOYMENT_NAME}/{DEPLOYMENT_NAME}"), 120, procs)
+        deployment = wait_for(
+            "the deployment", lambda: api(url, f"/deployments/name/{DEPLOYMENT_NAME}/{DEPLOYMENT_NAME}"), 120, procs
+        )
         wait_for("the trigger's automation", lambda: api(url, "/automations/filter", {}), 60, procs)
 
         rng = np.random.default_rng(0)
         x = np.concatenate([rng.normal(0, 1, (40, 6)), rng.normal(3, 1, (40, 6))]).astype(np.float32)
         np.savez(tmp_path / "batch.npz", inputs=x, labels=np.repeat([0, 1], 40))
-        ingest = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", "batch.npz", "--stream", "cams", "--store", "store"],
-                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        ingest = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "ingest", "batch.npz", "--stream", "cams", "--store", "store"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert ingest.returncode == 0, ingest.stderr
         assert "event kdflow.data.arrived sent" in ingest.stdout
 

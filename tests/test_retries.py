@@ -1,4 +1,5 @@
 """Retries: transient failures (tracking server away, SQLite busy) are retried, user errors never."""
+
 import sqlite3
 import socket
 

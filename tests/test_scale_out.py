@@ -3,6 +3,7 @@
 The pipeline fans its tuning out to two runs of the tune-worker deployment on a process work pool;
 the trials share one Optuna study on PostgreSQL and are nested runs on the MLflow server.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,10 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import ROOT, TINY, isolated_env
 from tests.loopback_servers import PG_BIN, Postgres, Processes, free_port, wait_http
 
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists() or not shutil.which("psql"),
-                                reason="PostgreSQL is not installed (.ci/run installs it with apt)")
+pytestmark = pytest.mark.skipif(
+    not (PG_BIN / "initdb").exists() or not shutil.which("psql"),
+    reason="PostgreSQL is not installed (.ci/run installs it with apt)",
+)
 
 POOL = "kdflow-test-pool"
 State = optuna.trial.TrialState
@@ -37,24 +40,78 @@ def cluster(tmp_path_factory):
         pg.start()
         prefect_port, mlflow_port = free_port(), free_port()
         env = isolated_env(home)
-        env.update(PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api", PREFECT_WORKER_QUERY_SECONDS="1",
-                   PREFECT_WORKER_PREFETCH_SECONDS="1", MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}")
-        server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect", "postgresql+asyncpg"),
-                      "PREFECT_UI_ENABLED": "false"}
-        prefect = procs.start("prefect-server", ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)], server_env)
-        mlflow = procs.start("mlflow-server", [
-            sys.executable, "-m", "mlflow", "server", "--backend-store-uri", pg.url("mlflow"),
-            "--artifacts-destination", str(home / "artifacts"), "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
-        ], env)
+        env.update(
+            PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            PREFECT_WORKER_PREFETCH_SECONDS="1",
+            MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
+        )
+        server_env = {
+            **env,
+            "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect", "postgresql+asyncpg"),
+            "PREFECT_UI_ENABLED": "false",
+        }
+        prefect = procs.start(
+            "prefect-server",
+            ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            server_env,
+        )
+        mlflow = procs.start(
+            "mlflow-server",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                pg.url("mlflow"),
+                "--artifacts-destination",
+                str(home / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+                "--workers",
+                "1",
+            ],
+            env,
+        )
         wait_http(f"http://127.0.0.1:{prefect_port}/api/health", prefect, prefect.log)
         wait_http(f"http://127.0.0.1:{mlflow_port}/health", mlflow, mlflow.log)
-        subprocess.run(["prefect", "work-pool", "create", POOL, "--type", "process"], env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run([sys.executable, "-m", "flows.tune_workers", "--pool", POOL], env=env, cwd=ROOT, check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            ["prefect", "work-pool", "create", POOL, "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [sys.executable, "-m", "flows.tune_workers", "--pool", POOL],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
         # A worker host's environment: where the stores are, the password only here (never a flow parameter).
         worker_env = {**env, "KDFLOW_OPTUNA_STORAGE": pg.url("optuna")}
-        workers = [procs.start(f"worker-{i}", ["prefect", "worker", "start", "--pool", POOL, "--name", f"worker-{i}", "--limit", "1"],
-                               worker_env, cwd=home) for i in (1, 2)]
-        yield {"home": home, "env": env, "pg": pg, "workers": workers, "mlflow": env["MLFLOW_TRACKING_URI"], "procs": procs}
+        workers = [
+            procs.start(
+                f"worker-{i}",
+                ["prefect", "worker", "start", "--pool", POOL, "--name", f"worker-{i}", "--limit", "1"],
+                worker_env,
+                cwd=home,
+            )
+            for i in (1, 2)
+        ]
+        yield {
+            "home": home,
+            "env": env,
+            "pg": pg,
+            "workers": workers,
+            "mlflow": env["MLFLOW_TRACKING_URI"],
+            "procs": procs,
+        }
     finally:
         procs.stop_all()
         pg.stop()
@@ -62,11 +119,31 @@ def cluster(tmp_path_factory):
 
 def pipeline_cmd(cluster, study: str, trials: int, epochs: int) -> list[str]:
     return [
-        sys.executable, "-m", "flows.cli", "run", *TINY, "--output", str(cluster["home"] / f"{study}.json"),
-        "--set", f"tune.n_trials={trials}", "--set", f"tune.epochs={epochs}", "--set", "tune.pruner=none",
-        "--set", f"tune.study_name={study}", "--set", "tune.n_workers=2", "--set", "tune.deployment=tune-worker/kdflow",
-        "--set", "tune.heartbeat_seconds=1", "--set", "tune.grace_seconds=4",
-        "--set", f"tune.storage={cluster['pg'].url('optuna')}",  # with its password: must never be logged
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "run",
+        *TINY,
+        "--output",
+        str(cluster["home"] / f"{study}.json"),
+        "--set",
+        f"tune.n_trials={trials}",
+        "--set",
+        f"tune.epochs={epochs}",
+        "--set",
+        "tune.pruner=none",
+        "--set",
+        f"tune.study_name={study}",
+        "--set",
+        "tune.n_workers=2",
+        "--set",
+        "tune.deployment=tune-worker/kdflow",
+        "--set",
+        "tune.heartbeat_seconds=1",
+        "--set",
+        "tune.grace_seconds=4",
+        "--set",
+        f"tune.storage={cluster['pg'].url('optuna')}",  # with its password: must never be logged
     ]
 
 
@@ -79,7 +156,10 @@ def assert_trials_are_nested_runs(cluster, study: optuna.Study, summary: dict) -
     for trial in study.trials:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.data.tags["mlflow.parentRunId"] == summary["mlflow"]["parent_run_id"]
-        assert run.data.tags["kdflow.host"] == trial.user_attrs["host"] and run.data.tags["kdflow.pid"] == trial.user_attrs["pid"]
+        assert (
+            run.data.tags["kdflow.host"] == trial.user_attrs["host"]
+            and run.data.tags["kdflow.pid"] == trial.user_attrs["pid"]
+        )
         assert run.data.tags["kdflow.device"] == "cpu"
         assert run.info.status == ("FINISHED" if trial.state == State.COMPLETE else "FAILED")
     return client
@@ -91,8 +171,11 @@ def assert_password_never_logged(cluster, client: MlflowClient, summary: dict, *
     assert secret not in json.dumps(summary)
     for run in client.search_runs([summary["mlflow"]["experiment_id"]], max_results=500):
         assert secret not in json.dumps([run.data.params, run.data.tags])
-    request = urllib.request.Request(cluster["env"]["PREFECT_API_URL"] + "/flow_runs/filter", data=b"{}",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        cluster["env"]["PREFECT_API_URL"] + "/flow_runs/filter",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as r:
         runs = json.loads(r.read())
     assert len(runs) >= 3 and secret not in json.dumps([run["parameters"] for run in runs])  # pipeline + 2 tune-workers
@@ -101,8 +184,15 @@ def assert_password_never_logged(cluster, client: MlflowClient, summary: dict, *
 @pytest.fixture(scope="module")
 def killed_run(cluster):
     """One pipeline run with two tuning workers; one worker's trial process gets SIGKILL mid-trial."""
-    pipeline = subprocess.Popen(pipeline_cmd(cluster, "sigkill", trials=4, epochs=10), cwd=cluster["home"], env=cluster["env"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    pipeline = subprocess.Popen(
+        pipeline_cmd(cluster, "sigkill", trials=4, epochs=10),
+        cwd=cluster["home"],
+        env=cluster["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     cluster["procs"].procs.append(pipeline)  # killed with the rest if anything fails
     victim = None
     deadline = time.monotonic() + 500

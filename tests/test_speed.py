@@ -3,6 +3,7 @@
 Speed itself is measured by benchmark scripts, never asserted here; these tests pin what the
 settings must not change: training still learns, losses stay float32, layouts give the same predictions.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,7 @@ class RecordingLabelsOnly(LabelsOnly):
 
 
 def test_cpu_defaults_are_plain_float32():
-    """"auto" resolves to float32 and contiguous tensors on the CPU: existing figures stay valid bit for bit."""
+    """ "auto" resolves to float32 and contiguous tensors on the CPU: existing figures stay valid bit for bit."""
     s = TrainSettings(epochs=1)
     assert (s.precision, s.channels_last, s.compile) == ("auto", "auto", False)
     assert forward_mode(s.precision, s.channels_last, torch.device("cpu"), 4) == ForwardMode()
@@ -65,7 +66,9 @@ def test_bf16_autocast_trains_with_float32_losses():
     torch.manual_seed(0)
     model = build_model("cnn_small", (1, 8, 8), 4)
     distiller = RecordingLabelsOnly()
-    history = fit(model, train, val, TrainSettings(epochs=3, batch_size=32, lr=3e-3, precision="bf16"), distiller, view=VIEW)
+    history = fit(
+        model, train, val, TrainSettings(epochs=3, batch_size=32, lr=3e-3, precision="bf16"), distiller, view=VIEW
+    )
     assert distiller.dtypes == {torch.float32}  # the forward ran in bf16, the loss did not
     assert all(math.isfinite(v) for epoch in history for v in epoch.values())
     assert history[-1]["train/loss"] < history[0]["train/loss"]
@@ -104,8 +107,16 @@ def test_channels_last_gives_the_same_predictions():
     for channels_last in (False, True):
         torch.manual_seed(0)
         model = build_model("cnn_small", (1, 8, 8), 4)
-        histories.append(fit(model, train, val, TrainSettings(epochs=2, batch_size=32, channels_last=channels_last),
-                             LabelsOnly(), view=VIEW))
+        histories.append(
+            fit(
+                model,
+                train,
+                val,
+                TrainSettings(epochs=2, batch_size=32, channels_last=channels_last),
+                LabelsOnly(),
+                view=VIEW,
+            )
+        )
     for a, b in zip(*histories):
         assert a.keys() == b.keys()
         assert all(abs(a[k] - b[k]) < 1e-3 for k in a), (a, b)
@@ -120,8 +131,10 @@ def test_unknown_speed_settings_are_refused():
         fit(model, train, val, TrainSettings(epochs=1, channels_last="yes"), LabelsOnly(), view=VIEW)
 
 
-@pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")),
-                    reason="torch.compile on the CPU generates C++ and needs a C compiler (gcc) on PATH")
+@pytest.mark.skipif(
+    not (shutil.which("gcc") or shutil.which("cc")),
+    reason="torch.compile on the CPU generates C++ and needs a C compiler (gcc) on PATH",
+)
 def test_compile_trains_a_tiny_mlp_for_one_epoch():
     train, val = blobs(128)
     torch.manual_seed(0)
@@ -131,17 +144,29 @@ def test_compile_trains_a_tiny_mlp_for_one_epoch():
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())  # the caller's model saves as before
 
 
-@pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")),
-                    reason="torch.compile on the CPU generates C++ and needs a C compiler (gcc) on PATH")
+@pytest.mark.skipif(
+    not (shutil.which("gcc") or shutil.which("cc")),
+    reason="torch.compile on the CPU generates C++ and needs a C compiler (gcc) on PATH",
+)
 def test_compile_keeps_the_feature_hooks_of_feature_methods():
     """FitNets reads the student's stages through forward hooks; compiled, it must see them and learn as eager does."""
     train, val = blobs(128)
 
     def run(compile: bool) -> list[dict[str, float]]:
         torch.manual_seed(0)
-        teacher, student = build_model("cnn_small", (1, 8, 8), 4, width=8), build_model("cnn_small", (1, 8, 8), 4, width=4)
-        return fit(student, train, val, TrainSettings(epochs=2, batch_size=32, compile=compile), build_distiller("fitnets"),
-                   view=VIEW, teacher=teacher)
+        teacher, student = (
+            build_model("cnn_small", (1, 8, 8), 4, width=8),
+            build_model("cnn_small", (1, 8, 8), 4, width=4),
+        )
+        return fit(
+            student,
+            train,
+            val,
+            TrainSettings(epochs=2, batch_size=32, compile=compile),
+            build_distiller("fitnets"),
+            view=VIEW,
+            teacher=teacher,
+        )
 
     eager, compiled = run(False), run(True)
     assert compiled[-1]["train/hint"] > 0
@@ -157,7 +182,9 @@ def test_training_path_imports_only_torch_and_numpy():
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
         "print(sorted(m for m in new if not m.startswith('_') and m != 'kdcore'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]", out
 
 
@@ -181,8 +208,15 @@ def fit_on_cuda(method: str, train: Split, val: Split, teacher, logits, **settin
     else:
         source = {"teacher_logits": logits}
     view = AUGMENTED if method.endswith("_augmented") else VIEW
-    return fit(student, train, val, TrainSettings(device="cuda", **{"epochs": 2, "batch_size": 32, "lr": 3e-3, **settings}),
-               distiller, view=view, **source)
+    return fit(
+        student,
+        train,
+        val,
+        TrainSettings(device="cuda", **{"epochs": 2, "batch_size": 32, "lr": 3e-3, **settings}),
+        distiller,
+        view=view,
+        **source,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +272,9 @@ def test_training_steps_never_wait_for_the_gpu(cuda_teacher, method):
 
 
 @cuda
-@pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")), reason="torch.compile needs a C compiler (gcc) on PATH")
+@pytest.mark.skipif(
+    not (shutil.which("gcc") or shutil.which("cc")), reason="torch.compile needs a C compiler (gcc) on PATH"
+)
 def test_bf16_channels_last_and_compile_together_on_cuda(cuda_teacher):
     train, val, teacher, logits = cuda_teacher
     history = fit_on_cuda("kd", train, val, teacher, logits, precision="bf16", channels_last=True, compile=True)

@@ -1,4 +1,5 @@
 """The data split: stratified, seeded, disjoint, and normalised with train statistics only."""
+
 import numpy as np
 import torch
 

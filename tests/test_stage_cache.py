@@ -1,4 +1,5 @@
 """The teacher is cached on what determines it: data, its own config, seed, store and code; nothing else."""
+
 import os
 
 from pipelines.cache import cache_key
@@ -15,14 +16,27 @@ def key(*overrides, digest="d1"):
 
 def test_student_search_changes_keep_the_teacher():
     same = key()
-    for change in ("tune.n_trials=3", "tune.seed=7", "tune.space.lr={low: 0.001, high: 0.01, log: true}", "student.width=8",
-                   "distill.temperature=2", "student.train.epochs=5", "tune.pruner=none"):
+    for change in (
+        "tune.n_trials=3",
+        "tune.seed=7",
+        "tune.space.lr={low: 0.001, high: 0.01, log: true}",
+        "student.width=8",
+        "distill.temperature=2",
+        "student.train.epochs=5",
+        "tune.pruner=none",
+    ):
         assert key(change) == same, change
 
 
 def test_teacher_config_data_or_seed_changes_retrain():
     same = key()
-    for change in ("teacher.train.epochs=5", "teacher.width=8", "teacher.arch=cnn_small", "teacher.train.lr=0.01", "runtime.seed=1"):
+    for change in (
+        "teacher.train.epochs=5",
+        "teacher.width=8",
+        "teacher.arch=cnn_small",
+        "teacher.train.lr=0.01",
+        "runtime.seed=1",
+    ):
         assert key(change) != same, change
     assert key(digest="d2") != same  # other data
 

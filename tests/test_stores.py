@@ -1,4 +1,5 @@
 """Shared stores by URL: passwords never reach params, tags or summaries; dead trials end FAILED and are retried."""
+
 import time
 
 import mlflow
@@ -11,12 +12,16 @@ from pipelines.tracking import loggable_params, redact
 from pipelines.tuning import OPTUNA_STORAGE_ENV, open_study, storage_url
 
 
-
 def test_redact_removes_userinfo_and_query_passwords():
-    assert redact("postgresql+psycopg2://kd:s3cret@db.example:5432/optuna") == "postgresql+psycopg2://***@db.example:5432/optuna"
+    assert (
+        redact("postgresql+psycopg2://kd:s3cret@db.example:5432/optuna")
+        == "postgresql+psycopg2://***@db.example:5432/optuna"
+    )
     assert redact("postgresql://kd:p@ss@127.0.0.1/db") == "postgresql://***@127.0.0.1/db"
-    assert redact("postgresql://127.0.0.1/db?user=kd&password=hunter2&sslmode=require") == \
-        "postgresql://127.0.0.1/db?user=kd&password=***&sslmode=require"
+    assert (
+        redact("postgresql://127.0.0.1/db?user=kd&password=hunter2&sslmode=require")
+        == "postgresql://127.0.0.1/db?user=kd&password=***&sslmode=require"
+    )
     assert redact("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     assert redact("sqlite:////srv/mlruns/optuna.db") == "sqlite:////srv/mlruns/optuna.db"
 
@@ -40,7 +45,10 @@ def test_credentials_move_from_the_config_to_the_environment(monkeypatch):
 
 def test_a_silent_trial_is_failed_its_run_ended_and_its_parameters_queued_again(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cfg = load_config("digits", [f"tune.storage=sqlite:///{tmp_path / 'optuna.db'}", "tune.heartbeat_seconds=1", "tune.grace_seconds=2"])
+    cfg = load_config(
+        "digits",
+        [f"tune.storage=sqlite:///{tmp_path / 'optuna.db'}", "tune.heartbeat_seconds=1", "tune.grace_seconds=2"],
+    )
     study = open_study(cfg, "faults", epochs=3)
     with mlflow.start_run(run_name="trial-0") as run:
         pass

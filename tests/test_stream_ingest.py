@@ -1,4 +1,5 @@
 """Stream store: ingest validates, splits, publishes atomically, and recognises duplicates."""
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,10 @@ def test_image_folder_and_pt_file(tmp_path):
     write_image_folder(tmp_path / "imgs")
     r = ingest(tmp_path / "imgs", tmp_path / "store", "pics")
     assert r.classes == ["cat", "dog"] and sum(r.counts["train"].values()) + sum(r.counts["test"].values()) == 10
-    torch.save({"inputs": torch.rand(12, 1, 6, 6), "labels": torch.tensor([0, 1, 2] * 4), "classes": ["cat", "dog", "fox"]}, tmp_path / "b.pt")
+    torch.save(
+        {"inputs": torch.rand(12, 1, 6, 6), "labels": torch.tensor([0, 1, 2] * 4), "classes": ["cat", "dog", "fox"]},
+        tmp_path / "b.pt",
+    )
     r2 = ingest(tmp_path / "b.pt", tmp_path / "store", "pics")
     assert r2.classes == ["cat", "dog", "fox"]
     assert StreamStore(tmp_path / "store", "pics").class_order() == ["cat", "dog", "fox"]
@@ -81,12 +85,19 @@ def test_ingest_killed_while_copying_leaves_nothing_and_a_retry_succeeds(tmp_pat
     """A real fault: SIGKILL `kdflow ingest` as soon as its staging folder appears, while it writes a 50 MB batch."""
     write_npz(tmp_path / "big.npz", classes=(0, 1), n=6000, shape=(32, 32))  # 12,000 images, 49 MB as float32
     store = StreamStore(tmp_path / "store", "s")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "ingest", "big.npz", "--stream", "s", "--store", "store"],
-                            cwd=tmp_path, env=isolated_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "ingest", "big.npz", "--stream", "s", "--store", "store"],
+        cwd=tmp_path,
+        env=isolated_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 600  # only against a hang; the kill itself waits for no clock
         while not (store.incoming_dir.exists() and any(store.incoming_dir.iterdir())):
-            assert proc.poll() is None, f"ingest ended before its staging folder was seen: {proc.stderr.read().decode()[-2000:]}"
+            assert proc.poll() is None, (
+                f"ingest ended before its staging folder was seen: {proc.stderr.read().decode()[-2000:]}"
+            )
             assert time.monotonic() < deadline
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
@@ -95,7 +106,9 @@ def test_ingest_killed_while_copying_leaves_nothing_and_a_retry_succeeds(tmp_pat
         proc.kill()
         proc.stderr.close()
     assert store.batches() == [] and not list(store.dir.rglob("batches/*/manifest.json"))
-    assert len(list(store.incoming_dir.iterdir())) == 1  # killed mid-copy: its staging folder was left behind, unpublished
+    assert (
+        len(list(store.incoming_dir.iterdir())) == 1
+    )  # killed mid-copy: its staging folder was left behind, unpublished
     again = ingest(tmp_path / "big.npz", tmp_path / "store", "s")
     assert not again.duplicate and [b.id for b in store.batches()] == [again.batch_id]
     assert list(store.incoming_dir.iterdir()) == []  # the retry cleared the dead ingest's staging folder

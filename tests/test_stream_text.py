@@ -1,5 +1,6 @@
 """Text batches in the stream store: CSV, JSONL and folder-per-class ingest, whole-batch rejection, duplicates,
 and a retraining on a 2-batch text stream through `kdflow ingest` / `kdflow retrain` (real MLflow, real Prefect)."""
+
 from __future__ import annotations
 
 import csv
@@ -16,10 +17,30 @@ from pipelines.lifelong.state import LifelongState
 from pipelines.stream import StreamStore, ingest
 from pipelines.stream.readers import BatchError, TextColumns
 
-POS = ["a wonderful moving film", "great acting and a great story", "loved it, brilliant", "superb and moving",
-       "brilliant cast, wonderful score", "great fun", "moving and great", "wonderful film", "great great film", "superb fun"]
-NEG = ["a dull boring film", "awful acting and a dull story", "hated it, terrible", "boring and awful",
-       "terrible cast, dull score", "awful mess", "dull and boring", "terrible film", "awful awful film", "boring mess"]
+POS = [
+    "a wonderful moving film",
+    "great acting and a great story",
+    "loved it, brilliant",
+    "superb and moving",
+    "brilliant cast, wonderful score",
+    "great fun",
+    "moving and great",
+    "wonderful film",
+    "great great film",
+    "superb fun",
+]
+NEG = [
+    "a dull boring film",
+    "awful acting and a dull story",
+    "hated it, terrible",
+    "boring and awful",
+    "terrible cast, dull score",
+    "awful mess",
+    "dull and boring",
+    "terrible film",
+    "awful awful film",
+    "boring mess",
+]
 
 
 def records(suffix: str = "") -> list[tuple[str, str]]:
@@ -53,8 +74,11 @@ def stored_texts(batch, part):
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "text-folder"])
 def test_each_text_format_is_ingested_split_and_manifested(tmp_path, fmt):
     rows = records()
-    source = {"csv": lambda: write_csv(tmp_path / "b.csv", rows), "jsonl": lambda: write_jsonl(tmp_path / "b.jsonl", rows),
-              "text-folder": lambda: write_folder(tmp_path / "b", rows)}[fmt]()
+    source = {
+        "csv": lambda: write_csv(tmp_path / "b.csv", rows),
+        "jsonl": lambda: write_jsonl(tmp_path / "b.jsonl", rows),
+        "text-folder": lambda: write_folder(tmp_path / "b", rows),
+    }[fmt]()
     r = ingest(source, tmp_path / "store", "reviews", test_fraction=0.2)
     assert not r.duplicate and r.classes == ["neg", "pos"]
     assert r.counts == {"train": {"neg": 8, "pos": 8}, "test": {"neg": 2, "pos": 2}}  # stratified
@@ -62,10 +86,14 @@ def test_each_text_format_is_ingested_split_and_manifested(tmp_path, fmt):
     batch = store.batches()[0]
     m = json.loads((batch.path / "manifest.json").read_text())
     assert m["modality"] == "text" and m["classes"] == ["neg", "pos"] and m["arrived_at"]
-    assert m["files"] == {name: hashlib.sha256((batch.path / name).read_bytes()).hexdigest() for name in ("train.jsonl", "test.jsonl")}
+    assert m["files"] == {
+        name: hashlib.sha256((batch.path / name).read_bytes()).hexdigest() for name in ("train.jsonl", "test.jsonl")
+    }
     assert len(m["source_files"]) == (20 if fmt == "text-folder" else 1)
     assert store.settings()["modality"] == "text"
-    assert sorted(stored_texts(batch, "train") + stored_texts(batch, "test")) == sorted(rows)  # nothing lost, nothing added
+    assert sorted(stored_texts(batch, "train") + stored_texts(batch, "test")) == sorted(
+        rows
+    )  # nothing lost, nothing added
     # the same file into another store splits the same way (seeded by the content)
     again = StreamStore(tmp_path / "store2", "reviews")
     ingest(source, again.root, "reviews")
@@ -76,7 +104,10 @@ def test_named_columns_and_explicit_format(tmp_path):
     path = write_csv(tmp_path / "export.data", [(lbl, txt) for txt, lbl in records()], columns=("sentiment", "review"))
     with pytest.raises(BatchError, match="cannot tell the format.*--format"):
         ingest(path, tmp_path / "store", "r")
-    with pytest.raises(BatchError, match=r"no column 'text' in the header \['sentiment', 'review'\]; rename the column or pass --text-column"):
+    with pytest.raises(
+        BatchError,
+        match=r"no column 'text' in the header \['sentiment', 'review'\]; rename the column or pass --text-column",
+    ):
         ingest(path, tmp_path / "store", "r", fmt="csv")
     r = ingest(path, tmp_path / "store", "r", fmt="csv", columns=TextColumns(text="review", label="sentiment"))
     assert r.classes == ["neg", "pos"] and sum(r.counts["train"].values()) == 16
@@ -118,11 +149,20 @@ def stray_file(tmp_path):
 
 
 REJECTIONS = {
-    "bad utf-8 in a csv": (bad_utf8_csv, r"b\.csv:4: undecodable bytes \(the file is not UTF-8\); fix or remove that record"),
-    "missing csv column": (lambda p: write_csv(p / "b.csv", records(), columns=("body", "label")), r"no column 'text'.*--text-column"),
+    "bad utf-8 in a csv": (
+        bad_utf8_csv,
+        r"b\.csv:4: undecodable bytes \(the file is not UTF-8\); fix or remove that record",
+    ),
+    "missing csv column": (
+        lambda p: write_csv(p / "b.csv", records(), columns=("body", "label")),
+        r"no column 'text'.*--text-column",
+    ),
     "missing jsonl key": (missing_key_jsonl, r"b\.jsonl:21: missing text; fix or remove"),
     "empty text": (lambda p: write_jsonl(p / "b.jsonl", records() + [("   ", "neg")]), r"b\.jsonl:21: empty text"),
-    "missing label": (lambda p: write_csv(p / "b.csv", records()[:5] + [("no label here", "")]), r"b\.csv:7: missing label"),
+    "missing label": (
+        lambda p: write_csv(p / "b.csv", records()[:5] + [("no label here", "")]),
+        r"b\.csv:7: missing label",
+    ),
     "bad utf-8 in a .txt": (bad_utf8_txt, r"neg/007\.txt:2: undecodable bytes"),
     "stray file in a folder": (stray_file, r"holds \.txt files but also .*pos/notes\.md"),
     "no texts": (lambda p: write_csv(p / "b.csv", []), r"holds no labelled texts"),
@@ -143,7 +183,9 @@ def test_a_bad_record_rejects_the_whole_batch(tmp_path, case):
 def test_domain_incremental_text_stream_rejects_an_unknown_label_by_line(tmp_path):
     ingest(write_csv(tmp_path / "a.csv", records()), tmp_path / "store", "d", scenario="domain-il")
     rows = records(" later") + [("meh, it was fine", "neutral")]
-    with pytest.raises(BatchError, match=r"b\.jsonl:21: label 'neutral' is not among the stream's classes \['neg', 'pos'\].*class-il"):
+    with pytest.raises(
+        BatchError, match=r"b\.jsonl:21: label 'neutral' is not among the stream's classes \['neg', 'pos'\].*class-il"
+    ):
         ingest(write_jsonl(tmp_path / "b.jsonl", rows), tmp_path / "store", "d")
     assert len(StreamStore(tmp_path / "store", "d").batches()) == 1
 
@@ -170,7 +212,18 @@ def test_cli_text_ingest_and_one_line_rejection(tmp_path, kdflow):
     write_csv(tmp_path / "a.csv", [(lbl, txt) for txt, lbl in records()], columns=("stars", "review"))
     proc, _ = kdflow("ingest", "a.csv", "--stream", "reviews", "--store", "store")
     assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "--text-column" in proc.stderr
-    proc, _ = kdflow("ingest", "a.csv", "--stream", "reviews", "--store", "store", "--text-column", "review", "--label-column", "stars")
+    proc, _ = kdflow(
+        "ingest",
+        "a.csv",
+        "--stream",
+        "reviews",
+        "--store",
+        "store",
+        "--text-column",
+        "review",
+        "--label-column",
+        "stars",
+    )
     assert proc.returncode == 0 and "as batch 00001-" in proc.stdout, proc.stderr
     assert "no event sent" in proc.stdout  # the same arrival event as image batches (no server configured here)
 
@@ -181,9 +234,25 @@ def test_retraining_a_text_stream_end_to_end(tmp_path, kdflow):
     first = ingest(write_csv(tmp_path / "first.csv", records()), store, "reviews")
     second = ingest(write_folder(tmp_path / "second", records(" zebra")), store, "reviews")  # "zebra": not in the first
     ids = [first.batch_id, second.batch_id]
-    settings = ["--set", "epochs=3", "--set", "lr=0.3", "--set", "min_freq=1", "--set", "max_len=16", "--set", "buffer_size=20",
-                "--set", "teacher_width=8", "--set", "student_width=8"]
-    proc, _ = kdflow("retrain", "--stream", "reviews", "--store", "store", "--strategy", "derpp", *settings, "--output", "out.json")
+    settings = [
+        "--set",
+        "epochs=3",
+        "--set",
+        "lr=0.3",
+        "--set",
+        "min_freq=1",
+        "--set",
+        "max_len=16",
+        "--set",
+        "buffer_size=20",
+        "--set",
+        "teacher_width=8",
+        "--set",
+        "student_width=8",
+    ]
+    proc, _ = kdflow(
+        "retrain", "--stream", "reviews", "--store", "store", "--strategy", "derpp", *settings, "--output", "out.json"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out.json").read_text())[0]
     assert result["status"] == "retrained" and result["promoted"] and result["learned_batches"] == ids
@@ -192,8 +261,11 @@ def test_retraining_a_text_stream_end_to_end(tmp_path, kdflow):
     cfg = RetrainConfig(stream="reviews", store_dir=str(tmp_path / "store"))
     champion = mlflow.MlflowClient().get_model_version_by_alias(cfg.registered_name, "champion")
     assert champion.tags["kdflow.learned_batches"] == ",".join(ids)
-    state = LifelongState.load(Path(mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="lifelong/state.pt")),
-                               "derpp", cfg.strategy_options())
+    state = LifelongState.load(
+        Path(mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="lifelong/state.pt")),
+        "derpp",
+        cfg.strategy_options(),
+    )
     assert state.student_spec["arch"] == "fasttext" and state.teacher_spec["arch"] == "textcnn"  # text defaults
     tokens = state.tokenizer["tokens"]
     assert "wonderful" in tokens and "zebra" not in tokens  # the vocabulary is the first batch's, kept fixed
@@ -213,7 +285,10 @@ def test_models_follow_the_stream_modality():
     cfg = RetrainConfig(stream="reviews")
     assert (cfg.for_modality("text").teacher_arch, cfg.for_modality("text").student_arch) == ("textcnn", "fasttext")
     assert (cfg.for_modality("image").teacher_arch, cfg.for_modality("image").student_arch) == ("mlp", "mlp")
-    with pytest.raises(ValueError, match="student_arch=mlp reads images or feature vectors but stream 'reviews' holds texts; pick one of"):
+    with pytest.raises(
+        ValueError,
+        match="student_arch=mlp reads images or feature vectors but stream 'reviews' holds texts; pick one of",
+    ):
         cfg.model_copy(update={"student_arch": "mlp"}).for_modality("text")
     with pytest.raises(ValueError, match="teacher_arch=bilstm reads token ids but stream 'reviews' holds images"):
         cfg.model_copy(update={"teacher_arch": "bilstm"}).for_modality("image")

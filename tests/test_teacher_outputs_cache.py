@@ -4,6 +4,7 @@ Plain data caches one row of logits per sample; augmented data with distill.teac
 consistent views. A hit must not run the teacher; new weights (even at the same path), other data or
 another K must miss.
 """
+
 import os
 from contextlib import contextmanager
 
@@ -29,7 +30,9 @@ def teacher_at(path, data, seed=0) -> TrainedModel:
     torch.manual_seed(seed)
     model = build_model("cnn_small", tuple(data.input_shape), data.num_classes, width=4)
     save_model(model, "cnn_small", data.input_shape, data.num_classes, {"width": 4}, path)
-    return TrainedModel(role="teacher", arch="cnn_small", checkpoint=str(path), run_id="run-1", parameters=0, val_acc=0.0, seconds=0.0)
+    return TrainedModel(
+        role="teacher", arch="cnn_small", checkpoint=str(path), run_id="run-1", parameters=0, val_acc=0.0, seconds=0.0
+    )
 
 
 @contextmanager
@@ -99,5 +102,7 @@ def test_soft_targets_come_from_the_source_the_data_and_k_call_for(tmp_path):
     assert views.k == 4 and len(views) == data.sizes["train"] and views.view == bundle.view
     model = load_model(teacher.checkpoint)
     with torch.no_grad():  # what the stage stored is the teacher on the view the stored draws describe
-        assert torch.allclose(model(bundle.view.apply(bundle.train.x[:5], views.params[3, :5])), views.logits[3, :5], atol=1e-5)
+        assert torch.allclose(
+            model(bundle.view.apply(bundle.train.x[:5], views.params[3, :5])), views.logits[3, :5], atol=1e-5
+        )
     assert teacher_targets(bundle, teacher.checkpoint, path, need_model=True).model is not None  # feature methods

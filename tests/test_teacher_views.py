@@ -1,4 +1,5 @@
 """Consistent teacher views: the student is fed exactly the views whose teacher logits were stored."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -41,7 +42,9 @@ def test_stored_logits_are_the_teacher_on_the_view_their_params_describe():
         teacher.eval()
         for k in range(3):
             for i in (0, 7, 15):
-                assert torch.allclose(teacher(VIEW.apply(x[i : i + 1], views.params[k, i : i + 1]))[0], views.logits[k, i], atol=1e-6)
+                assert torch.allclose(
+                    teacher(VIEW.apply(x[i : i + 1], views.params[k, i : i + 1]))[0], views.logits[k, i], atol=1e-6
+                )
     assert not torch.allclose(views.logits[0], views.logits[1])  # K different views, not one view K times
     again = TeacherViews.build(teacher, x, VIEW, k=3, seed=5)
     assert torch.equal(again.params.dy, views.params.dy) and torch.allclose(again.logits, views.logits, atol=1e-6)
@@ -53,7 +56,15 @@ def test_fit_replays_exactly_the_cached_views_and_their_logits():
     views = TeacherViews.build(teacher, x, VIEW, k=4, seed=0)
     student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
     recorder = RecordBatches()
-    fit(student, Split(x, y), Split(x, y), TrainSettings(epochs=3, batch_size=8), recorder, view=VIEW, teacher_views=views)
+    fit(
+        student,
+        Split(x, y),
+        Split(x, y),
+        TrainSettings(epochs=3, batch_size=8),
+        recorder,
+        view=VIEW,
+        teacher_views=views,
+    )
     assert len(recorder.seen) == 6
     replayed: dict[int, set[int]] = {}
     teacher.eval()
@@ -61,7 +72,11 @@ def test_fit_replays_exactly_the_cached_views_and_their_logits():
         for index, batch_x, soft in recorder.seen:
             assert torch.allclose(teacher(batch_x), soft, atol=1e-6)  # the teacher on what the student saw = its target
             for row, i in enumerate(index.tolist()):
-                ks = [k for k in range(4) if torch.equal(VIEW.apply(x[i : i + 1], views.params[k, i : i + 1])[0], batch_x[row])]
+                ks = [
+                    k
+                    for k in range(4)
+                    if torch.equal(VIEW.apply(x[i : i + 1], views.params[k, i : i + 1])[0], batch_x[row])
+                ]
                 assert ks, f"sample {i} was fed a view that is not cached"
                 assert any(torch.equal(views.logits[k, i], soft[row]) for k in ks)
                 replayed.setdefault(i, set()).update(ks)
@@ -82,6 +97,16 @@ def test_fit_refuses_views_of_another_augmentation_or_split():
     views = TeacherViews.build(teacher_model(), x, VIEW, k=2)
     other = InputView(mean=VIEW.mean, std=VIEW.std, scale=VIEW.scale, crop_padding=1, flip=True)
     with pytest.raises(ValueError, match="build them again"):
-        fit(student, Split(x, y), Split(x, y), TrainSettings(epochs=1), RecordBatches(), view=other, teacher_views=views)
+        fit(
+            student, Split(x, y), Split(x, y), TrainSettings(epochs=1), RecordBatches(), view=other, teacher_views=views
+        )
     with pytest.raises(ValueError, match="build them again"):
-        fit(student, Split(x[:8], y[:8]), Split(x, y), TrainSettings(epochs=1), RecordBatches(), view=VIEW, teacher_views=views)
+        fit(
+            student,
+            Split(x[:8], y[:8]),
+            Split(x, y),
+            TrainSettings(epochs=1),
+            RecordBatches(),
+            view=VIEW,
+            teacher_views=views,
+        )

@@ -1,4 +1,5 @@
 """Text loaders on tiny trees written here: aclImdb, ag_news, CSV, JSONL, folder-per-class; bad input."""
+
 import csv
 import http.server
 import io
@@ -17,10 +18,26 @@ from kdcore.text.imdb_archive import download_aclimdb
 from kdcore.text.settings import TextSettings
 from kdcore.text.tokenizer import PAD_ID, UNK_ID, Tokenizer, lengths_of
 
-POS = ["a wonderful moving film", "great acting and a great story", "loved it, brilliant", "superb and moving",
-       "brilliant cast, wonderful score", "great fun", "moving and great", "wonderful film"]
-NEG = ["a dull boring film", "awful acting and a dull story", "hated it, terrible", "boring and awful",
-       "terrible cast, dull score", "awful mess", "dull and boring", "terrible film"]
+POS = [
+    "a wonderful moving film",
+    "great acting and a great story",
+    "loved it, brilliant",
+    "superb and moving",
+    "brilliant cast, wonderful score",
+    "great fun",
+    "moving and great",
+    "wonderful film",
+]
+NEG = [
+    "a dull boring film",
+    "awful acting and a dull story",
+    "hated it, terrible",
+    "boring and awful",
+    "terrible cast, dull score",
+    "awful mess",
+    "dull and boring",
+    "terrible film",
+]
 
 
 def write_aclimdb(root: Path, test_extra: str = "") -> Path:
@@ -120,7 +137,9 @@ def test_aclimdb_is_downloaded_and_unpacked_when_absent(tmp_path):
         server.shutdown()
         server.server_close()
     assert folder == tmp_path / "data" / "aclImdb"
-    assert sorted(p.name for p in (folder / "test" / "pos").iterdir()) == sorted(p.name for p in (source / "test" / "pos").iterdir())
+    assert sorted(p.name for p in (folder / "test" / "pos").iterdir()) == sorted(
+        p.name for p in (source / "test" / "pos").iterdir()
+    )
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["aclImdb"]  # no archive or temp folder left
     assert len(load_dataset("imdb", str(tmp_path / "data"), 0.25, 0.2, 0, text=TextSettings(min_freq=1)).test) == 16
 
@@ -142,7 +161,9 @@ def test_csv_with_configured_columns_split_three_ways(tmp_path):
     b = load_dataset("text_csv", str(path), 0.25, 0.25, 0, text=s)
     assert b.classes == ["neg", "pos"] and b.name == "text_csv"
     assert {n: len(x) for n, x in b.splits().items()} == {"train": 8, "val": 4, "test": 4}
-    with pytest.raises(DataError, match=r"no column 'text' in the header \['id', 'review', 'sentiment'\]; set data.text.text_column"):
+    with pytest.raises(
+        DataError, match=r"no column 'text' in the header \['id', 'review', 'sentiment'\]; set data.text.text_column"
+    ):
         load_dataset("text_csv", str(path), 0.25, 0.25, 0)
 
 
@@ -163,17 +184,26 @@ def test_csv_bad_rows_are_reported_with_their_line(tmp_path):
     logging.getLogger("kdflow").addHandler(handler := logging.Handler())
     handler.emit = lambda record: problems.append(record.getMessage())
     try:
-        b = load_dataset("text_csv", str(path), 0.25, 0.25, 0, text=TextSettings(**s, labels=("neg", "pos"), strict=False))
+        b = load_dataset(
+            "text_csv", str(path), 0.25, 0.25, 0, text=TextSettings(**s, labels=("neg", "pos"), strict=False)
+        )
     finally:
         logging.getLogger("kdflow").removeHandler(handler)
     skipped = [p for p in problems if p.startswith("data: skipped")]
-    assert [p.split(": ")[1].removeprefix("skipped ") for p in skipped] == [f"{path}:6", f"{path}:7", f"{path}:8", f"{path}:{bad_line}"]
+    assert [p.split(": ")[1].removeprefix("skipped ") for p in skipped] == [
+        f"{path}:6",
+        f"{path}:7",
+        f"{path}:8",
+        f"{path}:{bad_line}",
+    ]
     assert "label 'meh' is not one of ['neg', 'pos']" in skipped[2] and "undecodable bytes" in skipped[3]
     assert sum(len(x) for x in b.splits().values()) == 16  # 15 good rows of the fixture + the multi-line one
 
 
 def test_csv_folder_with_test_file_rejects_labels_unseen_in_train(tmp_path):
-    write_csv(tmp_path / "train.csv", [(i, t, "pos") for i, t in enumerate(POS)] + [(i, t, "neg") for i, t in enumerate(NEG)])
+    write_csv(
+        tmp_path / "train.csv", [(i, t, "pos") for i, t in enumerate(POS)] + [(i, t, "neg") for i, t in enumerate(NEG)]
+    )
     write_csv(tmp_path / "test.csv", [(0, "fine film", "pos"), (1, "new class", "neutral")])
     s = TextSettings(text_column="review", label_column="sentiment")
     with pytest.raises(DataError, match=r"test\.csv:3: label 'neutral' is not one of \['neg', 'pos'\]"):
@@ -207,8 +237,9 @@ def test_folder_per_class_with_and_without_train_test(tmp_path):
 
 
 def test_ag_news_csv_files(tmp_path):
-    rows = [(1 + i % 4, f"Title {w}", f"{w} story number {i}") for i, w in
-            enumerate(["war", "goal", "stocks", "chips"] * 4)]
+    rows = [
+        (1 + i % 4, f"Title {w}", f"{w} story number {i}") for i, w in enumerate(["war", "goal", "stocks", "chips"] * 4)
+    ]
     write_csv(tmp_path / "train.csv", rows, header=None)
     write_csv(tmp_path / "test.csv", rows[:8] + [(5, "Odd", "class five")], header=None)
     with pytest.raises(DataError, match=r"test\.csv:9: label '5' is not one of \['1', '2', '3', '4'\]"):

@@ -1,4 +1,5 @@
 """Text models: registered by name, logits of shape (batch, classes), blind to the batch's padding."""
+
 import pytest
 import torch
 
@@ -6,11 +7,13 @@ from kdcore.models import MODELS, build_model, count_parameters
 from kdcore.text.models import TEXT_MODELS
 from pipelines.config import ConfigError, load_config
 
-IDS = torch.tensor([
-    [5, 6, 7, 8, 0, 0, 0, 0],
-    [3, 0, 0, 0, 0, 0, 0, 0],
-    [2, 3, 4, 5, 6, 7, 8, 9],
-])
+IDS = torch.tensor(
+    [
+        [5, 6, 7, 8, 0, 0, 0, 0],
+        [3, 0, 0, 0, 0, 0, 0, 0],
+        [2, 3, 4, 5, 6, 7, 8, 9],
+    ]
+)
 
 
 @pytest.mark.parametrize("arch", TEXT_MODELS)
@@ -37,9 +40,13 @@ def test_teachers_are_larger_than_students_at_default_widths():
 def test_text_model_needs_a_vocabulary_and_config_checks_the_pairing():
     with pytest.raises(ValueError, match="model 'bilstm' reads token ids: train it on a text dataset"):
         build_model("bilstm", (1, 8, 8), 10)
-    with pytest.raises(ConfigError, match="teacher.arch=cnn_medium does not fit data.dataset=imdb; choose a text model"):
+    with pytest.raises(
+        ConfigError, match="teacher.arch=cnn_medium does not fit data.dataset=imdb; choose a text model"
+    ):
         load_config("digits", ["data.dataset=imdb"])
-    with pytest.raises(ConfigError, match="student.arch=fasttext does not fit data.dataset=digits; choose an image model"):
+    with pytest.raises(
+        ConfigError, match="student.arch=fasttext does not fit data.dataset=digits; choose an image model"
+    ):
         load_config("digits", ["student.arch=fasttext"])
     cfg = load_config("imdb", ["data.text.max_len=64", "data.strict=false"])
     assert cfg.data.loader_options()["text"].max_len == 64 and cfg.data.loader_options()["text"].strict is False

@@ -1,4 +1,5 @@
 """End to end on text: `kdflow run --preset text_csv` on a CSV written here; the registered student scores raw strings."""
+
 import csv
 import random
 
@@ -42,8 +43,12 @@ def test_text_csv_pipeline_registers_a_student_that_reads_raw_strings(kdflow, tm
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     ml = summary["mlflow"]
     assert client.get_experiment(ml["experiment_id"]).name == "kdflow-text_csv"
-    children = {r.info.run_name: r for r in client.search_runs(
-        [ml["experiment_id"]], f"tags.mlflow.parentRunId = '{ml['parent_run_id']}'", max_results=100)}
+    children = {
+        r.info.run_name: r
+        for r in client.search_runs(
+            [ml["experiment_id"]], f"tags.mlflow.parentRunId = '{ml['parent_run_id']}'", max_results=100
+        )
+    }
     assert {"teacher", "baseline", "student", "evaluation", "trial-0", "trial-1", "trial-2"} <= set(children)
     for role in ("teacher", "baseline", "student"):
         run = children[role]

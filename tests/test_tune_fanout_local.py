@@ -1,4 +1,5 @@
 """tune.n_workers=2 without a work pool: two local worker processes pull trials from one SQLite study."""
+
 import os
 
 import mlflow
@@ -15,10 +16,19 @@ def test_local_worker_processes_fill_one_study_with_nested_runs(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cfg = load_config("digits", [
-        "teacher.arch=cnn_small", "teacher.train.epochs=1", "runtime.device=cpu", "runtime.store_dir=store",
-        "tune.n_trials=4", "tune.epochs=2", "tune.n_workers=2", "tune.study_name=local-fanout",
-    ])
+    cfg = load_config(
+        "digits",
+        [
+            "teacher.arch=cnn_small",
+            "teacher.train.epochs=1",
+            "runtime.device=cpu",
+            "runtime.store_dir=store",
+            "tune.n_trials=4",
+            "tune.epochs=2",
+            "tune.n_workers=2",
+            "tune.study_name=local-fanout",
+        ],
+    )
     with mlflow.start_run(run_name="parent") as parent:
         data = prepare_data(cfg)
         teacher = train_teacher(cfg, data, parent.info.run_id)
@@ -35,5 +45,8 @@ def test_local_worker_processes_fill_one_study_with_nested_runs(tmp_path, monkey
     for trial in study.trials:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert (run.data.tags["kdflow.pid"], run.data.tags["kdflow.worker"]) == (trial.user_attrs["pid"], trial.user_attrs["worker"])
+        assert (run.data.tags["kdflow.pid"], run.data.tags["kdflow.worker"]) == (
+            trial.user_attrs["pid"],
+            trial.user_attrs["worker"],
+        )
         assert run.data.tags["kdflow.device"] == "cpu" and run.data.tags["kdflow.host"]

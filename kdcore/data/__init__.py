@@ -5,5 +5,15 @@ from kdcore.data.request import DataRequest
 from kdcore.data.split import stratified_split
 from kdcore.data.view import InputView, ViewParams
 
-__all__ = ["DATASETS", "DataBundle", "DataError", "DataRequest", "InputView", "SkippedFilesWarning", "Split", "ViewParams",
-           "load_dataset", "stratified_split"]
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "DataError",
+    "DataRequest",
+    "InputView",
+    "SkippedFilesWarning",
+    "Split",
+    "ViewParams",
+    "load_dataset",
+    "stratified_split",
+]

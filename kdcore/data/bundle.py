@@ -3,6 +3,7 @@
 Image datasets keep their pixels as stored (uint8); `view` turns them into model inputs
 (normalised, and augmented in training). Everything here loads with torch.load(weights_only=True).
 """
+
 from __future__ import annotations
 
 import hashlib

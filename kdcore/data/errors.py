@@ -1,4 +1,5 @@
 """Errors a user's data can cause; the message names the input and the fix."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Fashion-MNIST (Xiao et al. 2017) from the original IDX files (gzip or plain), as Debian ships them."""
+
 from __future__ import annotations
 
 import gzip
@@ -33,7 +34,9 @@ def _find(root: Path, stem: str) -> Path:
     for name in (stem + ".gz", stem):
         if (root / name).exists():
             return root / name
-    raise DataError(f"Fashion-MNIST file {stem}(.gz) not found in {root}; install dataset-fashion-mnist or pass its folder")
+    raise DataError(
+        f"Fashion-MNIST file {stem}(.gz) not found in {root}; install dataset-fashion-mnist or pass its folder"
+    )
 
 
 def load_fashion_mnist_arrays(root: str | Path | None = None, part: str = "train") -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
 """The IDX format of the original MNIST and Fashion-MNIST files (`train-images-idx3-ubyte.gz`, ...)."""
+
 from __future__ import annotations
 
 import gzip
@@ -32,7 +33,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(IDX_DTYPES[raw[2]])
     body = raw[4 + 4 * ndim :]
     if len(body) != int(np.prod(dims)) * dtype.itemsize:
-        raise DataError(f"{path} holds {len(body)} bytes of data but its header declares shape {dims}; download it again")
+        raise DataError(
+            f"{path} holds {len(body)} bytes of data but its header declares shape {dims}; download it again"
+        )
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -56,7 +59,9 @@ def read_idx_dataset(files: dict[str, Path]) -> tuple[tuple[np.ndarray, np.ndarr
     for split in ("train", "test"):
         images, labels = read_idx(files[f"{split}_images"]), read_idx(files[f"{split}_labels"])
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{files[f'{split}_images']} and {files[f'{split}_labels']} do not match "
-                            f"({images.shape} images, {labels.shape} labels)")
+            raise DataError(
+                f"{files[f'{split}_images']} and {files[f'{split}_labels']} do not match "
+                f"({images.shape} images, {labels.shape} labels)"
+            )
         out.append((images[:, None, :, :].astype(np.uint8), labels.astype(np.int64)))
     return out[0], out[1]

@@ -5,6 +5,7 @@
 
 Images are decoded once, resized and centre-cropped to `data.image_size`, and kept as uint8.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,8 +29,11 @@ def class_folders(folder: Path) -> list[Path]:
 
 def image_files(folder: Path) -> list[Path]:
     """Image files by suffix; anything else (notes, CSVs, hidden files) is not data and is ignored."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
@@ -44,22 +48,30 @@ def decode(path: Path, size: int, channels: int) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def read_tree(folder: Path, classes: list[str] | None, req: DataRequest, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_tree(
+    folder: Path, classes: list[str] | None, req: DataRequest, skipped: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode every image under folder/<class>/; unreadable files go to `skipped`."""
     found = [p.name for p in class_folders(folder)]
     if not found:
-        raise DataError(f"{folder} has no class folders; put the images in one folder per class ({folder}/<class>/<image>.png)")
+        raise DataError(
+            f"{folder} has no class folders; put the images in one folder per class ({folder}/<class>/<image>.png)"
+        )
     if classes is None:
         classes = found
     elif set(found) - set(classes):
         extra = sorted(set(found) - set(classes))[0]
-        raise DataError(f"{folder / extra} is a class that the training folder does not have; add it to train/ or remove it")
+        raise DataError(
+            f"{folder / extra} is a class that the training folder does not have; add it to train/ or remove it"
+        )
     size = req.image_size or DEFAULT_SIZE
     images, labels = [], []
     for label, name in enumerate(classes):
         files = image_files(folder / name) if (folder / name).is_dir() else []
         if not files and folder / name in class_folders(folder):
-            raise DataError(f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder")
+            raise DataError(
+                f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder"
+            )
         for path in files:
             try:
                 images.append(decode(path, size, req.channels))
@@ -76,7 +88,9 @@ def load_imagefolder(req: DataRequest) -> DataBundle:
         raise DataError("data.root is not set; set it to the folder that holds one folder of images per class")
     root = Path(req.root).expanduser()
     if not root.is_dir():
-        raise DataError(f"data.root={root} does not exist; set data.root to the folder that holds one folder of images per class")
+        raise DataError(
+            f"data.root={root} does not exist; set data.root to the folder that holds one folder of images per class"
+        )
     skipped: list[str] = []
     if (root / "train").is_dir():
         train = read_tree(root / "train", None, req, skipped)
@@ -102,6 +116,10 @@ def report_skipped(skipped: list[str], req: DataRequest) -> None:
     if not skipped:
         return
     if req.strict:
-        raise DataError(f"{len(skipped)} image file(s) cannot be read, first {skipped[0]}; "
-                        f"fix or remove them, or set data.strict=false to skip them")
-    warnings.warn(f"skipped {len(skipped)} unreadable image file(s): {', '.join(skipped)}", SkippedFilesWarning, stacklevel=3)
+        raise DataError(
+            f"{len(skipped)} image file(s) cannot be read, first {skipped[0]}; "
+            f"fix or remove them, or set data.strict=false to skip them"
+        )
+    warnings.warn(
+        f"skipped {len(skipped)} unreadable image file(s): {', '.join(skipped)}", SkippedFilesWarning, stacklevel=3
+    )

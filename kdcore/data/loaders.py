@@ -1,4 +1,5 @@
 """Datasets by name. Each loader takes a DataRequest and returns a DataBundle (uint8 pixels + an InputView)."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -32,7 +33,9 @@ DATASETS: dict[str, Callable[[DataRequest], DataBundle]] = {
 }
 
 
-def load_dataset(name: str, root: str | None = None, val: float = 0.15, test: float = 0.2, seed: int = 0, **options) -> DataBundle:
+def load_dataset(
+    name: str, root: str | None = None, val: float = 0.15, test: float = 0.2, seed: int = 0, **options
+) -> DataBundle:
     """`options` are the other DataRequest fields (image_size, mean, std, augment, strict, download, limit_train)."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")

@@ -1,4 +1,5 @@
 """What a loader is asked for: where the files are, how to split, size and normalise them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

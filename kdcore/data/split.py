@@ -1,4 +1,5 @@
 """Stratified, seeded splits of index positions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,7 @@ def stratified_split(
     idx = np.arange(len(labels))
     rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     val_of_rest = val_fraction / (1 - test_fraction)
-    train, val = train_test_split(
-        rest, test_size=val_of_rest, stratify=labels[rest], random_state=seed
-    )
+    train, val = train_test_split(rest, test_size=val_of_rest, stratify=labels[rest], random_state=seed)
     return np.sort(train), np.sort(val), np.sort(test)
 
 

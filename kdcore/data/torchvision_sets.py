@@ -3,6 +3,7 @@
 The files are read directly (IDX for the MNIST family, the pickled batches for CIFAR), so the
 Debian package's `/usr/share/datasets/fashion-mnist` or a folder torchvision filled both work.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -18,7 +19,18 @@ from kdcore.data.errors import DataError
 from kdcore.data.idx import IDX_FILES, find_idx_files, read_idx_dataset
 from kdcore.data.request import DataRequest
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def require_root(name: str, req: DataRequest) -> Path:
@@ -57,9 +69,11 @@ def load_mnist_family(name: str, torchvision_class: str, classes: list[str], req
     folders = [root, root / torchvision_class / "raw"]
     files = find_idx_files(folders)
     if files is None:
-        how = (f"put the four files {', '.join(s + '.gz' for s in IDX_FILES.values())} in {root}"
-               + (" (apt-get install dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist)"
-                  if name == "fashion_mnist" else ""))
+        how = f"put the four files {', '.join(s + '.gz' for s in IDX_FILES.values())} in {root}" + (
+            " (apt-get install dataset-fashion-mnist puts them in /usr/share/datasets/fashion-mnist)"
+            if name == "fashion_mnist"
+            else ""
+        )
         download(name, torchvision_class, root, req, how)
         files = find_idx_files(folders)
     train, test = read_idx_dataset(files)
@@ -79,8 +93,13 @@ def load_fashion_mnist(req: DataRequest) -> DataBundle:
 class ArraysOnly(pickle.Unpickler):
     """The CIFAR batches are pickles: allow only what numpy arrays need, never arbitrary code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -91,15 +110,24 @@ class ArraysOnly(pickle.Unpickler):
 def read_cifar_batch(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            return {k.decode() if isinstance(k, bytes) else k: v for k, v in ArraysOnly(f, encoding="bytes").load().items()}
+            return {
+                k.decode() if isinstance(k, bytes) else k: v for k, v in ArraysOnly(f, encoding="bytes").load().items()
+            }
     except Exception as e:  # noqa: BLE001
         raise DataError(f"{path} is not a readable CIFAR batch ({type(e).__name__}: {e}); download it again") from None
 
 
 CIFAR = {
     # name: (torchvision class, folder, training batches, test batch, meta file, label key, class-names key)
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-                "batches.meta", "labels", "label_names"),
+    "cifar10": (
+        "CIFAR10",
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "test_batch",
+        "batches.meta",
+        "labels",
+        "label_names",
+    ),
     "cifar100": ("CIFAR100", "cifar-100-python", ["train"], "test", "meta", "fine_labels", "fine_label_names"),
 }
 
@@ -125,7 +153,9 @@ def load_cifar(name: str, req: DataRequest) -> DataBundle:
     meta = read_cifar_batch(base / meta_file) if (base / meta_file).is_file() else {}
     train, test = read(train_files), read([test_file])
     n_classes = 10 if name == "cifar10" else 100
-    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(names_key, [])] or [str(i) for i in range(n_classes)]
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(names_key, [])] or [
+        str(i) for i in range(n_classes)
+    ]
     return bundle_from_train_test(name, train, test, classes, req, scale=1 / 255, augment=True)
 
 

@@ -3,6 +3,7 @@
 Images stay in memory as uint8 (N, C, H, W); each batch is converted on the device, so an epoch is
 never dominated by per-sample decoding. Augmentation is vectorised over the batch and seeded.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

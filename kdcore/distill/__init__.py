@@ -1,4 +1,5 @@
 """KD methods, one file each, registered by name (`build_distiller("dkd", ...)`)."""
+
 from kdcore.distill.base import Batch, Distiller, LabelsOnly
 from kdcore.distill.features import FeatureDistiller, Features
 from kdcore.distill.layers import LayerChoice
@@ -16,6 +17,23 @@ from kdcore.distill.pkt import PKT  # noqa: E402
 from kdcore.distill.crd import CRD  # noqa: E402
 
 __all__ = [
-    "AT", "CRD", "DIST", "DISTILLERS", "DKD", "KD", "PKT", "RKD", "SP", "Batch", "Distiller", "FeatureDistiller",
-    "Features", "FitNets", "LabelsOnly", "LayerChoice", "build_distiller", "kd_loss", "register_distiller",
+    "AT",
+    "CRD",
+    "DIST",
+    "DISTILLERS",
+    "DKD",
+    "KD",
+    "PKT",
+    "RKD",
+    "SP",
+    "Batch",
+    "Distiller",
+    "FeatureDistiller",
+    "Features",
+    "FitNets",
+    "LabelsOnly",
+    "LayerChoice",
+    "build_distiller",
+    "kd_loss",
+    "register_distiller",
 ]

@@ -1,4 +1,5 @@
 """Zagoruyko & Komodakis (2017), "Paying More Attention to Attention" (attention transfer)."""
+
 from __future__ import annotations
 
 import torch

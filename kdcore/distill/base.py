@@ -1,4 +1,5 @@
 """The distiller contract: given the student's logits on a batch, return named loss terms."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ class Distiller(nn.Module):
     needs_teacher: bool = True
     needs_features: bool = False  # True: the loop must pass the teacher model itself, not only its logits
 
-    def attach(self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None) -> None:
+    def attach(
+        self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None
+    ) -> None:
         """Called by the loop before the first step; methods that read features install hooks here.
 
         `sample`: a few model-ready inputs (default: the first rows of `train.x`) to probe feature shapes.

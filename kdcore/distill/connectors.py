@@ -2,6 +2,7 @@
 
 They belong to the distiller, not the student: trained with it, never saved or counted with it.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Tian et al. (2020), "Contrastive Representation Distillation" (ICLR), with its memory bank."""
+
 from __future__ import annotations
 
 import math
@@ -44,10 +45,23 @@ class CRD(FeatureDistiller):
     negatives are drawn from samples of other classes (the paper's "exact" sampling).
     """
 
-    def __init__(self, weight: float = 0.8, temperature: float = 0.07, nce_k: int = 16384, feat_dim: int = 128,
-                 momentum: float = 0.5, layers: LayerChoice | None = None):
+    def __init__(
+        self,
+        weight: float = 0.8,
+        temperature: float = 0.07,
+        nce_k: int = 16384,
+        feat_dim: int = 128,
+        momentum: float = 0.5,
+        layers: LayerChoice | None = None,
+    ):
         super().__init__(layers)
-        self.weight, self.temperature, self.nce_k, self.feat_dim, self.momentum = weight, temperature, nce_k, feat_dim, momentum
+        self.weight, self.temperature, self.nce_k, self.feat_dim, self.momentum = (
+            weight,
+            temperature,
+            nce_k,
+            feat_dim,
+            momentum,
+        )
 
     def build(self, student: Features, teacher: Features, train: Split) -> None:
         n = len(train)

@@ -1,4 +1,5 @@
 """Huang et al. (2022), "Knowledge Distillation from A Stronger Teacher" (DIST, NeurIPS)."""
+
 from __future__ import annotations
 
 import torch

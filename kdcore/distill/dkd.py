@@ -1,4 +1,5 @@
 """Zhao et al. (2022), "Decoupled Knowledge Distillation" (CVPR): KD split into TCKD and NCKD."""
+
 from __future__ import annotations
 
 import torch
@@ -25,15 +26,24 @@ def non_target_logits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return logits.gather(1, others + (others >= target[:, None]))
 
 
-def dkd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dkd_terms(
+    student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, t: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(TCKD, NCKD), each T^2 * KL(teacher || student), batch mean: on the binary target/other
     split, and on the distribution among the non-target classes."""
     teacher = teacher.detach()
-    tckd = F.kl_div(binary_log_probs(student, target, t), binary_log_probs(teacher, target, t),
-                    reduction="batchmean", log_target=True)
-    nckd = F.kl_div(F.log_softmax(non_target_logits(student, target) / t, dim=1),
-                    F.log_softmax(non_target_logits(teacher, target) / t, dim=1),
-                    reduction="batchmean", log_target=True)
+    tckd = F.kl_div(
+        binary_log_probs(student, target, t),
+        binary_log_probs(teacher, target, t),
+        reduction="batchmean",
+        log_target=True,
+    )
+    nckd = F.kl_div(
+        F.log_softmax(non_target_logits(student, target) / t, dim=1),
+        F.log_softmax(non_target_logits(teacher, target) / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
     return tckd * t * t, nckd * t * t
 
 

@@ -1,4 +1,5 @@
 """The base of feature methods: hooks on both models, the teacher run online on the same batch."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class FeatureDistiller(Distiller):
         self._names: dict[str, tuple[list[str], str]] = {}
         object.__setattr__(self, "_teacher", None)
 
-    def attach(self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None) -> None:
+    def attach(
+        self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None
+    ) -> None:
         if teacher is None:
             raise ValueError(f"{type(self).__name__} reads the teacher's features: pass the teacher model to fit")
         probe = train.x[:2] if sample is None else sample  # model-ready inputs, only their shapes matter

@@ -1,4 +1,5 @@
 """Romero et al. (2015), "FitNets: Hints for Thin Deep Nets": regress the teacher's hint layer."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """Forward hooks that keep what named modules saw on the latest forward pass, so models stay unchanged."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Hinton et al. (2015), "Distilling the Knowledge in a Neural Network"."""
+
 from __future__ import annotations
 
 import torch

@@ -8,6 +8,7 @@ Feature-map stages (shallow to deep), first match wins:
 Embedding: the input of the model's last nn.Linear (the penultimate feature the classifier reads).
 `distill.layers` in the config overrides either.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -48,8 +49,10 @@ def resolution_ends(model: nn.Module, container: str, sample: torch.Tensor) -> l
     """Children of `container` whose output is the last at its spatial size (the end of each stage)."""
     children = list(model.get_submodule(container).named_children())
     sizes: dict[str, tuple[int, ...]] = {}
-    handles = [m.register_forward_hook(lambda mod, args, out, n=n: sizes.__setitem__(n, tuple(out.shape[2:])))
-               for n, m in children]
+    handles = [
+        m.register_forward_hook(lambda mod, args, out, n=n: sizes.__setitem__(n, tuple(out.shape[2:])))
+        for n, m in children
+    ]
     was_training = model.training
     try:
         model.eval()
@@ -80,5 +83,7 @@ def stages_of(model: nn.Module, chosen: list[str], role: str, sample: torch.Tens
 def embedding_of(model: nn.Module, chosen: str | None, role: str) -> str:
     name = chosen or default_embedding(model)
     if name is None:
-        raise ValueError(f"the {role} has no nn.Linear classifier; set distill.layers.{role}_embedding to a module name")
+        raise ValueError(
+            f"the {role} has no nn.Linear classifier; set distill.layers.{role}_embedding to a module name"
+        )
     return name

@@ -1,4 +1,5 @@
 """Passalis & Tefas (2018), "Learning Deep Representations with Probabilistic Knowledge Transfer" (ECCV)."""
+
 from __future__ import annotations
 
 import torch

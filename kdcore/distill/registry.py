@@ -1,4 +1,5 @@
 """Distillers by name, so a config can say `distill.method: dkd` and never import a class."""
+
 from __future__ import annotations
 
 from kdcore.distill.base import Distiller

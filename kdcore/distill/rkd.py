@@ -1,4 +1,5 @@
 """Park et al. (2019), "Relational Knowledge Distillation" (CVPR): distance- and angle-wise losses."""
+
 from __future__ import annotations
 
 import torch

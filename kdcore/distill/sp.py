@@ -1,4 +1,5 @@
 """Tung & Mori (2019), "Similarity-Preserving Knowledge Distillation" (ICCV)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Lifelong (continual) learning: strategies that learn new data without forgetting the old, and their metrics."""
+
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.buffer import ReservoirBuffer
 from kdcore.lifelong.evaluate import accuracy_row
@@ -9,6 +10,16 @@ from kdcore.lifelong.registry import STRATEGIES, build_strategy
 from kdcore.lifelong import derpp, finetune, joint, lwf  # noqa: F401,E402  (register the strategies)
 
 __all__ = [
-    "LearnSettings", "ReservoirBuffer", "accuracy_row", "STRATEGIES", "Strategy", "average_accuracy", "backward_transfer",
-    "build_strategy", "forgetting", "grow_head", "learn_task", "summarise",
+    "LearnSettings",
+    "ReservoirBuffer",
+    "accuracy_row",
+    "STRATEGIES",
+    "Strategy",
+    "average_accuracy",
+    "backward_transfer",
+    "build_strategy",
+    "forgetting",
+    "grow_head",
+    "learn_task",
+    "summarise",
 ]

@@ -1,4 +1,5 @@
 """The strategy contract: one `observe()` step per mini-batch, plus hooks around each task (batch of the stream)."""
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,9 @@ class Strategy:
         """Called before learning a task; returns the data to train on (the task's own, by default)."""
         return train
 
-    def extra_terms(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extra_terms(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         return {}
 
     def after_step(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:

@@ -1,4 +1,5 @@
 """A reservoir replay buffer of inputs, labels and the logits the model gave them (Vitter 1985; DER, Buzzega et al. 2020)."""
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,13 @@ class ReservoirBuffer:
     def state_dict(self) -> dict:
         """Tensors and ints only, so it loads with torch.load(weights_only=True)."""
         return {
-            "capacity": self.capacity, "seen": self.seen, "x": self.x, "y": self.y,
-            "logits": self.logits, "logit_width": self.logit_width, "rng": self.generator.get_state(),
+            "capacity": self.capacity,
+            "seen": self.seen,
+            "x": self.x,
+            "y": self.y,
+            "logits": self.logits,
+            "logit_width": self.logit_width,
+            "rng": self.generator.get_state(),
         }
 
     @classmethod

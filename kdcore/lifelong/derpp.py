@@ -1,4 +1,5 @@
 """DER++ (Buzzega et al. 2020): replay stored logits (MSE) and labels (CE) from a reservoir buffer."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -18,8 +19,15 @@ BEST = {
 class DERpp(Strategy):
     name = "derpp"
 
-    def __init__(self, buffer_size: int = 200, alpha: float = 0.2, beta: float = 1.0,
-                 replay_batch_size: int = 10, seed: int = 0, **_):
+    def __init__(
+        self,
+        buffer_size: int = 200,
+        alpha: float = 0.2,
+        beta: float = 1.0,
+        replay_batch_size: int = 10,
+        seed: int = 0,
+        **_,
+    ):
         super().__init__(seed)
         self.alpha, self.beta, self.replay_batch_size = alpha, beta, replay_batch_size
         self.buffer = ReservoirBuffer(buffer_size, seed)

@@ -1,4 +1,5 @@
 """One row of the accuracy matrix: the model's accuracy on each task's held-out test part."""
+
 from __future__ import annotations
 
 import torch.nn as nn

@@ -1,4 +1,5 @@
 """Plain fine-tuning on each new task: the forgetting baseline every method must beat."""
+
 from __future__ import annotations
 
 from kdcore.lifelong.base import Strategy

@@ -1,4 +1,5 @@
 """Class-incremental head growth: a wider last Linear layer whose old rows are the old classifier."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Joint training: each task trains on every task's data seen so far, the upper bound of the others."""
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,9 @@ class Joint(Strategy):
 
     def begin_task(self, model, train):
         train = train.to("cpu")
-        self.seen = train if self.seen is None else Split(torch.cat([self.seen.x, train.x]), torch.cat([self.seen.y, train.y]))
+        self.seen = (
+            train if self.seen is None else Split(torch.cat([self.seen.x, train.x]), torch.cat([self.seen.y, train.y]))
+        )
         return self.seen
 
     def state_dict(self):

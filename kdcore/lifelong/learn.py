@@ -1,4 +1,5 @@
 """Learn one task with a strategy: plain SGD over mini-batches, each one `strategy.observe()` step."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,13 @@ def learn_task(
         for start in range(0, len(data), settings.batch_size):
             index = order[start : start + settings.batch_size]
             terms = strategy.observe(
-                model, optimizer, data.x[index], data.y[index],
-                None if teacher_logits is None else teacher_logits[index], settings.kd_weight, settings.temperature,
+                model,
+                optimizer,
+                data.x[index],
+                data.y[index],
+                None if teacher_logits is None else teacher_logits[index],
+                settings.kd_weight,
+                settings.temperature,
             )
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v

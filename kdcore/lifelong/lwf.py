@@ -1,4 +1,5 @@
 """Learning without Forgetting (Li & Hoiem 2016): distil the previous model's outputs on the new data."""
+
 from __future__ import annotations
 
 import copy

@@ -2,6 +2,7 @@
 
 Entries for tasks not yet seen (j > i) may be NaN; no score reads them.
 """
+
 from __future__ import annotations
 
 import numpy as np

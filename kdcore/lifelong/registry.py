@@ -1,4 +1,5 @@
 """Strategies by name, so a config can say `strategy: derpp`."""
+
 from __future__ import annotations
 
 from typing import Callable

@@ -1,5 +1,6 @@
 """MobileNetV2 (Sandler et al. 2018) for 32x32 inputs: stride 1 in the stem and the second stage, so the
 final feature map is 4x4 instead of 1x1 (as in the CIFAR versions used by CRD and mdistiller)."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -45,7 +46,9 @@ class MobileNetV2(nn.Module):
         last = scaled(1280, max(1.0, width_multiplier))
         layers += conv_bn(c, last, 1)
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(last, num_classes))
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(last, num_classes)
+        )
 
     def forward(self, x):
         return self.classifier(self.features(x))

@@ -1,4 +1,5 @@
 """Models by name, so a config can say `teacher.arch: cnn_medium` and never import a class."""
+
 from __future__ import annotations
 
 from typing import Callable

@@ -3,6 +3,7 @@
 Names and widths follow the KD literature (CRD, mdistiller): resnet8/20/32/56/110 with stages of
 16/32/64 channels, and the x4 variants with stages of 64/128/256 after a 32-channel stem.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -33,7 +34,9 @@ class CifarResNet(nn.Module):
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 and at least 8 (8, 20, 32, 56, 110, ...); got {depth}")
         blocks_per_stage = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
+        )
         layers, c = [], stem
         for i, width in enumerate(widths):
             for j in range(blocks_per_stage):

@@ -1,4 +1,5 @@
 """Small models for small images: an MLP and two plain CNNs."""
+
 from __future__ import annotations
 
 import torch.nn as nn

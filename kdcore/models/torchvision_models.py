@@ -3,6 +3,7 @@
 The number of classes and of input channels come from the data; a grey (1-channel) input gets a
 first convolution of the right shape instead of a copied RGB one.
 """
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -13,7 +14,9 @@ from kdcore.models.registry import register_model
 def first_conv_for(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     if conv.in_channels == in_channels:
         return conv
-    return nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
+    return nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+    )
 
 
 def torchvision_resnet(name: str):

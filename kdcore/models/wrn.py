@@ -1,4 +1,5 @@
 """Wide ResNets (Zagoruyko & Komodakis 2016): depth 6n+4, stages of 16k/32k/64k channels, pre-activation blocks."""
+
 from __future__ import annotations
 
 import torch.nn as nn

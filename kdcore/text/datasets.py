@@ -3,6 +3,7 @@
 Each loader returns a DataBundle whose x is right-padded token ids (long, pad id 0) and whose
 `tokenizer` holds the vocabulary fitted on the train split only.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -30,12 +31,15 @@ def require_root(root: str | None, dataset: str, what: str) -> Path:
     return path
 
 
-def load_imdb(root: str | None, val: float, test: float, seed: int, text: TextSettings = TextSettings(),
-              url: str = IMDB_URL) -> DataBundle:
+def load_imdb(
+    root: str | None, val: float, test: float, seed: int, text: TextSettings = TextSettings(), url: str = IMDB_URL
+) -> DataBundle:
     """Large Movie Review Dataset: 25,000 train and 25,000 test reviews, pos/neg; val carved from train."""
     if not root:
-        raise DataError("data.root is empty; imdb needs a folder holding aclImdb/ (downloaded there if absent): "
-                        "set it, e.g. --set data.root=data/imdb")
+        raise DataError(
+            "data.root is empty; imdb needs a folder holding aclImdb/ (downloaded there if absent): "
+            "set it, e.g. --set data.root=data/imdb"
+        )
     folder = find_aclimdb(Path(root).expanduser()) or download_aclimdb(Path(root).expanduser(), url)
     classes = ["neg", "pos"]
     check = RecordCheck(text.strict, set(classes))
@@ -45,7 +49,9 @@ def load_imdb(root: str | None, val: float, test: float, seed: int, text: TextSe
     return encode_bundle("imdb", str(folder), train, held_out, classes, val, test, seed, text)
 
 
-def load_ag_news(root: str | None, val: float, test: float, seed: int, text: TextSettings = TextSettings()) -> DataBundle:
+def load_ag_news(
+    root: str | None, val: float, test: float, seed: int, text: TextSettings = TextSettings()
+) -> DataBundle:
     """AG's News (Zhang et al., 2015): train.csv / test.csv rows of class index (1-4), title, description."""
     folder = require_root(root, "ag_news", "a folder with the ag_news_csv files train.csv and test.csv")
     check = RecordCheck(text.strict, {"1", "2", "3", "4"})
@@ -53,8 +59,10 @@ def load_ag_news(root: str | None, val: float, test: float, seed: int, text: Tex
     for name in ("train.csv", "test.csv"):
         path = folder / name
         if not path.is_file():
-            raise DataError(f"{path} not found; data.root must hold ag_news_csv's train.csv and test.csv "
-                            "(class index, title, description; no header)")
+            raise DataError(
+                f"{path} not found; data.root must hold ag_news_csv's train.csv and test.csv "
+                "(class index, title, description; no header)"
+            )
         parts.append(read_csv(path, check, [1, 2], 0, header=False))
     check.finish(str(folder))
     train, held_out = parts
@@ -68,7 +76,9 @@ def train_test_files(root: Path, suffix: str) -> tuple[Path, Path | None]:
         return root, None
     train, test = root / f"train{suffix}", root / f"test{suffix}"
     if not train.is_file():
-        raise DataError(f"data.root={root} is a folder without train{suffix}; point it at a {suffix} file or a folder with train{suffix} (and test{suffix})")
+        raise DataError(
+            f"data.root={root} is a folder without train{suffix}; point it at a {suffix} file or a folder with train{suffix} (and test{suffix})"
+        )
     return train, test if test.is_file() else None
 
 

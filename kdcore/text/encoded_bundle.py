@@ -1,4 +1,5 @@
 """Labelled texts -> DataBundle: seeded stratified splits, a train-only vocabulary, padded id tensors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,15 @@ def label_order(labels: list[str]) -> list[str]:
 
 
 def encode_bundle(
-    name: str, source: str, train: LabelledTexts, test: LabelledTexts | None, classes: list[str] | None,
-    val_fraction: float, test_fraction: float, seed: int, settings: TextSettings,
+    name: str,
+    source: str,
+    train: LabelledTexts,
+    test: LabelledTexts | None,
+    classes: list[str] | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    settings: TextSettings,
 ) -> DataBundle:
     """Split (test from `test` when given, else carved from `train`), fit the vocabulary on train, encode."""
     classes = list(classes) if classes is not None else label_order(train.labels)
@@ -38,10 +46,18 @@ def encode_bundle(
             train_idx, val_idx, test_idx = stratified_split(pool_y, val_fraction, test_fraction, seed)
             parts = {"train": (train, train_idx), "val": (train, val_idx), "test": (train, test_idx)}
         else:
-            train_idx, val_idx = train_test_split(np.arange(len(pool_y)), test_size=val_fraction, stratify=pool_y, random_state=seed)
-            parts = {"train": (train, np.sort(train_idx)), "val": (train, np.sort(val_idx)), "test": (test, np.arange(len(test)))}
+            train_idx, val_idx = train_test_split(
+                np.arange(len(pool_y)), test_size=val_fraction, stratify=pool_y, random_state=seed
+            )
+            parts = {
+                "train": (train, np.sort(train_idx)),
+                "val": (train, np.sort(val_idx)),
+                "test": (test, np.arange(len(test))),
+            }
     except ValueError as e:  # sklearn: too few texts of some class to stratify
-        raise DataError(f"{source}: {len(train)} texts cannot be split stratified ({e}); add texts or lower data.val_fraction") from None
+        raise DataError(
+            f"{source}: {len(train)} texts cannot be split stratified ({e}); add texts or lower data.val_fraction"
+        ) from None
     train_texts = [train.texts[i] for i in parts["train"][1]]
     tokenizer = Tokenizer.fit(train_texts, settings.vocab_size, settings.min_freq, settings.max_len, settings.lowercase)
     encoded = {}
@@ -52,7 +68,12 @@ def encode_bundle(
     width = max(ids.shape[1] for ids, _ in encoded.values())  # one width, so input_shape is shared
     splits = {n: Split(F.pad(ids, (0, width - ids.shape[1]), value=PAD_ID), y) for n, (ids, y) in encoded.items()}
     return DataBundle(
-        train=splits["train"], val=splits["val"], test=splits["test"],
-        num_classes=len(classes), input_shape=(width,), name=name, classes=classes,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        num_classes=len(classes),
+        input_shape=(width,),
+        name=name,
+        classes=classes,
         tokenizer=tokenizer.state_dict(),
     )

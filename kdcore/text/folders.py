@@ -1,4 +1,5 @@
 """Labelled texts from a folder per class, one text per `.txt` file (the aclImdb layout)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The aclImdb archive (Maas et al., 2011): found under data.root, or downloaded there when reachable."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,7 +33,9 @@ def download_aclimdb(root: Path, url: str = IMDB_URL, timeout: float = 30) -> Pa
                 shutil.copyfileobj(response, out, length=1 << 20)
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", None) or e
-            raise DataError(f"no aclImdb folder under data.root={root} and {url} cannot be fetched ({reason}); {how}") from None
+            raise DataError(
+                f"no aclImdb folder under data.root={root} and {url} cannot be fetched ({reason}); {how}"
+            ) from None
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")  # the 'data' filter refuses absolute paths and links out

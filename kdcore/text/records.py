@@ -1,4 +1,5 @@
 """Raw labelled texts as read from files, and the rule for records that cannot be used."""
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,9 @@ class RecordCheck:
 
     def bad(self, where: str, reason: str) -> None:
         if self.strict:
-            raise DataError(f"{where}: {reason}; fix or remove that record, or set data.strict=false to skip bad records")
+            raise DataError(
+                f"{where}: {reason}; fix or remove that record, or set data.strict=false to skip bad records"
+            )
         self.skipped += 1
         if self.skipped <= SHOWN:
             log.warning("data: skipped %s: %s", where, reason)

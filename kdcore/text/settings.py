@@ -1,4 +1,5 @@
 """What a text loader needs beyond root and split fractions: tokenisation and record checks."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Labelled texts from a CSV file (a header names the columns) or a JSONL file (one object a line)."""
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,9 @@ def read_text_file(path: Path) -> str:
         raise DataError(f"{path} cannot be read ({e.strerror}); check data.root") from None
 
 
-def read_csv(path: Path, check: RecordCheck, text_columns: Sequence[str | int], label_column: str | int,
-             header: bool = True) -> LabelledTexts:
+def read_csv(
+    path: Path, check: RecordCheck, text_columns: Sequence[str | int], label_column: str | int, header: bool = True
+) -> LabelledTexts:
     """Rows of `path`; columns by header name, or by position when `header` is False.
 
     The text is the text columns joined by a space (ag_news: title and description).
@@ -33,10 +35,14 @@ def read_csv(path: Path, check: RecordCheck, text_columns: Sequence[str | int], 
     if header:
         names = next(reader, None)
         if names is None:
-            raise DataError(f"{path} is empty; it needs a header row naming the {', '.join(map(repr, text_columns))} and {label_column!r} columns")
+            raise DataError(
+                f"{path} is empty; it needs a header row naming the {', '.join(map(repr, text_columns))} and {label_column!r} columns"
+            )
         for column in (*text_columns, label_column):
             if column not in names:
-                raise DataError(f"{path}: no column {column!r} in the header {names}; set data.text.text_column / data.text.label_column")
+                raise DataError(
+                    f"{path}: no column {column!r} in the header {names}; set data.text.text_column / data.text.label_column"
+                )
         text_at, label_at = [names.index(c) for c in text_columns], names.index(label_column)
     else:
         text_at, label_at = list(text_columns), label_column

@@ -1,4 +1,5 @@
 """Words to token ids: lower-cased regex words, a vocabulary counted on the train split only."""
+
 from __future__ import annotations
 
 import re
@@ -35,7 +36,9 @@ class Tokenizer:
         object.__setattr__(self, "_ids", {t: i for i, t in enumerate(self.tokens)})
 
     @classmethod
-    def fit(cls, texts: Iterable[str], vocab_size: int, min_freq: int, max_len: int, lowercase: bool = True) -> "Tokenizer":
+    def fit(
+        cls, texts: Iterable[str], vocab_size: int, min_freq: int, max_len: int, lowercase: bool = True
+    ) -> "Tokenizer":
         """The `vocab_size - 2` most frequent words seen at least `min_freq` times (ties: alphabetical)."""
         if vocab_size < 3:
             raise ValueError("vocab_size must leave room for <pad>, <unk> and one word")

@@ -1,4 +1,5 @@
 """Lifelong retraining on a data stream: config, persisted state, the retraining stage and its promotion gate."""
+
 from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.promotion import promotion_decision
 from pipelines.lifelong.retrain import RetrainResult, retrain_stream

@@ -1,4 +1,5 @@
 """The accuracy matrix as a heatmap figure (an MLflow artifact)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,9 @@ def save_heatmap(matrix: list[list[float]], batch_ids: list[str], path: Path, ti
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             if not np.isnan(a[i, j]):
-                ax.text(j, i, f"{a[i, j]:.2f}", ha="center", va="center", color="w" if a[i, j] < 0.6 else "k", fontsize=8)
+                ax.text(
+                    j, i, f"{a[i, j]:.2f}", ha="center", va="center", color="w" if a[i, j] < 0.6 else "k", fontsize=8
+                )
     short = [b.split("-")[0] for b in batch_ids]
     ax.set_xticks(range(a.shape[1]), short[: a.shape[1]], rotation=90)
     ax.set_yticks(range(a.shape[0]), short[: a.shape[0]])

@@ -9,6 +9,7 @@ batches bring are <unk> to the models.
 Nothing is written until the new model version is complete: a crash or kill part-way leaves the
 champion, its buffer (inside its version's state) and the stream exactly as they were.
 """
+
 from __future__ import annotations
 
 import copy
@@ -104,7 +105,9 @@ def tokenizer_of(state: LifelongState) -> Tokenizer | None:
     return Tokenizer.from_state_dict(state.tokenizer) if state.tokenizer else None
 
 
-def fresh_state(cfg: RetrainConfig, input_shape: tuple[int, ...], num_classes: int, tokenizer: dict | None = None) -> LifelongState:
+def fresh_state(
+    cfg: RetrainConfig, input_shape: tuple[int, ...], num_classes: int, tokenizer: dict | None = None
+) -> LifelongState:
     """New models (and strategies); for text, `tokenizer` sets their input: ids of its vocabulary, `max_len` long."""
     if tokenizer is not None:
         input_shape = (tokenizer["max_len"],)
@@ -116,7 +119,9 @@ def fresh_state(cfg: RetrainConfig, input_shape: tuple[int, ...], num_classes: i
         return build_model(spec["arch"], input_shape, num_classes, **spec["options"]), spec
 
     student, student_spec = model("student")
-    state = LifelongState(student, student_spec, build_strategy(cfg.strategy, **cfg.strategy_options()), tokenizer=tokenizer)
+    state = LifelongState(
+        student, student_spec, build_strategy(cfg.strategy, **cfg.strategy_options()), tokenizer=tokenizer
+    )
     if cfg.mode == "teacher_student":
         state.teacher, state.teacher_spec = model("teacher")
         state.teacher_strategy = build_strategy(cfg.strategy, **cfg.strategy_options())
@@ -132,8 +137,11 @@ def already_tried(name: str, champion_version: str | None, target: list[str], cf
         return None
     for v in versions:
         t = v.tags
-        if (t.get("kdflow.base_version", "") == (champion_version or "") and t.get("kdflow.learned_batches") == ",".join(target)
-                and t.get("kdflow.config_digest") == cfg.digest()):
+        if (
+            t.get("kdflow.base_version", "") == (champion_version or "")
+            and t.get("kdflow.learned_batches") == ",".join(target)
+            and t.get("kdflow.config_digest") == cfg.digest()
+        ):
             return v
     return None
 
@@ -157,16 +165,21 @@ def log_served_model(state: LifelongState, tokenizer: Tokenizer | None, example:
     that carries the vocabulary (the same model the distillation pipeline registers for text)."""
     student = state.student.cpu().eval()
     if tokenizer is None:
-        return mlflow.pytorch.log_model(student, name="model", input_example=example.numpy(),
-                                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        return mlflow.pytorch.log_model(
+            student,
+            name="model",
+            input_example=example.numpy(),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
     checkpoint = tmp / "student.pt"
     torch.save(model_blob(student, state.student_spec), checkpoint)
     examples = [tokenizer.decode(row) or "unknown" for row in example]
     return log_text_classifier(checkpoint, state.tokenizer, list(state.classes), examples)
 
 
-def retrain_stream(cfg: RetrainConfig, on_batch: Callable[[str], None] | None = None,
-                   flow_run_tags: dict[str, str] | None = None) -> RetrainResult:
+def retrain_stream(
+    cfg: RetrainConfig, on_batch: Callable[[str], None] | None = None, flow_run_tags: dict[str, str] | None = None
+) -> RetrainResult:
     """Learn every batch of `cfg.stream` that the champion has not; register; move `champion` if the gate passes.
 
     `on_batch(batch_id)` runs after each batch is learned (progress reports; tests inject a crash there).
@@ -185,20 +198,34 @@ def retrain_stream(cfg: RetrainConfig, on_batch: Callable[[str], None] | None = 
         new = [b for b in batches if b.id not in learned]
         champion_version = str(champion.version) if champion else None
         if not new:
-            return RetrainResult(cfg.stream, "up-to-date", f"champion v{champion_version} has learned all {len(learned)} batches",
-                                 learned_batches=learned, champion_version=champion_version)
+            return RetrainResult(
+                cfg.stream,
+                "up-to-date",
+                f"champion v{champion_version} has learned all {len(learned)} batches",
+                learned_batches=learned,
+                champion_version=champion_version,
+            )
         target = learned + [b.id for b in new]
         tried = already_tried(name, champion_version, target, cfg)
         if tried is not None:  # the same work was done: only the gate may decide differently (a new tolerance)
             champion_avg = champion_score(state, [by_id(batches)[i] for i in target]) if state else None
-            promote, reason = promotion_decision(float(tried.tags["kdflow.avg_acc"]), champion_avg, champion_version, cfg.tolerance)
+            promote, reason = promotion_decision(
+                float(tried.tags["kdflow.avg_acc"]), champion_avg, champion_version, cfg.tolerance
+            )
             if promote:
                 mlflow.MlflowClient().set_registered_model_alias(name, "champion", tried.version)
                 mlflow.MlflowClient().set_model_version_tag(name, tried.version, "champion_decision", reason)
-            return RetrainResult(cfg.stream, "already-tried", f"v{tried.version} was already built from champion v{champion_version} "
-                                 f"on these batches with this config; {reason}", new_batches=[b.id for b in new],
-                                 learned_batches=target if promote else learned, version=str(tried.version), promoted=promote,
-                                 champion_version=str(tried.version) if promote else champion_version)
+            return RetrainResult(
+                cfg.stream,
+                "already-tried",
+                f"v{tried.version} was already built from champion v{champion_version} "
+                f"on these batches with this config; {reason}",
+                new_batches=[b.id for b in new],
+                learned_batches=target if promote else learned,
+                version=str(tried.version),
+                promoted=promote,
+                champion_version=str(tried.version) if promote else champion_version,
+            )
         return _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, flow_run_tags or {})
 
 
@@ -217,19 +244,33 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         state = fresh_state(cfg, tuple(settings_in["input_shape"] or ()), len(new[0].classes), tokenizer)
     elif cfg.mode == "teacher_student" and state.teacher is None:  # champion was student-only: start a teacher
         fresh = fresh_state(cfg, tuple(settings_in["input_shape"] or ()), len(state.classes), state.tokenizer)
-        state.teacher, state.teacher_spec, state.teacher_strategy = fresh.teacher, fresh.teacher_spec, fresh.teacher_strategy
+        state.teacher, state.teacher_spec, state.teacher_strategy = (
+            fresh.teacher,
+            fresh.teacher_spec,
+            fresh.teacher_strategy,
+        )
     teacher = state.teacher if cfg.mode == "teacher_student" else None
     champion_student = copy.deepcopy(state.student) if champion else None  # learning below changes the state in place
-    settings = LearnSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                             kd_weight=cfg.kd_weight, temperature=cfg.temperature)
+    settings = LearnSettings(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        kd_weight=cfg.kd_weight,
+        temperature=cfg.temperature,
+    )
     tokenizer = tokenizer_of(state)
     seen = [batch_by_id[i] for i in learned]
     tests = [b.load("test", index, tokenizer) for b in seen]
     matrix = [list(row) for row in state.matrix]
     run_tags = {"kdflow.stream": cfg.stream, "kdflow.base_version": champion_version or "", **tags}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"retrain-{cfg.stream}-{new[-1].id}", tags=run_tags) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"retrain-{cfg.stream}-{new[-1].id}", tags=run_tags
+    ) as run:
         mlflow.log_params({k: redact(str(v)) for k, v in cfg.model_dump().items()})
-        mlflow.log_params({"new_batches": ",".join(b.id for b in new)[:500], "base_version": champion_version or "none"})
+        mlflow.log_params(
+            {"new_batches": ",".join(b.id for b in new)[:500], "base_version": champion_version or "none"}
+        )
         for b in new:
             for model in filter(None, (state.student, teacher)):  # class indices follow arrival order
                 grow_head(model, max(model_out(model), max(index[c] for c in b.classes) + 1), seed=cfg.seed)
@@ -244,13 +285,24 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
             matrix = [r + [math.nan] * (len(tests) - len(r)) for r in matrix] + [row]
             step = len(matrix) - 1
             scores = summarise(matrix)
-            metrics = {**{f"lifelong/{k}": v for k, v in scores.items()}, **{f"student/{k}": v for k, v in s_terms.items()},
-                       "lifelong/current_acc": row[-1]}
+            metrics = {
+                **{f"lifelong/{k}": v for k, v in scores.items()},
+                **{f"student/{k}": v for k, v in s_terms.items()},
+                "lifelong/current_acc": row[-1],
+            }
             if teacher is not None:
                 metrics["teacher/avg_acc"] = sum(accuracy_row(teacher, tests)) / len(tests)
             mlflow.log_metrics(metrics, step=step)
-            log.info("retrain %s: learned %s (%d/%d)  avg acc %.4f  forgetting %.4f  bwt %.4f", cfg.stream, b.id,
-                     new.index(b) + 1, len(new), scores["avg_acc"], scores["forgetting"], scores["bwt"])
+            log.info(
+                "retrain %s: learned %s (%d/%d)  avg acc %.4f  forgetting %.4f  bwt %.4f",
+                cfg.stream,
+                b.id,
+                new.index(b) + 1,
+                len(new),
+                scores["avg_acc"],
+                scores["forgetting"],
+                scores["bwt"],
+            )
             if on_batch is not None:
                 on_batch(b.id)
         state.classes, state.learned, state.matrix = classes, [x.id for x in seen], matrix
@@ -259,14 +311,30 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
             state.save(Path(tmp) / "state.pt")
             mlflow.log_artifact(str(Path(tmp) / "state.pt"), artifact_path="lifelong")
             ids = [x.id for x in seen]
-            mlflow.log_dict({"batches": ids, "classes": classes, "matrix": [[None if math.isnan(v) else v for v in r] for r in matrix]},
-                            "lifelong/accuracy_matrix.json")
-            save_heatmap(matrix, ids, Path(tmp) / "accuracy_matrix.png",
-                         f"{cfg.stream} / {cfg.strategy}: avg acc {scores['avg_acc']:.3f}, forgetting {scores['forgetting']:.3f}")
+            mlflow.log_dict(
+                {
+                    "batches": ids,
+                    "classes": classes,
+                    "matrix": [[None if math.isnan(v) else v for v in r] for r in matrix],
+                },
+                "lifelong/accuracy_matrix.json",
+            )
+            save_heatmap(
+                matrix,
+                ids,
+                Path(tmp) / "accuracy_matrix.png",
+                f"{cfg.stream} / {cfg.strategy}: avg acc {scores['avg_acc']:.3f}, forgetting {scores['forgetting']:.3f}",
+            )
             mlflow.log_artifact(str(Path(tmp) / "accuracy_matrix.png"), artifact_path="lifelong")
             info = log_served_model(state, tokenizer, tests[-1].x[:2], Path(tmp))
-        mlflow.log_metrics({"final/avg_acc": scores["avg_acc"], "final/bwt": scores["bwt"], "final/forgetting": scores["forgetting"],
-                            "seconds": time.perf_counter() - started})
+        mlflow.log_metrics(
+            {
+                "final/avg_acc": scores["avg_acc"],
+                "final/bwt": scores["bwt"],
+                "final/forgetting": scores["forgetting"],
+                "seconds": time.perf_counter() - started,
+            }
+        )
         champion_avg = None
         if champion_student is not None:  # the champion on the very same test parts, new batches included
             champion_avg = sum(accuracy_row(champion_student, tests)) / len(tests)
@@ -275,18 +343,31 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         mlflow.set_tags({"kdflow.promoted": str(promote).lower(), "kdflow.decision": reason})
     client = mlflow.MlflowClient()
     version_tags = {
-        "kdflow.learned_batches": ",".join(state.learned), "kdflow.avg_acc": f"{scores['avg_acc']:.6f}",
-        "kdflow.forgetting": f"{scores['forgetting']:.6f}", "kdflow.bwt": f"{scores['bwt']:.6f}",
-        "kdflow.state": STATE_ARTIFACT, "kdflow.base_version": champion_version or "", "kdflow.strategy": cfg.strategy,
-        "kdflow.config_digest": cfg.digest(), "mlflow_run_id": run.info.run_id, "champion_decision": reason,
+        "kdflow.learned_batches": ",".join(state.learned),
+        "kdflow.avg_acc": f"{scores['avg_acc']:.6f}",
+        "kdflow.forgetting": f"{scores['forgetting']:.6f}",
+        "kdflow.bwt": f"{scores['bwt']:.6f}",
+        "kdflow.state": STATE_ARTIFACT,
+        "kdflow.base_version": champion_version or "",
+        "kdflow.strategy": cfg.strategy,
+        "kdflow.config_digest": cfg.digest(),
+        "mlflow_run_id": run.info.run_id,
+        "champion_decision": reason,
     }
     version = mlflow.register_model(info.model_uri, name, tags=version_tags)
     if promote:  # the last write: until here the champion (and its buffer) is untouched
         client.set_registered_model_alias(name, "champion", version.version)
     log.info("retrain %s: registered %s v%s; %s", cfg.stream, name, version.version, reason)
     return RetrainResult(
-        cfg.stream, "retrained", reason, new_batches=[b.id for b in new], learned_batches=state.learned,
-        version=str(version.version), promoted=promote, champion_version=str(version.version) if promote else champion_version,
-        matrix=matrix, metrics=scores, run_id=run.info.run_id,
+        cfg.stream,
+        "retrained",
+        reason,
+        new_batches=[b.id for b in new],
+        learned_batches=state.learned,
+        version=str(version.version),
+        promoted=promote,
+        champion_version=str(version.version) if promote else champion_version,
+        matrix=matrix,
+        metrics=scores,
+        run_id=run.info.run_id,
     )
-

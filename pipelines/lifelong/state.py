@@ -1,6 +1,7 @@
 """What a lifelong model version carries: both models, the strategies' memory (e.g. the DER++ buffer),
 the stream classes, the learned batch ids, the accuracy matrix and, for text, the vocabulary the models'
 embeddings are indexed by. One file, loads with weights_only=True."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,8 +63,15 @@ class LifelongState:
             return s
 
         student, student_spec = rebuild(blob["student"])
-        state = cls(student, student_spec, strategy_from(blob["student_strategy"]),
-                    classes=blob["classes"], learned=blob["learned"], matrix=blob["matrix"], tokenizer=blob.get("tokenizer"))
+        state = cls(
+            student,
+            student_spec,
+            strategy_from(blob["student_strategy"]),
+            classes=blob["classes"],
+            learned=blob["learned"],
+            matrix=blob["matrix"],
+            tokenizer=blob.get("tokenizer"),
+        )
         if "teacher" in blob:
             state.teacher, state.teacher_spec = rebuild(blob["teacher"])
             state.teacher_strategy = strategy_from(blob["teacher_strategy"])

@@ -1,4 +1,5 @@
 """The pipeline's stages, one per file, each a plain function: typed config in, typed result out."""
+
 from pipelines.stages.prepare_data import load_bundle, prepare_data
 from pipelines.stages.train_teacher import train_teacher
 from pipelines.stages.teacher_logits import compute_teacher_logits

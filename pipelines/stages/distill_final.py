@@ -1,5 +1,6 @@
 """Stage 6: the student retrained with the best method and hyper-parameters found on the validation split
 (on train + validation under tune.refit=train+val)."""
+
 from __future__ import annotations
 
 from pipelines.cache import cache_dir
@@ -13,7 +14,11 @@ from pipelines.training import settings_for, train_model
 
 
 def distill_final(
-    cfg: PipelineConfig, data: PreparedData, logits_path: str, tuned: TuneResult, parent_run_id: str,
+    cfg: PipelineConfig,
+    data: PreparedData,
+    logits_path: str,
+    tuned: TuneResult,
+    parent_run_id: str,
     teacher: TrainedModel | None = None,
 ) -> TrainedModel:
     """`teacher` is needed when the teacher runs online: augmented data without cached views, or a feature method."""
@@ -24,13 +29,29 @@ def distill_final(
     if teacher is None and needs_teacher_model(tuned.method):
         raise ValueError(f"distill_final: method {tuned.method} reads teacher features; pass the trained teacher")
     if teacher is None and bundle.view.augments and not logits_path:
-        raise ValueError("distill_final: training batches are augmented, so the teacher runs online; pass the trained teacher")
-    targets = teacher_targets(bundle, teacher and teacher.checkpoint, logits_path, need_model=needs_teacher_model(tuned.method))
+        raise ValueError(
+            "distill_final: training batches are augmented, so the teacher runs online; pass the trained teacher"
+        )
+    targets = teacher_targets(
+        bundle, teacher and teacher.checkpoint, logits_path, need_model=needs_teacher_model(tuned.method)
+    )
     targets = final_targets(cfg, bundle, targets, teacher and teacher.checkpoint, logits_path)
     return train_model(
-        "student", cfg.student, settings, cfg, final_bundle(cfg, bundle), build_method(cfg, tuned.method, p),
-        targets.logits, parent_run_id, checkpoint,
-        extra_params={"data.digest": data.digest, "distill.soft_targets": targets.kind, "best.method": tuned.method,
-                      **{f"best.{k}": v for k, v in p.items()}},
-        teacher=targets.model, teacher_views=targets.views,
+        "student",
+        cfg.student,
+        settings,
+        cfg,
+        final_bundle(cfg, bundle),
+        build_method(cfg, tuned.method, p),
+        targets.logits,
+        parent_run_id,
+        checkpoint,
+        extra_params={
+            "data.digest": data.digest,
+            "distill.soft_targets": targets.kind,
+            "best.method": tuned.method,
+            **{f"best.{k}": v for k, v in p.items()},
+        },
+        teacher=targets.model,
+        teacher_views=targets.views,
     )

@@ -1,4 +1,5 @@
 """Stage 7: the one and only use of the test split: teacher, baseline, student and champion side by side."""
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,9 @@ def registered_name(cfg: PipelineConfig) -> str:
     return f"kdflow-{cfg.name}-student"
 
 
-def champion_accuracy(cfg: PipelineConfig, test, tokenizer: dict | None = None, transform=None) -> tuple[float | None, str | None, str | None]:
+def champion_accuracy(
+    cfg: PipelineConfig, test, tokenizer: dict | None = None, transform=None
+) -> tuple[float | None, str | None, str | None]:
     """(accuracy, version, error) of the current champion on this test split; all None without one."""
     client = mlflow.MlflowClient()
     name = registered_name(cfg)
@@ -28,7 +31,9 @@ def champion_accuracy(cfg: PipelineConfig, test, tokenizer: dict | None = None, 
     except mlflow.exceptions.MlflowException:
         return None, None, None
     try:  # our own checkpoint artifact: rebuilt from the registry, loaded with weights_only=True
-        path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=version.tags["kdflow.checkpoint"])
+        path = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=version.tags["kdflow.checkpoint"]
+        )
         if checkpoint_tokenizer(path) != tokenizer:  # token ids of another vocabulary mean other words
             raise ValueError("its vocabulary differs from this data's")
         return evaluate(load_model(path), test, transform=transform)["acc"], str(version.version), None
@@ -56,6 +61,10 @@ def evaluate_models(
     for role, acc in accs.items():
         log.info("evaluate: %s test/acc %.4f (%d parameters)", role, acc, params[role])
     return Evaluation(
-        run_id=run.info.run_id, test_acc=accs, parameters=params,
-        champion_test_acc=champion_acc, champion_version=champion_version, champion_error=champion_error,
+        run_id=run.info.run_id,
+        test_acc=accs,
+        parameters=params,
+        champion_test_acc=champion_acc,
+        champion_version=champion_version,
+        champion_error=champion_error,
     )

@@ -1,4 +1,5 @@
 """Stage 1: load the dataset, split it (stratified, seeded) and store the tensors once."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,9 @@ log = logging.getLogger("kdflow")
 
 def prepare_data(cfg: PipelineConfig) -> PreparedData:
     d = cfg.data
-    path = cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
+    path = (
+        cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
+    )
     if path.exists():
         bundle = load_bundle(str(path))
         log.info("data: reusing prepared %s splits from %s", d.dataset, path)
@@ -27,8 +30,14 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
         save_atomic(bundle.state_dict(), path)
     check_teacher_fits(cfg, bundle)
     sizes = {name: len(split) for name, split in bundle.splits().items()}
-    log.info("data: %s %s, %d classes, input %s, augmentation %s", d.dataset, sizes, bundle.num_classes,
-             bundle.input_shape, "crop+flip" if bundle.view.augments else "none")
+    log.info(
+        "data: %s %s, %d classes, input %s, augmentation %s",
+        d.dataset,
+        sizes,
+        bundle.num_classes,
+        bundle.input_shape,
+        "crop+flip" if bundle.view.augments else "none",
+    )
     return PreparedData(
         path=str(path),
         digest=bundle.digest,
@@ -65,8 +74,12 @@ def check_teacher_fits(cfg: PipelineConfig, bundle: DataBundle) -> None:
     except ValueError as e:
         raise DataError(f"teacher.checkpoint: {e}") from None
     if spec["num_classes"] != bundle.num_classes:
-        raise DataError(f"teacher.checkpoint={path} predicts {spec['num_classes']} classes but data.dataset="
-                        f"{cfg.data.dataset} has {bundle.num_classes}; use a teacher trained on this dataset or drop teacher.checkpoint")
+        raise DataError(
+            f"teacher.checkpoint={path} predicts {spec['num_classes']} classes but data.dataset="
+            f"{cfg.data.dataset} has {bundle.num_classes}; use a teacher trained on this dataset or drop teacher.checkpoint"
+        )
     if tuple(spec["input_shape"]) != tuple(bundle.input_shape):
-        raise DataError(f"teacher.checkpoint={path} takes inputs of shape {tuple(spec['input_shape'])} but data.dataset="
-                        f"{cfg.data.dataset} gives {tuple(bundle.input_shape)}; match data.image_size/data.channels or drop teacher.checkpoint")
+        raise DataError(
+            f"teacher.checkpoint={path} takes inputs of shape {tuple(spec['input_shape'])} but data.dataset="
+            f"{cfg.data.dataset} gives {tuple(bundle.input_shape)}; match data.image_size/data.channels or drop teacher.checkpoint"
+        )

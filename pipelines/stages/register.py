@@ -1,4 +1,5 @@
 """Stage 8: register the student; the `champion` alias moves only to a better model."""
+
 from __future__ import annotations
 
 import logging
@@ -24,11 +25,20 @@ def register_student(cfg: PipelineConfig, data: PreparedData, student: TrainedMo
     if ev.champion_version is None:
         promote, reason = True, "no champion yet"
     elif ev.champion_error is not None:
-        promote, reason = False, f"champion v{ev.champion_version} could not be scored on this test split ({ev.champion_error}); kept"
+        promote, reason = (
+            False,
+            f"champion v{ev.champion_version} could not be scored on this test split ({ev.champion_error}); kept",
+        )
     elif acc > ev.champion_test_acc:
-        promote, reason = True, f"test/acc {acc:.4f} beats champion v{ev.champion_version} ({ev.champion_test_acc:.4f}) on the same test split"
+        promote, reason = (
+            True,
+            f"test/acc {acc:.4f} beats champion v{ev.champion_version} ({ev.champion_test_acc:.4f}) on the same test split",
+        )
     else:
-        promote, reason = False, f"test/acc {acc:.4f} does not beat champion v{ev.champion_version} ({ev.champion_test_acc:.4f})"
+        promote, reason = (
+            False,
+            f"test/acc {acc:.4f} does not beat champion v{ev.champion_version} ({ev.champion_test_acc:.4f})",
+        )
     if promote:
         client.set_registered_model_alias(name, "champion", version.version)
     client.set_model_version_tag(name, version.version, "champion_decision", reason)

@@ -6,6 +6,7 @@ student to replay. Augmented data with K = 0: nothing is cached, the teacher run
 Both files are named by what determines them: the data digest (it covers the view), the teacher's
 weights (a hash of them, so a new teacher at the same path misses), K and seed, and the kdcore code.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,15 +53,23 @@ def compute_teacher_logits(cfg: PipelineConfig, data: PreparedData, teacher: Tra
         model = load_model(teacher.checkpoint).to(resolve_device(cfg.runtime.device))  # eval mode, no gradients
         logits = predict_logits(model, bundle.train.x, transform=bundle.view.normalise)
         save_atomic(logits, logits_path)
-        log.info("teacher logits: computed for %d training samples in %.1fs", len(logits), time.perf_counter() - started)
+        log.info(
+            "teacher logits: computed for %d training samples in %.1fs", len(logits), time.perf_counter() - started
+        )
         return str(logits_path)
     if not k:
-        log.info("teacher logits: not cached; training batches are augmented, so the teacher runs online on each batch "
-                 "(distill.teacher_views=K caches K consistent views instead)")
+        log.info(
+            "teacher logits: not cached; training batches are augmented, so the teacher runs online on each batch "
+            "(distill.teacher_views=K caches K consistent views instead)"
+        )
         return ""
     model = load_model(teacher.checkpoint).to(resolve_device(cfg.runtime.device))  # K passes: worth a GPU
     views = TeacherViews.build(model, bundle.train.x, bundle.view, k, seed=cfg.runtime.seed)
     save_atomic(views.state_dict(), views_path)
-    log.info("teacher views: computed %d augmented views of %d training samples in %.1fs", k, len(views),
-             time.perf_counter() - started)
+    log.info(
+        "teacher views: computed %d augmented views of %d training samples in %.1fs",
+        k,
+        len(views),
+        time.perf_counter() - started,
+    )
     return str(views_path)

@@ -1,5 +1,6 @@
 """Stage 4: the student trained on labels alone: the number distillation has to beat (on the same data as the
 final student: train, or train + validation under tune.refit=train+val)."""
+
 from __future__ import annotations
 
 from kdcore.distill import LabelsOnly
@@ -15,7 +16,14 @@ def train_baseline(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) 
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"baseline-{parent_run_id}.pt"
     settings = settings_for(cfg.student.train, cfg)
     return train_model(
-        "baseline", cfg.student, settings, cfg, final_bundle(cfg, load_bundle(data.path)), LabelsOnly(), None,
-        parent_run_id, checkpoint,
+        "baseline",
+        cfg.student,
+        settings,
+        cfg,
+        final_bundle(cfg, load_bundle(data.path)),
+        LabelsOnly(),
+        None,
+        parent_run_id,
+        checkpoint,
         extra_params={"data.digest": data.digest},
     )

@@ -1,4 +1,5 @@
 """Stage 2: train the teacher, or reuse the one already trained on the same data and config."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,18 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
     else:
         bundle = load_bundle(data.path)
         settings = settings_for(cfg.teacher.train, cfg)
-        result = train_model("teacher", cfg.teacher, settings, cfg, bundle, LabelsOnly(), None, parent_run_id, checkpoint,
-                             extra_params=extra_params)
+        result = train_model(
+            "teacher",
+            cfg.teacher,
+            settings,
+            cfg,
+            bundle,
+            LabelsOnly(),
+            None,
+            parent_run_id,
+            checkpoint,
+            extra_params=extra_params,
+        )
     tmp = record.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result.model_dump()))
     os.replace(tmp, record)  # the record appears only once checkpoint and run are complete
@@ -66,10 +77,24 @@ def given_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
     val_acc = evaluate(model, bundle.val, transform=bundle.view.normalise)["acc"]
     n_params = count_parameters(model)
     with stage_run("teacher", parent_run_id, **{"kdflow.teacher_source": "checkpoint"}) as run:
-        mlflow.log_params({**loggable_params(cfg), "data.digest": data.digest, "model.parameters": n_params,
-                           "teacher.checkpoint_arch": spec["arch"]})
+        mlflow.log_params(
+            {
+                **loggable_params(cfg),
+                "data.digest": data.digest,
+                "model.parameters": n_params,
+                "teacher.checkpoint_arch": spec["arch"],
+            }
+        )
         mlflow.log_metrics({"val/acc": val_acc, "parameters": n_params})
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
     log.info("teacher: using %s from %s (val/acc %.4f)", spec["arch"], cfg.teacher.checkpoint, val_acc)
-    return TrainedModel(role="teacher", arch=spec["arch"], checkpoint=str(checkpoint), run_id=run.info.run_id,
-                        parameters=n_params, val_acc=val_acc, seconds=time.perf_counter() - started, reused=True)
+    return TrainedModel(
+        role="teacher",
+        arch=spec["arch"],
+        checkpoint=str(checkpoint),
+        run_id=run.info.run_id,
+        parameters=n_params,
+        val_acc=val_acc,
+        seconds=time.perf_counter() - started,
+        reused=True,
+    )

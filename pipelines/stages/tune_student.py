@@ -4,6 +4,7 @@ The trials run in tune.n_workers workers (pipelines/tune_worker.py) that share t
 database; this stage opens the study, starts the workers and returns once the study holds
 tune.n_trials finished trials, so the final student never starts on a half-done search.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,9 +28,19 @@ State = optuna.trial.TrialState
 
 
 def default_study_name(cfg: PipelineConfig, data: PreparedData, teacher: TrainedModel) -> str:
-    searched = cfg.tune.model_dump(exclude={"n_trials", "study_name", "storage", "n_workers", "deployment", "heartbeat_seconds", "grace_seconds"})
-    key = cache_key(data.digest, teacher.run_id, cfg.student.model_dump(), cfg.distill.method, searched, cfg.runtime.seed,
-                    fixed_values(cfg), cfg.distill.teacher_views)  # other soft targets: another objective
+    searched = cfg.tune.model_dump(
+        exclude={"n_trials", "study_name", "storage", "n_workers", "deployment", "heartbeat_seconds", "grace_seconds"}
+    )
+    key = cache_key(
+        data.digest,
+        teacher.run_id,
+        cfg.student.model_dump(),
+        cfg.distill.method,
+        searched,
+        cfg.runtime.seed,
+        fixed_values(cfg),
+        cfg.distill.teacher_views,
+    )  # other soft targets: another objective
     return f"kdflow-{cfg.name}-{key}"
 
 
@@ -50,7 +61,11 @@ def wait_for_study(study: optuna.Study, wanted: int, workers, poll_seconds: floa
 
 
 def tune_student(
-    cfg: PipelineConfig, data: PreparedData, teacher: TrainedModel, logits_path: str, parent_run_id: str,
+    cfg: PipelineConfig,
+    data: PreparedData,
+    teacher: TrainedModel,
+    logits_path: str,
+    parent_run_id: str,
     launch: LaunchWorkers | None = None,
 ) -> TuneResult:
     """`launch` starts tune.n_workers workers elsewhere (flows/ passes Prefect deployment runs); default: local processes."""
@@ -58,8 +73,16 @@ def tune_student(
     study_name = cfg.tune.study_name or default_study_name(cfg, data, teacher)
     if cfg.tune.n_trials == 0:
         log.info("tune: tune.n_trials=0, using the configured hyper-parameters")
-        return TuneResult(study_name=study_name, storage=redact(storage_url(cfg)), method=cfg.distill.method,
-                          best_params=defaults(cfg, cfg.distill.method), best_value=None, complete=0, pruned=0, seconds=0.0)
+        return TuneResult(
+            study_name=study_name,
+            storage=redact(storage_url(cfg)),
+            method=cfg.distill.method,
+            best_params=defaults(cfg, cfg.distill.method),
+            best_value=None,
+            complete=0,
+            pruned=0,
+            seconds=0.0,
+        )
 
     epochs = cfg.tune.epochs or cfg.student.train.epochs
     study = open_study(cfg, study_name, epochs)
@@ -67,11 +90,22 @@ def tune_student(
         for params in warm_starts(cfg)[: cfg.tune.n_trials]:  # known-good values first; none left queued past n_trials
             study.enqueue_trial(params)
     finished = sum(count(study, s) for s in FINISHED)
-    log.info("tune: study %s has %d finished trials; %d wanted, %d worker(s)", study_name, finished, cfg.tune.n_trials, cfg.tune.n_workers)
+    log.info(
+        "tune: study %s has %d finished trials; %d wanted, %d worker(s)",
+        study_name,
+        finished,
+        cfg.tune.n_trials,
+        cfg.tune.n_workers,
+    )
     # Absolute paths: workers start in their own folders (a Prefect worker runs flows in the code's folder).
-    job = TuneJob(study_name=study_name, data_path=str(Path(data.path).resolve()),
-                  logits_path=str(Path(logits_path).resolve()) if logits_path else "",  # "": the teacher runs online
-                  teacher_checkpoint=str(Path(teacher.checkpoint).resolve()), parent_run_id=parent_run_id, epochs=epochs)
+    job = TuneJob(
+        study_name=study_name,
+        data_path=str(Path(data.path).resolve()),
+        logits_path=str(Path(logits_path).resolve()) if logits_path else "",  # "": the teacher runs online
+        teacher_checkpoint=str(Path(teacher.checkpoint).resolve()),
+        parent_run_id=parent_run_id,
+        epochs=epochs,
+    )
     report_trials(finished, cfg.tune.n_trials, study.best_value if count(study, State.COMPLETE) else None)
 
     if finished < cfg.tune.n_trials:

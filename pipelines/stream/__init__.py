@@ -1,4 +1,5 @@
 """The data stream store: immutable, manifested batches of new data, ingested atomically."""
+
 from pipelines.stream.ingest import IngestResult, ingest
 from pipelines.stream.store import SCENARIOS, StoredBatch, StreamError, StreamStore, stream_names
 

@@ -1,4 +1,5 @@
 """`kdflow ingest`: validate a batch, split off its test part, and publish it to the stream in one rename."""
+
 from __future__ import annotations
 
 import hashlib
@@ -83,18 +84,30 @@ def check_fits_stream(store: StreamStore, raw: RawBatch, scenario: str) -> dict:
     classes = sorted(set(raw.labels))
     input_shape = list(raw.x.shape[1:]) if raw.x is not None else None
     if settings is None:
-        return {"name": store.name, "scenario": scenario, "modality": raw.modality, "input_shape": input_shape, "classes": classes}
+        return {
+            "name": store.name,
+            "scenario": scenario,
+            "modality": raw.modality,
+            "input_shape": input_shape,
+            "classes": classes,
+        }
     modality = settings.get("modality", "image")  # streams from before text batches hold images
     if raw.modality != modality:
-        raise BatchError(f"this batch holds {raw.modality}s but stream {store.name!r} holds {modality}s; "
-                         "ingest it into another stream")
+        raise BatchError(
+            f"this batch holds {raw.modality}s but stream {store.name!r} holds {modality}s; "
+            "ingest it into another stream"
+        )
     if input_shape != settings["input_shape"]:
-        raise BatchError(f"inputs of shape {tuple(raw.x.shape[1:])} do not match stream {store.name!r} ({tuple(settings['input_shape'])}); convert them or use another stream")
+        raise BatchError(
+            f"inputs of shape {tuple(raw.x.shape[1:])} do not match stream {store.name!r} ({tuple(settings['input_shape'])}); convert them or use another stream"
+        )
     if settings["scenario"] != "class-il":
         unknown = [c for c in classes if c not in settings["classes"]]
         if unknown:
-            raise BatchError(f"classes {unknown} are not among stream {store.name!r}'s classes {settings['classes']} "
-                             f"({settings['scenario']} keeps the same classes); relabel them or ingest into a class-il stream")
+            raise BatchError(
+                f"classes {unknown} are not among stream {store.name!r}'s classes {settings['classes']} "
+                f"({settings['scenario']} keeps the same classes); relabel them or ingest into a class-il stream"
+            )
     return settings
 
 
@@ -107,8 +120,11 @@ def write_parts(raw: RawBatch, classes: list[str], test: torch.Tensor, folder: P
         torch.save({"x": raw.x[test].clone(), "y": y[test].clone()}, folder / "test.pt")
         return ["train.pt", "test.pt"]
     for part, held_out in (("train", False), ("test", True)):
-        lines = [json.dumps({"text": t, "label": c}, ensure_ascii=False)
-                 for t, c, h in zip(raw.texts, raw.labels, test.tolist()) if h == held_out]
+        lines = [
+            json.dumps({"text": t, "label": c}, ensure_ascii=False)
+            for t, c, h in zip(raw.texts, raw.labels, test.tolist())
+            if h == held_out
+        ]
         (folder / f"{part}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return ["train.jsonl", "test.jsonl"]
 
@@ -120,8 +136,15 @@ def remove_stale_staging(store: StreamStore) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def ingest(source: str | Path, store_root: str | Path, stream: str, scenario: str = "class-il",
-           test_fraction: float = 0.2, fmt: str = "auto", columns: TextColumns = TextColumns()) -> IngestResult:
+def ingest(
+    source: str | Path,
+    store_root: str | Path,
+    stream: str,
+    scenario: str = "class-il",
+    test_fraction: float = 0.2,
+    fmt: str = "auto",
+    columns: TextColumns = TextColumns(),
+) -> IngestResult:
     """Add `source` to `stream` as one immutable batch; a duplicate of an existing batch adds nothing.
 
     `fmt` is one of readers.FORMATS ("auto" tells it from the path); `columns` names the text and label
@@ -141,12 +164,16 @@ def ingest(source: str | Path, store_root: str | Path, stream: str, scenario: st
         existing = store.batches()
         for b in existing:
             if b.manifest["content_sha256"] == digest:
-                return IngestResult(stream, b.id, duplicate=True, classes=b.classes, counts=b.manifest["counts"], path=str(b.path))
+                return IngestResult(
+                    stream, b.id, duplicate=True, classes=b.classes, counts=b.manifest["counts"], path=str(b.path)
+                )
         batch_id = f"{len(existing) + 1:05d}-{digest[:12]}"
         classes = sorted(set(raw.labels))
         test = split_test_part(raw.labels, test_fraction, seed=int(digest[:8], 16))
-        counts = {part: dict(sorted(Counter(c for c, t in zip(raw.labels, test.tolist()) if t == (part == "test")).items()))
-                  for part in ("train", "test")}
+        counts = {
+            part: dict(sorted(Counter(c for c, t in zip(raw.labels, test.tolist()) if t == (part == "test")).items()))
+            for part in ("train", "test")
+        }
         store.incoming_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{batch_id}.", dir=store.incoming_dir))
         try:
@@ -161,8 +188,10 @@ def ingest(source: str | Path, store_root: str | Path, stream: str, scenario: st
                 "classes": classes,
                 "counts": counts,
                 "input_shape": settings["input_shape"],
-                "source_files": [{"name": str(f.relative_to(source) if source.is_dir() else f.name), "sha256": sha256_file(f)}
-                                 for f in raw.files],
+                "source_files": [
+                    {"name": str(f.relative_to(source) if source.is_dir() else f.name), "sha256": sha256_file(f)}
+                    for f in raw.files
+                ],
                 "files": {name: sha256_file(staging / name) for name in parts},
             }
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -173,4 +202,6 @@ def ingest(source: str | Path, store_root: str | Path, stream: str, scenario: st
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return IngestResult(stream, batch_id, duplicate=False, classes=classes, counts=counts, path=str(store.batches_dir / batch_id))
+    return IngestResult(
+        stream, batch_id, duplicate=False, classes=classes, counts=counts, path=str(store.batches_dir / batch_id)
+    )

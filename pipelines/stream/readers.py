@@ -1,5 +1,6 @@
 """Read one incoming batch into inputs and class names: an image folder per class, a .pt or .npz file with
 inputs and labels, or texts (a CSV or JSONL file, or a folder of .txt files per class; see text_batches.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,37 +42,53 @@ class TextColumns:
 def detect_format(path: Path) -> str:
     """The batch format from the path: a folder of images or of .txt files per class, or the file suffix."""
     if path.is_dir():
-        files = [f for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")
-                 for f in d.rglob("*") if f.is_file() and not f.name.startswith(".")]
+        files = [
+            f
+            for d in path.iterdir()
+            if d.is_dir() and not d.name.startswith(".")
+            for f in d.rglob("*")
+            if f.is_file() and not f.name.startswith(".")
+        ]
         others = sorted(f for f in files if f.suffix != ".txt")
         if others and len(others) < len(files):
-            raise BatchError(f"{path} holds .txt files but also {others[0]}; a batch is either texts or images: "
-                             "move the other files out (nothing was ingested)")
+            raise BatchError(
+                f"{path} holds .txt files but also {others[0]}; a batch is either texts or images: "
+                "move the other files out (nothing was ingested)"
+            )
         return "images" if others or not files else "text-folder"
     if path.suffix.lower() in BY_SUFFIX:
         return BY_SUFFIX[path.suffix.lower()]
-    raise BatchError(f"{path}: cannot tell the format from the name; rename it (.pt, .npz, .csv, .jsonl) or pass "
-                     f"--format ({', '.join(FORMATS[1:])})")
+    raise BatchError(
+        f"{path}: cannot tell the format from the name; rename it (.pt, .npz, .csv, .jsonl) or pass "
+        f"--format ({', '.join(FORMATS[1:])})"
+    )
 
 
-def read_batch(path: Path, fmt: str = "auto", columns: TextColumns = TextColumns(),
-               known_labels: list[str] | None = None) -> RawBatch:
+def read_batch(
+    path: Path, fmt: str = "auto", columns: TextColumns = TextColumns(), known_labels: list[str] | None = None
+) -> RawBatch:
     """Every record of `path` checked; `known_labels` (a domain-il / more-data stream's classes) rejects other labels."""
     if fmt not in FORMATS:
         raise BatchError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not path.exists():
-        raise BatchError(f"{path} does not exist; pass a folder (one subfolder per class, of images or .txt files), "
-                         "a .pt / .npz file, or a .csv / .jsonl file of texts")
+        raise BatchError(
+            f"{path} does not exist; pass a folder (one subfolder per class, of images or .txt files), "
+            "a .pt / .npz file, or a .csv / .jsonl file of texts"
+        )
     fmt = detect_format(path) if fmt == "auto" else fmt
     folder_format = fmt in ("images", "text-folder")
     if folder_format != path.is_dir():
-        raise BatchError(f"{path} is {'a folder' if path.is_dir() else 'a file'}, but --format {fmt} reads "
-                         f"{'a folder' if folder_format else 'a file'}; pass the right --format")
+        raise BatchError(
+            f"{path} is {'a folder' if path.is_dir() else 'a file'}, but --format {fmt} reads "
+            f"{'a folder' if folder_format else 'a file'}; pass the right --format"
+        )
     if fmt in TEXT_FORMATS:
         from pipelines.stream.text_batches import read_text_batch
 
         return read_text_batch(path, fmt, columns, known_labels)
-    return {"images": read_image_folder, "pt": read_tensor_file, "npz": read_npz_file}[fmt](path)  # labels: check_fits_stream
+    return {"images": read_image_folder, "pt": read_tensor_file, "npz": read_npz_file}[fmt](
+        path
+    )  # labels: check_fits_stream
 
 
 def _as_images(x, source: Path) -> torch.Tensor:
@@ -103,7 +120,9 @@ def _as_names(labels, classes, n: int, source: Path) -> list[str]:
         return [str(int(v)) for v in labels]
     classes = [str(c) for c in classes]
     if labels.min() < 0 or labels.max() >= len(classes):
-        raise BatchError(f"{source}: label {int(labels.max())} has no name in classes ({len(classes)} given); fix the labels or the classes list")
+        raise BatchError(
+            f"{source}: label {int(labels.max())} has no name in classes ({len(classes)} given); fix the labels or the classes list"
+        )
     return [classes[int(v)] for v in labels]
 
 
@@ -111,7 +130,9 @@ def read_tensor_file(path: Path) -> RawBatch:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise BatchError(f"{path} cannot be read as a tensor file ({type(e).__name__}); save a dict with 'inputs' and 'labels' via torch.save") from None
+        raise BatchError(
+            f"{path} cannot be read as a tensor file ({type(e).__name__}); save a dict with 'inputs' and 'labels' via torch.save"
+        ) from None
     if not isinstance(blob, dict) or "inputs" not in blob or "labels" not in blob:
         raise BatchError(f"{path} must hold a dict with 'inputs' and 'labels' (and optionally 'classes')")
     labels = blob["labels"].numpy() if torch.is_tensor(blob["labels"]) else blob["labels"]
@@ -124,7 +145,9 @@ def read_npz_file(path: Path) -> RawBatch:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:
-        raise BatchError(f"{path} cannot be read as a .npz file ({type(e).__name__}); write it with numpy.savez") from None
+        raise BatchError(
+            f"{path} cannot be read as a .npz file ({type(e).__name__}); write it with numpy.savez"
+        ) from None
     if "inputs" not in arrays or "labels" not in arrays:
         raise BatchError(f"{path} must hold arrays 'inputs' and 'labels' (and optionally 'classes')")
     x = _as_images(arrays["inputs"], path)
@@ -136,7 +159,9 @@ def read_image_folder(root: Path) -> RawBatch:
 
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise BatchError(f"{root} has no class subfolders; put each class's images in a subfolder named after the class")
+        raise BatchError(
+            f"{root} has no class subfolders; put each class's images in a subfolder named after the class"
+        )
     images, labels, files = [], [], []
     for class_dir in class_dirs:
         for f in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
@@ -147,7 +172,9 @@ def read_image_folder(root: Path) -> RawBatch:
                     im.load()
                     images.append(im.copy())
             except (UnidentifiedImageError, OSError) as e:
-                raise BatchError(f"{f} is not a readable image ({type(e).__name__}); fix or remove it, nothing was ingested") from None
+                raise BatchError(
+                    f"{f} is not a readable image ({type(e).__name__}); fix or remove it, nothing was ingested"
+                ) from None
             labels.append(class_dir.name)
             files.append(f)
     if not images:

@@ -1,4 +1,5 @@
 """Cut a dataset into a stream of batches for a lifelong-learning scenario (what `kdflow stream simulate` ingests)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,9 @@ def preset_arrays(preset: str, root: str | None = None) -> tuple[np.ndarray, np.
     raise StreamError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
 
 
-def scenario_batches(x: np.ndarray, y: np.ndarray, scenario: str, tasks: int, limit: int | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def scenario_batches(
+    x: np.ndarray, y: np.ndarray, scenario: str, tasks: int, limit: int | None, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """class-il: disjoint class groups; domain-il: all classes, each batch with its own fixed pixel permutation
     (Permuted-MNIST style); more-data: disjoint random shares of the same distribution."""
     if scenario not in SCENARIOS:

@@ -4,6 +4,7 @@
 A batch directory appears by one atomic rename of a complete directory, so any directory under
 `batches/` is whole; nothing in it is ever changed afterwards.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -68,7 +69,9 @@ class StoredBatch:
 class StreamStore:
     def __init__(self, root: str | Path, stream: str):
         if not _NAME.match(stream):
-            raise StreamError(f"stream name {stream!r} must be letters, digits, '-' or '_' (at most 64); pick another name")
+            raise StreamError(
+                f"stream name {stream!r} must be letters, digits, '-' or '_' (at most 64); pick another name"
+            )
         self.root, self.name = Path(root).resolve(), stream
         self.dir = self.root / "streams" / stream
         self.batches_dir = self.dir / "batches"

@@ -3,6 +3,7 @@
 The parsing is the text datasets' own (kdcore.text); what differs is the rule for a bad record: ingest
 rejects the whole batch, naming the file and line, so a batch is stored whole or not at all.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,10 @@ class IngestCheck(RecordCheck):
     def accept(self, where: str, text: object, label: object, into: LabelledTexts) -> None:
         super().accept(where, text, label, into)
         if self.known is not None and into.labels[-1] not in self.known:
-            raise BatchError(f"{where}: label {into.labels[-1]!r} is not among the stream's classes {self.known} "
-                             f"(its scenario keeps the same classes); relabel that record or ingest into a class-il stream ({NOTHING})")
+            raise BatchError(
+                f"{where}: label {into.labels[-1]!r} is not among the stream's classes {self.known} "
+                f"(its scenario keeps the same classes); relabel that record or ingest into a class-il stream ({NOTHING})"
+            )
 
 
 def read_text_batch(path: Path, fmt: str, columns: TextColumns, known_labels: list[str] | None) -> RawBatch:
@@ -55,17 +58,23 @@ def read_text_batch(path: Path, fmt: str, columns: TextColumns, known_labels: li
 def require_csv_columns(path: Path, columns: TextColumns) -> None:
     header = next(csv.reader(io.StringIO(read_text_file(path), newline="")), None)
     if header is None:
-        raise BatchError(f"{path} is empty; it needs a header row naming the {columns.text!r} and {columns.label!r} columns ({NOTHING})")
+        raise BatchError(
+            f"{path} is empty; it needs a header row naming the {columns.text!r} and {columns.label!r} columns ({NOTHING})"
+        )
     for name, option in ((columns.text, "--text-column"), (columns.label, "--label-column")):
         if name not in header:
-            raise BatchError(f"{path}: no column {name!r} in the header {header}; rename the column or pass {option} ({NOTHING})")
+            raise BatchError(
+                f"{path}: no column {name!r} in the header {header}; rename the column or pass {option} ({NOTHING})"
+            )
 
 
 def read_text_folder(root: Path, check: IngestCheck) -> tuple[LabelledTexts, list[Path]]:
     """`root/<class>/*.txt`, one text per file; any other file rejects the batch (it would be silently left out)."""
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise BatchError(f"{root} has no class subfolders; put each class's .txt files in a subfolder named after the class ({NOTHING})")
+        raise BatchError(
+            f"{root} has no class subfolders; put each class's .txt files in a subfolder named after the class ({NOTHING})"
+        )
     for d in class_dirs:
         for f in sorted(d.rglob("*")):
             if f.name.startswith("."):

@@ -1,4 +1,5 @@
 """fastText-style student (Joulin et al., 2016): the mean of word embeddings, then a linear layer."""
+
 from __future__ import annotations
 
 import torch

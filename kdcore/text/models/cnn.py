@@ -1,4 +1,5 @@
 """1-D CNN student (Kim, 2014): parallel convolutions of several widths, max over the real windows."""
+
 from __future__ import annotations
 
 import torch
@@ -11,7 +12,9 @@ from kdcore.text.tokenizer import PAD_ID
 
 
 class TextCNN(nn.Module):
-    def __init__(self, vocab_size: int, num_classes: int, embed: int, width: int, kernels: tuple[int, ...], dropout: float):
+    def __init__(
+        self, vocab_size: int, num_classes: int, embed: int, width: int, kernels: tuple[int, ...], dropout: float
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=PAD_ID)
         self.convs = nn.ModuleList(nn.Conv1d(embed, width, k) for k in kernels)
@@ -37,6 +40,14 @@ class TextCNN(nn.Module):
 
 
 @register_model("textcnn")
-def textcnn(input_shape, num_classes, vocab_size: int | None = None, width: int = 64, embed: int = 64,
-            kernels: tuple[int, ...] = (3, 4, 5), dropout: float = 0.3, **_) -> nn.Module:
+def textcnn(
+    input_shape,
+    num_classes,
+    vocab_size: int | None = None,
+    width: int = 64,
+    embed: int = 64,
+    kernels: tuple[int, ...] = (3, 4, 5),
+    dropout: float = 0.3,
+    **_,
+) -> nn.Module:
     return TextCNN(require_vocab("textcnn", vocab_size), num_classes, embed, width, tuple(kernels), dropout)

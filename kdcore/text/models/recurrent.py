@@ -1,4 +1,5 @@
 """LSTM classifiers on packed sequences: the BiLSTM teacher and the one-layer LSTM student."""
+
 from __future__ import annotations
 
 import torch
@@ -13,12 +14,26 @@ from kdcore.text.tokenizer import PAD_ID
 class LSTMClassifier(nn.Module):
     """Embedding -> (Bi)LSTM over the real tokens only -> last hidden state(s) -> linear."""
 
-    def __init__(self, vocab_size: int, num_classes: int, embed: int, hidden: int, layers: int,
-                 bidirectional: bool, dropout: float):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        embed: int,
+        hidden: int,
+        layers: int,
+        bidirectional: bool,
+        dropout: float,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed, padding_idx=PAD_ID)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            embed,
+            hidden,
+            num_layers=layers,
+            bidirectional=bidirectional,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
 
@@ -31,14 +46,23 @@ class LSTMClassifier(nn.Module):
 
 
 @register_model("bilstm")
-def bilstm(input_shape, num_classes, vocab_size: int | None = None, width: int = 128, embed: int = 128,
-           layers: int = 1, dropout: float = 0.3, **_) -> nn.Module:
+def bilstm(
+    input_shape,
+    num_classes,
+    vocab_size: int | None = None,
+    width: int = 128,
+    embed: int = 128,
+    layers: int = 1,
+    dropout: float = 0.3,
+    **_,
+) -> nn.Module:
     """The classic IMDB teacher: embedding -> bidirectional LSTM -> classifier."""
     return LSTMClassifier(require_vocab("bilstm", vocab_size), num_classes, embed, width, layers, True, dropout)
 
 
 @register_model("lstm")
-def lstm(input_shape, num_classes, vocab_size: int | None = None, width: int = 64, embed: int = 64,
-         dropout: float = 0.2, **_) -> nn.Module:
+def lstm(
+    input_shape, num_classes, vocab_size: int | None = None, width: int = 64, embed: int = 64, dropout: float = 0.2, **_
+) -> nn.Module:
     """A one-layer, one-direction LSTM student."""
     return LSTMClassifier(require_vocab("lstm", vocab_size), num_classes, embed, width, 1, False, dropout)

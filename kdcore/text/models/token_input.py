@@ -1,4 +1,5 @@
 """What every text model does first: check it has a vocabulary, cut the batch's shared padding."""
+
 from __future__ import annotations
 
 import torch
