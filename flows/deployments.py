@@ -5,8 +5,8 @@ A new flow joins by adding one entry to DEPLOYMENTS; both commands pick it up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from prefect import Flow
 from prefect.types.entrypoint import EntrypointType

@@ -14,8 +14,8 @@ from prefect.runtime import flow_run
 
 from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials
 from flows.retries import RETRIES, RETRY_DELAYS_SECONDS, retry_on_transient
-from kdcore.device import resolve_device
 from flows.tune_workers import worker_launcher
+from kdcore.device import resolve_device
 from pipelines import stages
 from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
 from pipelines.progress import listening

@@ -35,7 +35,7 @@ class TeacherViews:
     @torch.no_grad()
     def build(
         cls, teacher: nn.Module, x: torch.Tensor, view: InputView, k: int, seed: int = 0, batch_size: int = 1024
-    ) -> "TeacherViews":
+    ) -> TeacherViews:
         """Run the teacher (eval mode, no gradients, on its own device) over K seeded views of the stored images `x`."""
         if k < 1:
             raise ValueError(f"teacher views: need k >= 1 views per sample, got {k}")
@@ -60,7 +60,7 @@ class TeacherViews:
         teacher.train(was_training)
         return cls(view, params, logits)
 
-    def extend(self, more: "TeacherViews") -> "TeacherViews":
+    def extend(self, more: TeacherViews) -> TeacherViews:
         """These samples' views followed by `more`'s: the same augmentation and K, more samples."""
         if more.view != self.view or more.k != self.k:
             raise ValueError(
@@ -80,7 +80,7 @@ class TeacherViews:
         k = choice[index]
         return self.view.apply(x[index], self.params[k, index]), self.logits[k, index]
 
-    def to(self, device) -> "TeacherViews":
+    def to(self, device) -> TeacherViews:
         return TeacherViews(self.view, self.params.to(device), self.logits.to(device))
 
     def state_dict(self) -> dict:
@@ -88,9 +88,9 @@ class TeacherViews:
         return {"view": self.view.state_dict(), "params": self.params.state_dict(), "logits": self.logits}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "TeacherViews":
+    def from_state_dict(cls, state: dict) -> TeacherViews:
         return cls(InputView.from_state_dict(state["view"]), ViewParams(**state["params"]), state["logits"])
 
     @classmethod
-    def load(cls, path: str | Path) -> "TeacherViews":
+    def load(cls, path: str | Path) -> TeacherViews:
         return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))

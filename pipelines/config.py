@@ -140,7 +140,7 @@ class DataConfig(Section):
         }
 
     @model_validator(mode="after")
-    def _std_positive(self) -> "DataConfig":
+    def _std_positive(self) -> DataConfig:
         if self.std is not None and min(self.std, default=1) <= 0:
             raise ValueError("data.std values must be greater than 0")
         return self
@@ -196,7 +196,7 @@ class ModelConfig(Section):
         return arch
 
     @model_validator(mode="after")
-    def _options_exist(self) -> "ModelConfig":
+    def _options_exist(self) -> ModelConfig:
         import inspect
 
         from kdcore.models import MODELS
@@ -350,7 +350,7 @@ class Range(Section):
     log: bool = Field(False, description="Sample on a log scale.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Range":
+    def _ordered(self) -> Range:
         if not self.low < self.high or (self.log and self.low <= 0):
             raise ValueError("needs low < high (and low > 0 on a log scale)")
         return self
@@ -512,7 +512,7 @@ class PipelineConfig(Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")
-    def _models_read_the_data(self) -> "PipelineConfig":
+    def _models_read_the_data(self) -> PipelineConfig:
         from kdcore.text.models import TEXT_MODELS
 
         text = self.data.dataset in TEXT_DATASETS

@@ -8,8 +8,8 @@ bounds) with every field optional: an empty field keeps the preset's value. Cros
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
 from enum import Enum
+from functools import cache
 from typing import Any, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, create_model, model_validator
@@ -50,7 +50,7 @@ def _optional_field(name: str, info: FieldInfo, annotation: Any) -> tuple[Any, F
     return Optional[annotation], field
 
 
-@lru_cache(maxsize=None)
+@cache
 def overrides_model(model: type[BaseModel]) -> type[BaseModel]:
     """`model` with every field optional (None: keep the preset's value), sub-sections likewise."""
     fields = {}

@@ -7,8 +7,8 @@ listen. Listeners are registered by the caller, so the stages know nothing about
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 log = logging.getLogger("kdflow")
 

@@ -43,7 +43,7 @@ class PipelineSummary(BaseModel):
         ev: Evaluation,
         reg: Registration,
         seconds: dict[str, float],
-    ) -> "PipelineSummary":
+    ) -> PipelineSummary:
         models = {
             m.role: ModelFacts(
                 arch=m.arch, test_acc=ev.test_acc[m.role], parameters=m.parameters, mlflow_run_id=m.run_id

@@ -6,9 +6,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 from mlflow.entities import Metric
@@ -110,7 +111,7 @@ class EpochLogger:
                 f"{len(errors)} of {len(pending)} epochs' metrics were not logged to MLflow run {self.run_id}: {errors[0]}"
             ) from errors[0]
 
-    def __enter__(self) -> "EpochLogger":
+    def __enter__(self) -> EpochLogger:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

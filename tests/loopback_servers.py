@@ -92,7 +92,7 @@ class Postgres:
         prefix = ["runuser", "-u", "postgres", "--"] if self.as_postgres else []
         subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, timeout=120)
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         self._run(
             str(PG_BIN / "initdb"),
             "-D",

@@ -4,8 +4,8 @@ import sqlite3
 
 import torch
 
-from pipelines.checkpoint import save_model
 from kdcore.models import build_model
+from pipelines.checkpoint import save_model
 
 
 def finished_runs(tmp_path) -> list:

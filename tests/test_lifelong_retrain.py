@@ -10,11 +10,11 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from test_lifelong_core import blob_stream
 
 from pipelines.lifelong import RetrainConfig, promotion_decision, retrain_stream
 from pipelines.lifelong.state import LifelongState
 from pipelines.stream import StreamStore, ingest
-from test_lifelong_core import blob_stream
 
 
 def test_promotion_decision_both_ways():

@@ -11,8 +11,8 @@ import urllib.request
 
 import mlflow
 import numpy as np
-
 from conftest import isolated_env
+
 from flows.retrain import DEPLOYMENT_NAME, retrain_deployment
 
 SERVE = """

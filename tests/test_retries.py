@@ -1,7 +1,7 @@
 """Retries: transient failures (tracking server away, SQLite busy) are retried, user errors never."""
 
-import sqlite3
 import socket
+import sqlite3
 
 import pytest
 import requests

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import isolated_env
 from PIL import Image
 
-from conftest import isolated_env
 from pipelines.stream import StreamStore, ingest
 from pipelines.stream.ingest import sha256_file
 from pipelines.stream.readers import BatchError

@@ -25,7 +25,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
@@ -77,7 +77,7 @@ class DataBundle:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "DataBundle":
+    def from_state_dict(cls, state: dict) -> DataBundle:
         splits = {n: Split(s["x"], s["y"]) for n, s in state["splits"].items()}
         return cls(
             train=splits["train"],

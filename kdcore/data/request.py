@@ -23,4 +23,4 @@ class DataRequest:
     strict: bool = False  # a corrupt image file is an error instead of a skipped file
     download: bool = True  # fetch missing torchvision datasets when the network is reachable
     limit_train: int | None = None  # keep a stratified subsample of this many training images
-    text: "TextSettings | None" = None  # text datasets: tokenisation and record checks
+    text: TextSettings | None = None  # text datasets: tokenisation and record checks

@@ -33,7 +33,7 @@ class InputView:
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return torch.addcmul(shift.view(shape), x.float(), gain.view(shape))  # (x * scale - mean) / std, in one pass
 
-    def sample_params(self, n: int, generator: torch.Generator) -> "ViewParams":
+    def sample_params(self, n: int, generator: torch.Generator) -> ViewParams:
         """The random choices of `n` training views, drawn on the generator's device in `augment`'s order."""
         dev = generator.device
         zeros = torch.zeros(n, dtype=torch.int16, device=dev)
@@ -44,7 +44,7 @@ class InputView:
         flip = torch.rand(n, generator=generator, device=dev) < 0.5 if self.flip else zeros.bool()
         return ViewParams(dy, dx, flip)
 
-    def apply(self, x: torch.Tensor, params: "ViewParams") -> torch.Tensor:
+    def apply(self, x: torch.Tensor, params: ViewParams) -> torch.Tensor:
         """The training views of a batch of stored images that `params` describe, normalised; no randomness."""
         params = params.to(x.device)
         if self.crop_padding:
@@ -61,7 +61,7 @@ class InputView:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "InputView":
+    def from_state_dict(cls, state: dict) -> InputView:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in state.items()})
 
 
@@ -84,14 +84,14 @@ class ViewParams:
     dx: torch.Tensor
     flip: torch.Tensor
 
-    def __getitem__(self, index) -> "ViewParams":
+    def __getitem__(self, index) -> ViewParams:
         return ViewParams(self.dy[index], self.dx[index], self.flip[index])
 
-    def to(self, device) -> "ViewParams":
+    def to(self, device) -> ViewParams:
         return ViewParams(self.dy.to(device), self.dx.to(device), self.flip.to(device))
 
     @staticmethod
-    def stack(views: list["ViewParams"]) -> "ViewParams":
+    def stack(views: list[ViewParams]) -> ViewParams:
         return ViewParams(*(torch.stack([getattr(v, f) for v in views]) for f in ("dy", "dx", "flip")))
 
     def state_dict(self) -> dict[str, torch.Tensor]:

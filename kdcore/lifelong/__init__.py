@@ -1,5 +1,6 @@
 """Lifelong (continual) learning: strategies that learn new data without forgetting the old, and their metrics."""
 
+from kdcore.lifelong import derpp, finetune, joint, lwf  # noqa: F401,E402  (register the strategies)
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.buffer import ReservoirBuffer
 from kdcore.lifelong.evaluate import accuracy_row
@@ -7,7 +8,6 @@ from kdcore.lifelong.head import grow_head
 from kdcore.lifelong.learn import LearnSettings, learn_task
 from kdcore.lifelong.metrics import average_accuracy, backward_transfer, forgetting, summarise
 from kdcore.lifelong.registry import STRATEGIES, build_strategy
-from kdcore.lifelong import derpp, finetune, joint, lwf  # noqa: F401,E402  (register the strategies)
 
 __all__ = [
     "LearnSettings",

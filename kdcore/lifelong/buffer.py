@@ -74,7 +74,7 @@ class ReservoirBuffer:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "ReservoirBuffer":
+    def from_state_dict(cls, state: dict) -> ReservoirBuffer:
         buffer = cls(state["capacity"])
         buffer.seen, buffer.x, buffer.y = state["seen"], state["x"], state["y"]
         buffer.logits, buffer.logit_width = state["logits"], state["logit_width"]

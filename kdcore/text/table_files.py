@@ -6,8 +6,8 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from kdcore.data.loaders import DataError
 from kdcore.text.records import LabelledTexts, RecordCheck

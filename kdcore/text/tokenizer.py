@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 
@@ -38,7 +38,7 @@ class Tokenizer:
     @classmethod
     def fit(
         cls, texts: Iterable[str], vocab_size: int, min_freq: int, max_len: int, lowercase: bool = True
-    ) -> "Tokenizer":
+    ) -> Tokenizer:
         """The `vocab_size - 2` most frequent words seen at least `min_freq` times (ties: alphabetical)."""
         if vocab_size < 3:
             raise ValueError("vocab_size must leave room for <pad>, <unk> and one word")
@@ -73,7 +73,7 @@ class Tokenizer:
         return {"tokens": list(self.tokens), "max_len": self.max_len, "lowercase": self.lowercase}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "Tokenizer":
+    def from_state_dict(cls, state: dict) -> Tokenizer:
         return cls(tuple(state["tokens"]), int(state["max_len"]), bool(state["lowercase"]))
 
 

@@ -8,7 +8,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
 DEFAULT_ARCH = {"image": {"teacher": "mlp", "student": "mlp"}, "text": {"teacher": "textcnn", "student": "fasttext"}}
 
 
@@ -72,7 +71,7 @@ class RetrainConfig(BaseModel):
             raise ValueError(f"unknown model {arch!r}; choose one of {sorted(MODELS)}")
         return arch
 
-    def for_modality(self, modality: str) -> "RetrainConfig":
+    def for_modality(self, modality: str) -> RetrainConfig:
         """This config with the models a stream of `modality` needs: defaults filled in, mismatches refused."""
         from kdcore.models import MODELS
         from kdcore.text.models import TEXT_MODELS

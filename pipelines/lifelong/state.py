@@ -45,7 +45,7 @@ class LifelongState:
         return save_atomic(blob, path)
 
     @classmethod
-    def load(cls, path: Path, strategy: str, strategy_options: dict) -> "LifelongState":
+    def load(cls, path: Path, strategy: str, strategy_options: dict) -> LifelongState:
         blob = torch.load(path, map_location="cpu", weights_only=True)
 
         def rebuild(part):

@@ -13,8 +13,8 @@ import mlflow
 from kdcore.distill import LabelsOnly
 from kdcore.evaluate import evaluate
 from kdcore.models import count_parameters
-from pipelines.checkpoint import load_model, read_spec
 from pipelines.cache import cache_dir, cache_key
+from pipelines.checkpoint import load_model, read_spec
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.stages.prepare_data import load_bundle

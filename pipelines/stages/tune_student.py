@@ -16,8 +16,8 @@ import optuna
 from pipelines.cache import cache_key
 from pipelines.config import PipelineConfig
 from pipelines.methods import searched_methods
-from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.progress import report_trials
+from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.tracking import redact
 from pipelines.tune_worker import TuneJob, pull_trials, study_progress
 from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, storage_url, warm_starts

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -181,7 +181,7 @@ def ingest(
             manifest = {
                 "id": batch_id,
                 "stream": stream,
-                "arrived_at": datetime.now(timezone.utc).isoformat(),
+                "arrived_at": datetime.now(UTC).isoformat(),
                 "source": str(source.resolve()),
                 "content_sha256": digest,
                 "modality": raw.modality,
