@@ -31,7 +31,6 @@ class Distiller(nn.Module):
     part of the student: they are never saved with it nor counted in its size.
     """
 
-    needs_teacher: bool = True
     needs_features: bool = False  # True: the loop must pass the teacher model itself, not only its logits
 
     def attach(
@@ -51,8 +50,6 @@ class Distiller(nn.Module):
 
 class LabelsOnly(Distiller):
     """Plain cross-entropy on the labels: the baseline every KD method must beat."""
-
-    needs_teacher = False
 
     def loss_terms(self, student_logits, batch):
         return {"ce": F.cross_entropy(student_logits, batch.y)}

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-CONVENTIONAL_STAGES = [f"{prefix}{i}" for prefix in ("layer", "block", "stage") for i in range(1, 5)]
-
 
 @dataclass(frozen=True)
 class LayerChoice:

@@ -10,7 +10,6 @@ DISTILLERS: dict[str, type[Distiller]] = {}
 def register_distiller(name: str):
     def add(cls: type[Distiller]) -> type[Distiller]:
         DISTILLERS[name] = cls
-        cls.method_name = name
         return cls
 
     return add
