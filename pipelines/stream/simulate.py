@@ -14,10 +14,11 @@ PRESETS = ("fashion_mnist", "digits")
 def preset_arrays(preset: str, root: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(images (N, H, W) uint8 or float in [0, 1], labels, class names)."""
     if preset == "fashion_mnist":
-        from kdcore.data.fashion_mnist import CLASSES, load_fashion_mnist_arrays
+        from kdcore.data.fashion_mnist import load_fashion_mnist_arrays
+        from kdcore.data.torchvision_sets import FASHION_CLASSES
 
         x, y = load_fashion_mnist_arrays(root, "train")
-        return x, y, [c.replace("/", "-") for c in CLASSES]
+        return x, y, [c.replace("/", "-") for c in FASHION_CLASSES]
     if preset == "digits":
         from sklearn.datasets import load_digits
 
