@@ -14,8 +14,19 @@ from pathlib import Path
 
 import torch
 
-from pipelines.stream.readers import BatchError, RawBatch, TextColumns, read_batch
+from pipelines.stream.readers import (
+    FORMATS,
+    TEXT_FORMATS,
+    BatchError,
+    RawBatch,
+    TextColumns,
+    detect_format,
+    read_image_folder,
+    read_npz_file,
+    read_tensor_file,
+)
 from pipelines.stream.store import SCENARIOS, StreamError, StreamStore
+from pipelines.stream.text_batches import read_text_batch
 
 
 @dataclass
@@ -46,11 +57,8 @@ def content_digest(raw: RawBatch) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def split_test_part(labels: list[str], fraction: float, seed: int) -> torch.Tensor:
@@ -134,6 +142,30 @@ def remove_stale_staging(store: StreamStore) -> None:
     if store.incoming_dir.exists():
         for leftover in store.incoming_dir.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def read_batch(
+    path: Path, fmt: str = "auto", columns: TextColumns = TextColumns(), known_labels: list[str] | None = None
+) -> RawBatch:
+    """Every record of `path` checked; `known_labels` (a domain-il / more-data stream's classes) rejects other labels."""
+    if fmt not in FORMATS:
+        raise BatchError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if not path.exists():
+        raise BatchError(
+            f"{path} does not exist; pass a folder (one subfolder per class, of images or .txt files), "
+            "a .pt / .npz file, or a .csv / .jsonl file of texts"
+        )
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    folder_format = fmt in ("images", "text-folder")
+    if folder_format != path.is_dir():
+        raise BatchError(
+            f"{path} is {'a folder' if path.is_dir() else 'a file'}, but --format {fmt} reads "
+            f"{'a folder' if folder_format else 'a file'}; pass the right --format"
+        )
+    if fmt in TEXT_FORMATS:
+        return read_text_batch(path, fmt, columns, known_labels)
+    image_readers = {"images": read_image_folder, "pt": read_tensor_file, "npz": read_npz_file}
+    return image_readers[fmt](path)  # labels: check_fits_stream
 
 
 def ingest(

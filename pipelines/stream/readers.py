@@ -1,5 +1,5 @@
-"""Read one incoming batch into inputs and class names: an image folder per class, a .pt or .npz file with
-inputs and labels, or texts (a CSV or JSONL file, or a folder of .txt files per class; see text_batches.py)."""
+"""Incoming batches: their formats, and the readers of images and tensors (an image folder per class, a .pt or
+.npz file with inputs and labels). Texts are read by text_batches.py; `ingest.read_batch` picks the reader."""
 
 from __future__ import annotations
 
@@ -62,33 +62,6 @@ def detect_format(path: Path) -> str:
         f"{path}: cannot tell the format from the name; rename it (.pt, .npz, .csv, .jsonl) or pass "
         f"--format ({', '.join(FORMATS[1:])})"
     )
-
-
-def read_batch(
-    path: Path, fmt: str = "auto", columns: TextColumns = TextColumns(), known_labels: list[str] | None = None
-) -> RawBatch:
-    """Every record of `path` checked; `known_labels` (a domain-il / more-data stream's classes) rejects other labels."""
-    if fmt not in FORMATS:
-        raise BatchError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if not path.exists():
-        raise BatchError(
-            f"{path} does not exist; pass a folder (one subfolder per class, of images or .txt files), "
-            "a .pt / .npz file, or a .csv / .jsonl file of texts"
-        )
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    folder_format = fmt in ("images", "text-folder")
-    if folder_format != path.is_dir():
-        raise BatchError(
-            f"{path} is {'a folder' if path.is_dir() else 'a file'}, but --format {fmt} reads "
-            f"{'a folder' if folder_format else 'a file'}; pass the right --format"
-        )
-    if fmt in TEXT_FORMATS:
-        from pipelines.stream.text_batches import read_text_batch
-
-        return read_text_batch(path, fmt, columns, known_labels)
-    return {"images": read_image_folder, "pt": read_tensor_file, "npz": read_npz_file}[fmt](
-        path
-    )  # labels: check_fits_stream
 
 
 def _as_images(x, source: Path) -> torch.Tensor:
