@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdcore.data import Split, load_dataset  # noqa: E402
+from kdcore.data import Split  # noqa: E402
+from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.distill import LabelsOnly  # noqa: E402
 from kdcore.models import build_model, count_parameters  # noqa: E402
 from kdcore.train import TrainSettings, fit, make_optimizer, make_schedule  # noqa: E402

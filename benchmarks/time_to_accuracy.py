@@ -26,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdcore.data import load_dataset  # noqa: E402
+from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.distill import LabelsOnly  # noqa: E402
 from kdcore.evaluate import evaluate  # noqa: E402
 from kdcore.models import build_model, count_parameters  # noqa: E402

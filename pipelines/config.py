@@ -513,7 +513,7 @@ class PipelineConfig(Section):
 
     @model_validator(mode="after")
     def _models_read_the_data(self) -> PipelineConfig:
-        from kdcore.text.models import TEXT_MODELS
+        from kdcore.models.text import TEXT_MODELS
 
         text = self.data.dataset in TEXT_DATASETS
         for role in ("teacher", "student"):

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from kdcore.data import DataError, SkippedFilesWarning, load_dataset
+from kdcore.data import DataError, SkippedFilesWarning
+from kdcore.datasets import load_dataset
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kdcore.models import MODELS, build_model, count_parameters
-from kdcore.text.models import TEXT_MODELS
+from kdcore.models.text import TEXT_MODELS
 from pipelines.config import ConfigError, load_config
 
 IMAGENET = {"resnet18", "resnet34", "mobilenet_v3_small"}

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from kdcore.data import load_dataset, stratified_split
+from kdcore.data import stratified_split
+from kdcore.datasets import load_dataset
 
 
 def test_split_is_stratified_seeded_and_disjoint():

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdcore.data import DataBundle, DataError, load_dataset
+from kdcore.data import DataBundle, DataError
+from kdcore.datasets import load_dataset
 from kdcore.text.imdb_archive import download_aclimdb
 from kdcore.text.settings import TextSettings
 from kdcore.text.tokenizer import PAD_ID, UNK_ID, Tokenizer, lengths_of

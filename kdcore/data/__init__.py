@@ -1,12 +1,15 @@
+"""Image data as uint8 tensors with the view that turns them into model inputs.
+
+Datasets by name live in `kdcore.datasets`, which registers the image and the text loaders.
+"""
+
 from kdcore.data.bundle import DataBundle, Split
 from kdcore.data.errors import DataError, SkippedFilesWarning
-from kdcore.data.loaders import DATASETS, load_dataset
 from kdcore.data.request import DataRequest
 from kdcore.data.split import stratified_split
 from kdcore.data.view import InputView, ViewParams
 
 __all__ = [
-    "DATASETS",
     "DataBundle",
     "DataError",
     "DataRequest",
@@ -14,6 +17,5 @@ __all__ = [
     "SkippedFilesWarning",
     "Split",
     "ViewParams",
-    "load_dataset",
     "stratified_split",
 ]

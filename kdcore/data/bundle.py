@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -90,6 +91,10 @@ class DataBundle:
             view=InputView.from_state_dict(state["view"]) if "view" in state else InputView(),
             tokenizer=state.get("tokenizer"),
         )
+
+    @classmethod
+    def load(cls, path: str | Path) -> DataBundle:
+        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}

@@ -16,6 +16,7 @@ import numpy as np
 from kdcore.data.assemble import bundle_from_parts, bundle_from_pool, check_class_sizes
 from kdcore.data.bundle import DataBundle
 from kdcore.data.errors import DataError, SkippedFilesWarning
+from kdcore.data.registry import register_dataset
 from kdcore.data.request import DataRequest
 from kdcore.data.split import stratified_holdout
 
@@ -83,6 +84,7 @@ def read_tree(
     return np.stack(images), np.asarray(labels, dtype=np.int64), classes
 
 
+@register_dataset("imagefolder")
 def load_imagefolder(req: DataRequest) -> DataBundle:
     if not req.root:
         raise DataError("data.root is not set; set it to the folder that holds one folder of images per class")

@@ -17,6 +17,7 @@ from kdcore.data.assemble import bundle_from_train_test
 from kdcore.data.bundle import DataBundle
 from kdcore.data.errors import DataError
 from kdcore.data.idx import IDX_FILES, find_idx_files, read_idx_dataset
+from kdcore.data.registry import register_dataset
 from kdcore.data.request import DataRequest
 
 FASHION_CLASSES = [
@@ -80,11 +81,13 @@ def load_mnist_family(name: str, torchvision_class: str, classes: list[str], req
     return bundle_from_train_test(name, train, test, classes, req, scale=1 / 255)
 
 
+@register_dataset("mnist")
 def load_mnist(req: DataRequest) -> DataBundle:
     """MNIST handwritten digits, 28x28 grey, 60,000 training and 10,000 test images."""
     return load_mnist_family("mnist", "MNIST", [str(d) for d in range(10)], req)
 
 
+@register_dataset("fashion_mnist")
 def load_fashion_mnist(req: DataRequest) -> DataBundle:
     """Fashion-MNIST (Zalando), 28x28 grey, 60,000 training and 10,000 test images."""
     return load_mnist_family("fashion_mnist", "FashionMNIST", FASHION_CLASSES, req)
@@ -159,11 +162,13 @@ def load_cifar(name: str, req: DataRequest) -> DataBundle:
     return bundle_from_train_test(name, train, test, classes, req, scale=1 / 255, augment=True)
 
 
+@register_dataset("cifar10")
 def load_cifar10(req: DataRequest) -> DataBundle:
     """CIFAR-10, 32x32 RGB, 50,000 training and 10,000 test images, 10 classes."""
     return load_cifar("cifar10", req)
 
 
+@register_dataset("cifar100")
 def load_cifar100(req: DataRequest) -> DataBundle:
     """CIFAR-100, 32x32 RGB, 50,000 training and 10,000 test images, 100 classes."""
     return load_cifar("cifar100", req)

@@ -1,7 +1,6 @@
-import kdcore.text.models  # noqa: F401,E402  (registers the text models)
+"""Models by name. Each family registers its models on import: images here, text models in `text/`."""
 
-# Each family registers its models by name on import.
-from kdcore.models import mobilenetv2, resnet_cifar, small, torchvision_models, wrn  # noqa: F401,E402
+from kdcore.models import mobilenetv2, resnet_cifar, small, text, torchvision_models, wrn  # noqa: F401
 from kdcore.models.registry import MODELS, build_model, count_parameters, register_model
 
 __all__ = ["MODELS", "build_model", "count_parameters", "register_model"]

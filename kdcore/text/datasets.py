@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from kdcore.data.bundle import DataBundle
-from kdcore.data.loaders import DATASETS, DataError
+from kdcore.data.errors import DataError
+from kdcore.data.registry import register_dataset
 from kdcore.data.request import DataRequest
 from kdcore.text.encoded_bundle import encode_bundle, label_order
 from kdcore.text.folders import class_folders, read_class_folders
@@ -22,6 +23,20 @@ from kdcore.text.table_files import read_csv, read_jsonl
 AG_NEWS_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]  # class index 1..4 in the CSV files
 
 
+def text_dataset(name: str):
+    """Register a text loader `(root, val, test, seed, text)` as dataset `name`, adapted to the DataRequest."""
+
+    def add(loader):
+        def load(req: DataRequest) -> DataBundle:
+            text = req.text or TextSettings()  # strict unless told otherwise
+            return loader(req.root, req.val_fraction, req.test_fraction, req.seed, text=text)
+
+        register_dataset(name)(load)
+        return loader
+
+    return add
+
+
 def require_root(root: str | None, dataset: str, what: str) -> Path:
     if not root:
         raise DataError(f"data.root is empty; {dataset} needs {what}: set it, e.g. --set data.root=PATH")
@@ -31,6 +46,7 @@ def require_root(root: str | None, dataset: str, what: str) -> Path:
     return path
 
 
+@text_dataset("imdb")
 def load_imdb(
     root: str | None, val: float, test: float, seed: int, text: TextSettings = TextSettings(), url: str = IMDB_URL
 ) -> DataBundle:
@@ -49,6 +65,7 @@ def load_imdb(
     return encode_bundle("imdb", str(folder), train, held_out, classes, val, test, seed, text)
 
 
+@text_dataset("ag_news")
 def load_ag_news(
     root: str | None, val: float, test: float, seed: int, text: TextSettings = TextSettings()
 ) -> DataBundle:
@@ -107,16 +124,19 @@ def sorted_labels(train: LabelledTexts, source: Path) -> list[str]:
     return label_order(train.labels)
 
 
+@text_dataset("text_csv")
 def load_text_csv(root, val, test, seed, text: TextSettings = TextSettings()) -> DataBundle:
     """Your CSV: a header row; text and label columns named by data.text.text_column / label_column."""
     return load_table("text_csv", root, val, test, seed, text)
 
 
+@text_dataset("text_jsonl")
 def load_text_jsonl(root, val, test, seed, text: TextSettings = TextSettings()) -> DataBundle:
     """Your JSONL: one object a line, text and label under data.text.text_column / label_column."""
     return load_table("text_jsonl", root, val, test, seed, text)
 
 
+@text_dataset("text_folder")
 def load_text_folder(root, val, test, seed, text: TextSettings = TextSettings()) -> DataBundle:
     """Your folders: root/<class>/*.txt, or root/train/<class>/*.txt with root/test/<class>/*.txt."""
     path = require_root(root, "text_folder", "a folder with one sub-folder of .txt files per class")
@@ -128,25 +148,3 @@ def load_text_folder(root, val, test, seed, text: TextSettings = TextSettings())
     held_out = read_class_folders(path / "test", class_folders(path / "test"), check) if has_split else None
     check.finish(str(path))
     return encode_bundle("text_folder", str(path), train, held_out, classes, val, test, seed, text)
-
-
-TEXT_DATASETS = {
-    "imdb": load_imdb,
-    "ag_news": load_ag_news,
-    "text_csv": load_text_csv,
-    "text_jsonl": load_text_jsonl,
-    "text_folder": load_text_folder,
-}
-
-
-def from_request(loader):
-    """Adapt a text loader to the dataset registry's DataRequest."""
-
-    def load(req: DataRequest) -> DataBundle:
-        text = req.text or TextSettings()  # strict unless told otherwise
-        return loader(req.root, req.val_fraction, req.test_fraction, req.seed, text=text)
-
-    return load
-
-
-DATASETS.update({name: from_request(loader) for name, loader in TEXT_DATASETS.items()})

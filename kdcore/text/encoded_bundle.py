@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcore.data.bundle import DataBundle, Split
-from kdcore.data.loaders import DataError
+from kdcore.data.errors import DataError
 from kdcore.data.split import stratified_split, train_test_split  # scikit-learn on first use only
 from kdcore.text.records import LabelledTexts
 from kdcore.text.settings import TextSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdcore.data.loaders import DataError
+from kdcore.data.errors import DataError
 from kdcore.text.records import LabelledTexts, RecordCheck
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from kdcore.data.loaders import DataError
+from kdcore.data.errors import DataError
 
 log = logging.getLogger("kdflow")
 SHOWN = 20  # skipped records reported one by one; past that only counted

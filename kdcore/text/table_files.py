@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kdcore.data.loaders import DataError
+from kdcore.data.errors import DataError
 from kdcore.text.records import LabelledTexts, RecordCheck
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # reviews can be longer than csv's 128 KiB default

@@ -74,7 +74,7 @@ class RetrainConfig(BaseModel):
     def for_modality(self, modality: str) -> RetrainConfig:
         """This config with the models a stream of `modality` needs: defaults filled in, mismatches refused."""
         from kdcore.models import MODELS
-        from kdcore.text.models import TEXT_MODELS
+        from kdcore.models.text import TEXT_MODELS
 
         update = {}
         for role in ("teacher", "student"):

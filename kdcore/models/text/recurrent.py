@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from kdcore.models.registry import register_model
-from kdcore.text.models.token_input import require_vocab, trimmed
+from kdcore.models.text.token_input import require_vocab, trimmed
 from kdcore.text.tokenizer import PAD_ID
 
 
