@@ -32,15 +32,16 @@ import mlflow  # noqa: E402
 from private_store import private_store  # noqa: E402
 
 import pipelines.tune_worker  # noqa: E402
+from kdcore.soft_targets import SoftTargets  # noqa: E402
 from pipelines.checkpoint import load_model  # noqa: E402
 from pipelines.config import load_config  # noqa: E402
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student  # noqa: E402
-from pipelines.teacher_targets import TeacherTargets, teacher_targets  # noqa: E402
+from pipelines.teacher_targets import teacher_targets  # noqa: E402
 from pipelines.tracking import setup_experiment  # noqa: E402
 
 
-def online_teacher(bundle, teacher_checkpoint, logits_path, need_model=False) -> TeacherTargets:
-    return TeacherTargets(model=load_model(teacher_checkpoint))
+def online_teacher(bundle, teacher_checkpoint, logits_path, need_model=False) -> SoftTargets:
+    return SoftTargets(teacher=load_model(teacher_checkpoint))
 
 
 def run_arm(arm: str, cfg, data, teacher, parent_id: str) -> tuple[float, float, float]:

@@ -22,10 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdcore.data import Split, load_dataset  # noqa: E402
+from kdcore.data import Split  # noqa: E402
+from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.distill import KD, LabelsOnly  # noqa: E402
 from kdcore.evaluate import evaluate  # noqa: E402
 from kdcore.models import build_model, count_parameters  # noqa: E402
+from kdcore.soft_targets import SoftTargets  # noqa: E402
 from kdcore.teacher_views import TeacherViews  # noqa: E402
 from kdcore.train import TrainSettings, fit  # noqa: E402
 
@@ -88,8 +90,7 @@ def main() -> None:
                 TrainSettings(epochs=a.epochs, seed=seed, **settings),
                 KD(),
                 view=view,
-                teacher=None if views else teacher,
-                teacher_views=views,
+                soft_targets=SoftTargets(views=views) if views else SoftTargets(teacher=teacher),
             )
             row = {
                 "wall": time.perf_counter() - started,

@@ -26,6 +26,7 @@ from kdcore.data import Split  # noqa: E402
 from kdcore.distill import DISTILLERS, LabelsOnly, build_distiller  # noqa: E402
 from kdcore.evaluate import evaluate, predict_logits  # noqa: E402
 from kdcore.models import build_model, count_parameters  # noqa: E402
+from kdcore.soft_targets import SoftTargets  # noqa: E402
 from kdcore.train import TrainSettings, fit  # noqa: E402
 
 FILES = {
@@ -121,8 +122,7 @@ def main() -> None:
                 val,
                 TrainSettings(epochs=a.epochs, seed=seed, **settings),
                 distiller,
-                teacher_logits,
-                teacher=teacher if distiller.needs_features else None,
+                soft_targets=SoftTargets(logits=teacher_logits, teacher=teacher if distiller.needs_features else None),
             )
             cpu = (time.process_time() - cpu_started) / a.epochs
             wall = (time.perf_counter() - started) / a.epochs

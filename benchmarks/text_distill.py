@@ -28,10 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdcore.data import load_dataset  # noqa: E402
+from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.distill import KD, LabelsOnly  # noqa: E402
 from kdcore.evaluate import evaluate, predict_logits  # noqa: E402
 from kdcore.models import build_model, count_parameters  # noqa: E402
+from kdcore.soft_targets import SoftTargets  # noqa: E402
 from kdcore.text.settings import TextSettings  # noqa: E402
 from kdcore.text.tokenizer import Tokenizer  # noqa: E402
 from kdcore.train import TrainSettings, fit  # noqa: E402
@@ -89,8 +90,8 @@ def train(arch, bundle, width, epochs, lr, distiller, logits, seed):
         bundle.val,
         settings,
         distiller,
-        logits,
-        lambda e, m: print(f"  epoch {e}: val/acc {m['val/acc']:.4f}", file=sys.stderr),
+        soft_targets=SoftTargets(logits=logits),
+        on_epoch=lambda e, m: print(f"  epoch {e}: val/acc {m['val/acc']:.4f}", file=sys.stderr),
     )
     return model.eval(), history[-1]["val/acc"], time.perf_counter() - started
 

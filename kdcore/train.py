@@ -14,8 +14,8 @@ from kdcore.data.bundle import Split
 from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
 from kdcore.evaluate import evaluate
+from kdcore.soft_targets import SoftTargets
 from kdcore.speed import ForwardMode, forward_mode
-from kdcore.teacher_views import TeacherViews
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 NORMALISE_ONCE_BYTES = 1 << 30  # a float32 copy of an un-augmented train split up to this size is made once per fit
@@ -69,85 +69,61 @@ def fit(
     val: Split | None,
     settings: TrainSettings,
     distiller: Distiller,
-    teacher_logits: torch.Tensor | None = None,
+    *,
+    soft_targets: SoftTargets = SoftTargets(),
     on_epoch: EpochCallback | None = None,
     view: InputView | None = None,
-    teacher: nn.Module | None = None,
-    teacher_views: TeacherViews | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
 
-    `teacher_logits[i]` are the teacher's outputs for `train.x[i]`, computed once by the caller.
+    `soft_targets` says where the teacher's soft targets come from (kdcore/soft_targets.py): none, logits cached
+    for `train.x`, cached consistent views replayed to the student (each epoch every sample replays one of its K
+    views; the soft targets are the teacher's stored logits on it), or the teacher run online on each training
+    batch exactly as the student sees it (the only correct targets under augmentation without cached views).
+    Feature methods always run the teacher online, for its features; only the logits may be cached.
     `val` gives the per-epoch val/* metrics; None when every labelled sample is in `train` (a final refit).
     `on_epoch(epoch, metrics)` may raise (e.g. to prune a trial): the exception propagates.
     `view` turns stored splits into inputs (augmented in training, if it says so); default: use them as they are.
-    `teacher` (eval mode, never updated) feeds feature methods, and, without `teacher_logits`, gives the soft
-    targets online on each training batch exactly as the student sees it: the only correct ones under augmentation.
-    `teacher_views` replaces that online teacher with cached consistent views: each epoch every sample replays one
-    of its K views, the student sees exactly that view and the soft targets are the teacher's stored logits on it.
-    Feature methods still run `teacher` online, for its features on the replayed view; only the logits are cached.
     """
     view = view or InputView()
-    if view.augments and teacher_logits is not None:
-        raise ValueError(
-            "cached teacher logits are for un-augmented inputs; pass `teacher` to score each augmented batch, "
-            "or `teacher_views` to replay cached views"
-        )
-    if teacher_views is not None:
-        if teacher_logits is not None:
-            raise ValueError("pass either teacher_logits (plain inputs) or teacher_views (augmented inputs), not both")
-        if teacher_views.view != view or len(teacher_views) != len(train):
-            raise ValueError(
-                f"teacher_views were built for {len(teacher_views)} samples under {teacher_views.view}, "
-                f"not this train split ({len(train)} samples under {view}); build them again"
-            )
-    if distiller.needs_features and teacher is None:
-        raise ValueError(f"{type(distiller).__name__} reads the teacher's features: pass teacher= to fit")
+    soft_targets.check(train, view, distiller)
     device = torch.device(settings.device)
     mode = forward_mode(settings.precision, settings.channels_last, device, train.x.dim())
     mode.prepare(model.to(device))
     train = train.to(device)  # once: every batch and every validation pass is indexed on the device
     val = None if val is None else val.to(device)
+    teacher = soft_targets.teacher
     if teacher is not None:
         mode.prepare(teacher.to(device)).eval()
     try:
         # before the optimiser: attach may create connectors; it probes shapes on model-ready inputs
         distiller.attach(model, teacher, train, sample=mode.inputs(view.normalise(train.x[:2])))
         distiller.to(device)
-        return _fit(
-            model, train, val, settings, distiller, teacher_logits, on_epoch, view, teacher, teacher_views, device, mode
-        )
+        return _fit(model, train, val, settings, distiller, soft_targets.to(device), on_epoch, view, mode)
     finally:
         distiller.detach()
 
 
 def _fit(
-    model,
-    train,
-    val,
-    settings,
-    distiller,
-    teacher_logits,
-    on_epoch,
-    view,
-    teacher,
-    teacher_views,
-    device,
+    model: nn.Module,
+    train: Split,
+    val: Split | None,
+    settings: TrainSettings,
+    distiller: Distiller,
+    targets: SoftTargets,
+    on_epoch: EpochCallback | None,
+    view: InputView,
     mode: ForwardMode,
 ) -> list[dict[str, float]]:
-    if teacher_logits is not None:
-        teacher_logits = teacher_logits.to(device, torch.float32)
-    if teacher_views is not None:
-        teacher_views = teacher_views.to(device)
+    device = train.x.device
+    teacher_logits, teacher_views, teacher = targets.logits, targets.views, targets.teacher
     forward = torch.compile(model) if settings.compile else model  # shares the weights; compiles on the first batch
     params = list(model.parameters()) + list(distiller.parameters())
     optimizer = make_optimizer(params, settings)
     steps_per_epoch = -(-len(train) // settings.batch_size)
     schedule = make_schedule(optimizer, settings, steps_per_epoch)
     generator = torch.Generator().manual_seed(settings.seed)
-    augment_generator = torch.Generator(device=device).manual_seed(
-        settings.seed + 1
-    )  # own stream: batch order stays put
+    augment_generator = torch.Generator(device=device).manual_seed(settings.seed + 1)  # own stream: batch order stays
     # Un-augmented inputs are the same every epoch: normalise them once where that costs little memory.
     once = not view.augments and teacher_views is None and train.x.numel() * 4 <= NORMALISE_ONCE_BYTES
     inputs = view.normalise(train.x) if once else None

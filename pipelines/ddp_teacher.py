@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from kdcore.distributed import shard
 from kdcore.models import build_model
@@ -26,7 +27,6 @@ from kdcore.speed import forward_mode
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
 from pipelines.results import TrainedModel
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.tracking import tracking_uri
 from pipelines.training import settings_for, train_model
 
@@ -89,7 +89,7 @@ def train_rank(request: dict) -> None:
         device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        bundle = load_bundle(request["data_path"])
+        bundle = DataBundle.load(request["data_path"])
         bundle = dataclasses.replace(bundle, train=shard(bundle.train, rank, world, cfg.runtime.seed))
         # The global batch stays teacher.train.batch_size, so the run takes the steps a single process would.
         settings = settings_for(
@@ -120,7 +120,6 @@ def train_rank(request: dict) -> None:
                 cfg,
                 bundle,
                 LabelsOnly(),
-                None,
                 request["parent_run_id"],
                 Path(request["checkpoint"]),
                 extra_params=extra,
@@ -136,7 +135,7 @@ def train_rank(request: dict) -> None:
                 **cfg.teacher.options(),
                 **bundle.model_options(),
             )
-            fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), None, None, bundle.view)
+            fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), view=bundle.view)
         dist.barrier()
     finally:
         dist.destroy_process_group()

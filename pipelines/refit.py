@@ -18,10 +18,10 @@ from kdcore.data import DataBundle
 from kdcore.data.bundle import Split
 from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
+from kdcore.soft_targets import SoftTargets
 from kdcore.teacher_views import TeacherViews
 from pipelines.checkpoint import load_model, save_atomic
 from pipelines.config import PipelineConfig
-from pipelines.teacher_targets import TeacherTargets
 
 log = logging.getLogger("kdflow")
 
@@ -48,10 +48,10 @@ def validation_outputs_path(train_outputs: str) -> Path:
 def final_targets(
     cfg: PipelineConfig,
     bundle: DataBundle,
-    targets: TeacherTargets,
+    targets: SoftTargets,
     teacher_checkpoint: str | None,
     targets_path: str = "",
-) -> TeacherTargets:
+) -> SoftTargets:
     """`targets` for `bundle`'s train split, extended to its validation samples when the final model refits.
 
     `targets_path`: the teacher-logits stage's cache of `targets`; the validation outputs are computed once
@@ -74,7 +74,7 @@ def final_targets(
 
 
 def teacher_outputs_on_validation(
-    cfg: PipelineConfig, bundle: DataBundle, targets: TeacherTargets, teacher_checkpoint: str | None
+    cfg: PipelineConfig, bundle: DataBundle, targets: SoftTargets, teacher_checkpoint: str | None
 ) -> torch.Tensor | TeacherViews:
     """The teacher scores the validation samples the way it scored the train split."""
     if teacher_checkpoint is None:
@@ -82,7 +82,7 @@ def teacher_outputs_on_validation(
             "distill_final: tune.refit=train+val needs the teacher's outputs on the validation split; "
             "pass the trained teacher"
         )
-    teacher = targets.model or load_model(teacher_checkpoint)
+    teacher = targets.teacher or load_model(teacher_checkpoint)
     teacher.to(resolve_device(cfg.runtime.device)).eval()
     if targets.logits is not None:
         return predict_logits(teacher, bundle.val.x, transform=bundle.view.normalise)

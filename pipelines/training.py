@@ -14,7 +14,7 @@ from kdcore.data import DataBundle
 from kdcore.device import resolve_device
 from kdcore.distill import Distiller
 from kdcore.models import build_model, count_parameters
-from kdcore.teacher_views import TeacherViews
+from kdcore.soft_targets import SoftTargets
 from kdcore.train import TrainSettings, fit
 from pipelines.checkpoint import save_model
 from pipelines.config import ModelConfig, PipelineConfig, TrainConfig
@@ -60,13 +60,12 @@ def train_model(
     cfg: PipelineConfig,
     bundle: DataBundle,
     distiller: Distiller,
-    teacher_logits: torch.Tensor | None,
     parent_run_id: str,
     checkpoint: Path,
+    *,
+    soft_targets: SoftTargets = SoftTargets(),
     extra_params: dict | None = None,
-    teacher: torch.nn.Module | None = None,
     wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-    teacher_views: TeacherViews | None = None,
 ) -> TrainedModel:
     """`wrap` puts the model in a training harness (DDP) for `fit`; the unwrapped model is what gets saved."""
     started = time.perf_counter()
@@ -92,11 +91,9 @@ def train_model(
                 bundle.val,
                 settings,
                 distiller,
-                teacher_logits,
-                on_epoch,
-                bundle.view,
-                teacher,
-                teacher_views,
+                soft_targets=soft_targets,
+                on_epoch=on_epoch,
+                view=bundle.view,
             )
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)

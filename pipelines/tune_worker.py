@@ -19,6 +19,7 @@ import optuna
 import torch
 from pydantic import BaseModel
 
+from kdcore.data import DataBundle
 from kdcore.models import build_model
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
@@ -57,9 +58,8 @@ def study_progress(study: optuna.Study) -> tuple[int, int, int]:
 
 
 def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
-    from pipelines.stages import load_bundle  # here, not at the top: the stages package imports this module
 
-    bundle = load_bundle(job.data_path)
+    bundle = DataBundle.load(job.data_path)
     # once per worker, shared by its trials; feature methods also read the teacher's features (eval mode)
     need_model = any(needs_teacher_model(m) for m in searched_methods(cfg))
     targets = teacher_targets(bundle, job.teacher_checkpoint, job.logits_path, need_model=need_model)
@@ -107,11 +107,9 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
                         bundle.val,
                         settings,
                         build_method(cfg, method, params),
-                        targets.logits,
-                        on_epoch,
-                        bundle.view,
-                        targets.model,
-                        targets.views,
+                        soft_targets=targets,
+                        on_epoch=on_epoch,
+                        view=bundle.view,
                     )
                 except optuna.TrialPruned:
                     pruned_at = epochs_done[-1]

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from kdcore.data import InputView, Split
 from kdcore.distill import Distiller
+from kdcore.soft_targets import SoftTargets
 from kdcore.train import TrainSettings, fit
 
 
@@ -75,7 +76,15 @@ def test_online_teacher_scores_the_same_augmented_batch_the_student_sees():
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3), nn.Dropout(0.5))  # dropout: eval mode matters
     student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
     recorder = RecordTargets()
-    fit(student, Split(x, y), Split(x, y), TrainSettings(epochs=2, batch_size=8), recorder, view=view, teacher=teacher)
+    fit(
+        student,
+        Split(x, y),
+        Split(x, y),
+        TrainSettings(epochs=2, batch_size=8),
+        recorder,
+        view=view,
+        soft_targets=SoftTargets(teacher=teacher),
+    )
     assert len(recorder.seen) == 4 and not teacher.training
     with torch.no_grad():
         for batch_x, targets in recorder.seen:
@@ -89,7 +98,15 @@ def test_cached_logits_are_refused_when_batches_are_augmented():
     view = InputView(crop_padding=2)
     student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
     try:
-        fit(student, Split(x, y), Split(x, y), TrainSettings(epochs=1), RecordTargets(), torch.zeros(8, 2), view=view)
+        fit(
+            student,
+            Split(x, y),
+            Split(x, y),
+            TrainSettings(epochs=1),
+            RecordTargets(),
+            soft_targets=SoftTargets(logits=torch.zeros(8, 2)),
+            view=view,
+        )
     except ValueError as e:
         assert "augmented" in str(e)
     else:

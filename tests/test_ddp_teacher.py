@@ -5,13 +5,13 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from kdcore.data import DataBundle
 from kdcore.data.bundle import Split
 from kdcore.distributed import shard
 from kdcore.evaluate import evaluate
 from pipelines.checkpoint import load_model
 from pipelines.config import load_config
 from pipelines.stages import prepare_data, train_teacher
-from pipelines.stages.prepare_data import load_bundle
 
 
 def test_shards_are_equal_disjoint_up_to_padding_and_cover_the_split():
@@ -42,7 +42,7 @@ def test_two_process_ddp_teacher_matches_one_process(tmp_path, monkeypatch):
             cfg = load_config("digits", [*overrides, f"teacher.distributed.nproc={nproc}"])
             data = prepare_data(cfg)
             teacher = train_teacher(cfg, data, parent.info.run_id)
-            test = load_bundle(data.path).inputs("test")  # normalised model inputs
+            test = DataBundle.load(data.path).inputs("test")  # normalised model inputs
             accuracy[nproc] = evaluate(load_model(teacher.checkpoint), test)["acc"]
             runs[nproc] = teacher.run_id
 

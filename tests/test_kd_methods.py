@@ -26,6 +26,7 @@ from kdcore.distill import (
 from kdcore.distill.hooks import FeatureTap
 from kdcore.distill.layers import default_embedding, default_stages, stages_of
 from kdcore.models import build_model, count_parameters
+from kdcore.soft_targets import SoftTargets
 from kdcore.train import TrainSettings, fit
 
 G = torch.Generator().manual_seed(0)
@@ -399,7 +400,9 @@ def test_connectors_train_with_the_student_but_are_not_part_of_it():
     fresh_keys, size = set(student.state_dict()), count_parameters(student)
     teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
     d = FitNets(layers=LayerChoice())
-    history = fit(student, train, val, TrainSettings(epochs=2, batch_size=32), d, None, teacher=teacher)
+    history = fit(
+        student, train, val, TrainSettings(epochs=2, batch_size=32), d, soft_targets=SoftTargets(teacher=teacher)
+    )
     assert {"train/ce", "train/hint", "train/loss"} <= set(history[-1])
     conv = d.regressor[0]
     assert conv.weight.shape == (64, 32, 1, 1) and conv.weight.grad is not None  # optimised with the student
@@ -422,13 +425,12 @@ def test_feature_methods_run_the_teacher_once_per_augmented_step():
         digits_like(32, seed=1),
         TrainSettings(epochs=2, batch_size=32),
         FitNets(layers=LayerChoice()),
-        None,
         view=view,
-        teacher=teacher,
+        soft_targets=SoftTargets(teacher=teacher),
     )
     assert calls == [2] + [32] * 6, calls  # attach's 2-sample shape probe, then 96 / 32 steps x 2 epochs
 
 
 def test_feature_method_without_teacher_fails_before_training():
-    with pytest.raises(ValueError, match="SP reads the teacher's features: pass teacher= to fit"):
-        fit(build_model("mlp", (1, 8, 8), 4), digits_like(), digits_like(), TrainSettings(epochs=1), SP(), None)
+    with pytest.raises(ValueError, match="SP reads the teacher's features: the teacher model is needed"):
+        fit(build_model("mlp", (1, 8, 8), 4), digits_like(), digits_like(), TrainSettings(epochs=1), SP())

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from mlflow.tracking import MlflowClient
 
-from kdcore.data import InputView, Split
+from kdcore.data import DataBundle, InputView, Split
 from kdcore.distill import LabelsOnly
 from kdcore.evaluate import predict_logits
 from kdcore.teacher_views import TeacherViews
@@ -17,7 +17,6 @@ from pipelines.checkpoint import load_model
 from pipelines.config import load_config
 from pipelines.refit import final_bundle, final_targets, validation_outputs_path
 from pipelines.results import TuneResult
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.teacher_targets import teacher_targets
 from pipelines.tracking import setup_experiment
 from pipelines.tuning import defaults
@@ -83,7 +82,7 @@ def kd_result(cfg) -> TuneResult:
 
 def test_final_models_train_on_train_and_validation(pipeline):
     cfg, data, teacher, pid = pipeline
-    bundle = load_bundle(data.path)
+    bundle = DataBundle.load(data.path)
     logits = stages.compute_teacher_logits(cfg, data, teacher)
     baseline = stages.train_baseline(cfg, data, pid)
     student = stages.distill_final(cfg, data, logits, kd_result(cfg), pid, teacher)
@@ -119,7 +118,7 @@ def test_refit_with_cached_views_extends_them_to_the_validation_samples(pipeline
     )
     data = stages.prepare_data(cfg)
     views = stages.compute_teacher_logits(cfg, data, teacher)
-    bundle = load_bundle(data.path)
+    bundle = DataBundle.load(data.path)
     targets = final_targets(cfg, bundle, teacher_targets(bundle, teacher.checkpoint, views), teacher.checkpoint)
     assert len(targets.views) == len(bundle.train) + len(bundle.val) and targets.views.k == 2
     student = stages.distill_final(cfg, data, views, kd_result(cfg), pid, teacher)
@@ -143,5 +142,5 @@ def test_without_refit_the_final_models_keep_their_validation_curve(pipeline):
     cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"refit": "train"})})
     baseline = stages.train_baseline(cfg, data, pid)
     run = MlflowClient().get_run(baseline.run_id)
-    assert run.data.params["fit.samples"] == str(len(load_bundle(data.path).train))
+    assert run.data.params["fit.samples"] == str(len(DataBundle.load(data.path).train))
     assert baseline.val_acc is not None and "val/acc" in run.data.metrics

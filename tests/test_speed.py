@@ -21,6 +21,7 @@ from kdcore.data.view import InputView
 from kdcore.distill import LabelsOnly, build_distiller
 from kdcore.evaluate import predict_logits
 from kdcore.models import build_model
+from kdcore.soft_targets import SoftTargets
 from kdcore.speed import ForwardMode, forward_mode
 from kdcore.train import TrainSettings, fit
 
@@ -84,10 +85,10 @@ def test_bf16_kd_with_cached_teacher_logits_and_a_feature_method():
     logits = predict_logits(teacher, train.x, transform=VIEW.normalise, mode=ForwardMode(torch.bfloat16))
     assert logits.dtype == torch.float32
     bf16 = TrainSettings(epochs=2, batch_size=32, lr=3e-3, precision="bf16")
-    for method, kwargs in (("kd", {"teacher_logits": logits}), ("fitnets", {"teacher": teacher})):
+    for method, targets in (("kd", SoftTargets(logits=logits)), ("fitnets", SoftTargets(teacher=teacher))):
         torch.manual_seed(1)
         student = build_model("cnn_small", (1, 8, 8), 4, width=8)
-        history = fit(student, train, val, bf16, build_distiller(method), view=VIEW, **kwargs)
+        history = fit(student, train, val, bf16, build_distiller(method), view=VIEW, soft_targets=targets)
         assert all(math.isfinite(v) for epoch in history for v in epoch.values()), method
 
 
@@ -165,7 +166,7 @@ def test_compile_keeps_the_feature_hooks_of_feature_methods():
             TrainSettings(epochs=2, batch_size=32, compile=compile),
             build_distiller("fitnets"),
             view=VIEW,
-            teacher=teacher,
+            soft_targets=SoftTargets(teacher=teacher),
         )
 
     eager, compiled = run(False), run(True)
@@ -202,11 +203,11 @@ def fit_on_cuda(method: str, train: Split, val: Split, teacher, logits, **settin
     name = method.removesuffix("_augmented")
     distiller = LabelsOnly() if name == "labels" else build_distiller(name, **({"nce_k": 64} if name == "crd" else {}))
     if name == "labels":
-        source = {}
+        source = SoftTargets()
     elif distiller.needs_features or method.endswith("_augmented"):
-        source = {"teacher": teacher}
+        source = SoftTargets(teacher=teacher)
     else:
-        source = {"teacher_logits": logits}
+        source = SoftTargets(logits=logits)
     view = AUGMENTED if method.endswith("_augmented") else VIEW
     return fit(
         student,
@@ -215,7 +216,7 @@ def fit_on_cuda(method: str, train: Split, val: Split, teacher, logits, **settin
         TrainSettings(device="cuda", **{"epochs": 2, "batch_size": 32, "lr": 3e-3, **settings}),
         distiller,
         view=view,
-        **source,
+        soft_targets=source,
     )
 
 

@@ -11,13 +11,13 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from kdcore.data import DataBundle
 from kdcore.models import build_model
 from kdcore.teacher_views import TeacherViews
 from pipelines.checkpoint import load_model, save_model
 from pipelines.config import load_config
 from pipelines.results import TrainedModel
 from pipelines.stages import compute_teacher_logits, prepare_data
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.teacher_targets import teacher_targets
 
 
@@ -85,19 +85,21 @@ def test_soft_targets_come_from_the_source_the_data_and_k_call_for(tmp_path):
     plain = config(tmp_path, "data.augment=none", "distill.teacher_views=4")  # K ignored: nothing to replay
     data = prepare_data(plain)
     teacher = teacher_at(tmp_path / "teacher.pt", data)
-    targets = teacher_targets(load_bundle(data.path), teacher.checkpoint, compute_teacher_logits(plain, data, teacher))
+    targets = teacher_targets(
+        DataBundle.load(data.path), teacher.checkpoint, compute_teacher_logits(plain, data, teacher)
+    )
     assert targets.kind == "cached logits" and targets.logits.shape == (data.sizes["train"], data.num_classes)
 
     online = config(tmp_path, "data.augment=crop_flip")
     data = prepare_data(online)
     assert compute_teacher_logits(online, data, teacher) == ""
-    assert teacher_targets(load_bundle(data.path), teacher.checkpoint, "").kind == "online teacher"
+    assert teacher_targets(DataBundle.load(data.path), teacher.checkpoint, "").kind == "online teacher"
 
     cached = config(tmp_path, "data.augment=crop_flip", "distill.teacher_views=4")
     path = compute_teacher_logits(cached, data, teacher)
-    bundle = load_bundle(data.path)
+    bundle = DataBundle.load(data.path)
     targets = teacher_targets(bundle, teacher.checkpoint, path)
-    assert targets.kind == "cached views" and targets.model is None  # logit methods need no teacher at all
+    assert targets.kind == "cached views" and targets.teacher is None  # logit methods need no teacher at all
     views = targets.views
     assert views.k == 4 and len(views) == data.sizes["train"] and views.view == bundle.view
     model = load_model(teacher.checkpoint)
@@ -105,4 +107,4 @@ def test_soft_targets_come_from_the_source_the_data_and_k_call_for(tmp_path):
         assert torch.allclose(
             model(bundle.view.apply(bundle.train.x[:5], views.params[3, :5])), views.logits[3, :5], atol=1e-5
         )
-    assert teacher_targets(bundle, teacher.checkpoint, path, need_model=True).model is not None  # feature methods
+    assert teacher_targets(bundle, teacher.checkpoint, path, need_model=True).teacher is not None  # feature methods

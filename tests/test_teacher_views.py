@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from kdcore.data import InputView, Split
 from kdcore.distill import Distiller
+from kdcore.soft_targets import SoftTargets
 from kdcore.teacher_views import TeacherViews
 from kdcore.train import TrainSettings, fit
 
@@ -63,7 +64,7 @@ def test_fit_replays_exactly_the_cached_views_and_their_logits():
         TrainSettings(epochs=3, batch_size=8),
         recorder,
         view=VIEW,
-        teacher_views=views,
+        soft_targets=SoftTargets(views=views),
     )
     assert len(recorder.seen) == 6
     replayed: dict[int, set[int]] = {}
@@ -98,7 +99,13 @@ def test_fit_refuses_views_of_another_augmentation_or_split():
     other = InputView(mean=VIEW.mean, std=VIEW.std, scale=VIEW.scale, crop_padding=1, flip=True)
     with pytest.raises(ValueError, match="build them again"):
         fit(
-            student, Split(x, y), Split(x, y), TrainSettings(epochs=1), RecordBatches(), view=other, teacher_views=views
+            student,
+            Split(x, y),
+            Split(x, y),
+            TrainSettings(epochs=1),
+            RecordBatches(),
+            view=other,
+            soft_targets=SoftTargets(views=views),
         )
     with pytest.raises(ValueError, match="build them again"):
         fit(
@@ -108,5 +115,5 @@ def test_fit_refuses_views_of_another_augmentation_or_split():
             TrainSettings(epochs=1),
             RecordBatches(),
             view=VIEW,
-            teacher_views=views,
+            soft_targets=SoftTargets(views=views),
         )

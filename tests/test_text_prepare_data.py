@@ -1,7 +1,8 @@
 """prepare_data on a text file: cached by config and by the file's content, vocabulary kept in the bundle."""
 
+from kdcore.data import DataBundle
 from pipelines.config import load_config
-from pipelines.stages.prepare_data import load_bundle, prepare_data
+from pipelines.stages.prepare_data import prepare_data
 from tests.test_text_pipeline_e2e import write_reviews
 
 
@@ -15,7 +16,7 @@ def test_prepared_text_is_reused_until_the_file_changes(tmp_path):
     ]
     first = prepare_data(load_config("text_csv", overrides))
     assert prepare_data(load_config("text_csv", overrides)).path == first.path
-    bundle = load_bundle(first.path)
+    bundle = DataBundle.load(first.path)
     assert bundle.tokenizer["tokens"][:2] == ["<pad>", "<unk>"] and first.input_shape == [bundle.train.x.shape[1]]
     write_reviews(data, n=60)  # the user edits the file: it is read again
     second = prepare_data(load_config("text_csv", overrides))

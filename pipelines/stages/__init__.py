@@ -2,7 +2,7 @@
 
 from pipelines.stages.distill_final import distill_final
 from pipelines.stages.evaluate import evaluate_models
-from pipelines.stages.prepare_data import load_bundle, prepare_data
+from pipelines.stages.prepare_data import prepare_data
 from pipelines.stages.register import register_student
 from pipelines.stages.teacher_logits import compute_teacher_logits
 from pipelines.stages.train_baseline import train_baseline
@@ -13,7 +13,6 @@ __all__ = [
     "compute_teacher_logits",
     "distill_final",
     "evaluate_models",
-    "load_bundle",
     "prepare_data",
     "register_student",
     "train_baseline",

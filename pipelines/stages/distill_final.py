@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+from kdcore.data import DataBundle
 from pipelines.cache import cache_dir
 from pipelines.config import PipelineConfig
 from pipelines.methods import build_method, needs_teacher_model
 from pipelines.refit import final_bundle, final_targets
 from pipelines.results import PreparedData, TrainedModel, TuneResult
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.teacher_targets import teacher_targets
 from pipelines.training import settings_for, train_model
 
@@ -25,7 +25,7 @@ def distill_final(
     p = tuned.best_params
     settings = settings_for(cfg.student.train, cfg, lr=p["lr"], weight_decay=p["weight_decay"])
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"student-{parent_run_id}.pt"
-    bundle = load_bundle(data.path)
+    bundle = DataBundle.load(data.path)
     if teacher is None and needs_teacher_model(tuned.method):
         raise ValueError(f"distill_final: method {tuned.method} reads teacher features; pass the trained teacher")
     if teacher is None and bundle.view.augments and not logits_path:
@@ -43,15 +43,13 @@ def distill_final(
         cfg,
         final_bundle(cfg, bundle),
         build_method(cfg, tuned.method, p),
-        targets.logits,
         parent_run_id,
         checkpoint,
+        soft_targets=targets,
         extra_params={
             "data.digest": data.digest,
             "distill.soft_targets": targets.kind,
             "best.method": tuned.method,
             **{f"best.{k}": v for k, v in p.items()},
         },
-        teacher=targets.model,
-        teacher_views=targets.views,
     )

@@ -6,11 +6,11 @@ import logging
 
 import mlflow
 
+from kdcore.data import DataBundle
 from kdcore.evaluate import evaluate
 from pipelines.checkpoint import checkpoint_tokenizer, load_model
 from pipelines.config import PipelineConfig
 from pipelines.results import Evaluation, PreparedData, TrainedModel
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.tracking import stage_run
 
 log = logging.getLogger("kdflow")
@@ -45,7 +45,7 @@ def champion_accuracy(
 def evaluate_models(
     cfg: PipelineConfig, data: PreparedData, models: list[TrainedModel], parent_run_id: str
 ) -> Evaluation:
-    bundle = load_bundle(data.path)
+    bundle = DataBundle.load(data.path)
     test, normalise = bundle.test, bundle.view.normalise
     accs, params = {}, {}
     with stage_run("evaluation", parent_run_id) as run:

@@ -6,9 +6,8 @@ import hashlib
 import logging
 from pathlib import Path
 
-import torch
-
-from kdcore.data import DataBundle, DataError, load_dataset
+from kdcore.data import DataBundle, DataError
+from kdcore.datasets import load_dataset
 from pipelines.cache import cache_dir, cache_key
 from pipelines.checkpoint import read_spec, save_atomic
 from pipelines.config import PipelineConfig
@@ -23,7 +22,7 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
         cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
     )
     if path.exists():
-        bundle = load_bundle(str(path))
+        bundle = DataBundle.load(str(path))
         log.info("data: reusing prepared %s splits from %s", d.dataset, path)
     else:
         bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
@@ -58,10 +57,6 @@ def source_stamp(root: str | None) -> str | None:
         st = p.stat()
         h.update(f"{p.relative_to(top) if p != top else p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
-
-
-def load_bundle(path: str) -> DataBundle:
-    return DataBundle.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def check_teacher_fits(cfg: PipelineConfig, bundle: DataBundle) -> None:

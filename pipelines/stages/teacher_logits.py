@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from kdcore.data import DataBundle
 from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
 from kdcore.teacher_views import TeacherViews
@@ -20,7 +21,6 @@ from pipelines.cache import cache_dir, cache_key
 from pipelines.checkpoint import load_model, save_atomic, weights_digest
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.teacher_targets import cached_logits_valid
 
 log = logging.getLogger("kdflow")
@@ -45,7 +45,7 @@ def compute_teacher_logits(cfg: PipelineConfig, data: PreparedData, teacher: Tra
         if path is not None and path.exists():
             log.info("teacher %s: reusing %s", "views" if path == views_path else "logits", path)
             return str(path)
-    bundle = load_bundle(data.path)
+    bundle = DataBundle.load(data.path)
     started = time.perf_counter()
     if cached_logits_valid(bundle):
         if k:

@@ -3,12 +3,12 @@ final student: train, or train + validation under tune.refit=train+val)."""
 
 from __future__ import annotations
 
+from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from pipelines.cache import cache_dir
 from pipelines.config import PipelineConfig
 from pipelines.refit import final_bundle
 from pipelines.results import PreparedData, TrainedModel
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.training import settings_for, train_model
 
 
@@ -20,9 +20,8 @@ def train_baseline(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) 
         cfg.student,
         settings,
         cfg,
-        final_bundle(cfg, load_bundle(data.path)),
+        final_bundle(cfg, DataBundle.load(data.path)),
         LabelsOnly(),
-        None,
         parent_run_id,
         checkpoint,
         extra_params={"data.digest": data.digest},

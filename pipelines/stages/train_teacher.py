@@ -10,6 +10,7 @@ import time
 
 import mlflow
 
+from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from kdcore.evaluate import evaluate
 from kdcore.models import count_parameters
@@ -17,7 +18,6 @@ from pipelines.cache import cache_dir, cache_key
 from pipelines.checkpoint import load_model, read_spec
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
-from pipelines.stages.prepare_data import load_bundle
 from pipelines.tracking import loggable_params, redact, stage_run, tracking_uri
 from pipelines.training import settings_for, train_model
 
@@ -46,7 +46,7 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
 
         result = launch(cfg, data.path, parent_run_id, checkpoint, extra_params)
     else:
-        bundle = load_bundle(data.path)
+        bundle = DataBundle.load(data.path)
         settings = settings_for(cfg.teacher.train, cfg)
         result = train_model(
             "teacher",
@@ -55,7 +55,6 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
             cfg,
             bundle,
             LabelsOnly(),
-            None,
             parent_run_id,
             checkpoint,
             extra_params=extra_params,
@@ -69,7 +68,7 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
 def given_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -> TrainedModel:
     """teacher.checkpoint: no training; its fit to the data was checked in prepare_data, its val accuracy is logged."""
     started = time.perf_counter()
-    bundle = load_bundle(data.path)
+    bundle = DataBundle.load(data.path)
     spec = read_spec(cfg.teacher.checkpoint)
     model = load_model(cfg.teacher.checkpoint)
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"teacher-{parent_run_id}.pt"
