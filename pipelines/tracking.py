@@ -108,7 +108,8 @@ class EpochLogger:
                 errors.append(e)
         if errors:
             raise TrackingError(
-                f"{len(errors)} of {len(pending)} epochs' metrics were not logged to MLflow run {self.run_id}: {errors[0]}"
+                f"{len(errors)} of {len(pending)} epochs' metrics were not logged to MLflow run {self.run_id}: "
+                f"{errors[0]}"
             ) from errors[0]
 
     def __enter__(self) -> EpochLogger:
