@@ -25,7 +25,8 @@ _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret)=)[^&#
 
 
 def redact(uri: str | None) -> str | None:
-    """`postgresql://user:secret@host/db?password=x` -> `postgresql://***@host/db?password=***`: credentials never get logged."""
+    """`postgresql://user:secret@host/db?password=x` -> `postgresql://***@host/db?password=***`:
+    credentials never get logged."""
     return None if uri is None else _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("***@", uri))
 
 
