@@ -167,7 +167,8 @@ def run_row(label: str, spec: dict, bundle, train_size: int, val_size: int, epoc
         f"  median samples/s: ours {med['ours']:,.0f}, dataloader {med['dataloader']:,.0f}, index {med['index']:,.0f}"
     )
     print(
-        f"  ours / dataloader {ratios['dataloader']:.2f}x, ours / index {ratios['index']:.2f}x (median of per-repetition ratios)"
+        f"  ours / dataloader {ratios['dataloader']:.2f}x, ours / index {ratios['index']:.2f}x "
+        "(median of per-repetition ratios)"
     )
     return {"ours": med["ours"], **ratios}
 
@@ -220,7 +221,8 @@ def main() -> None:
         ),
     }
     print(
-        f"\n| model | ours (samples/s) | ours / DataLoader loop | ours / index-shuffle loop |  ({a.device}, load average {os.getloadavg()[0]:.1f})"
+        "\n| model | ours (samples/s) | ours / DataLoader loop | ours / index-shuffle loop |  "
+        f"({a.device}, load average {os.getloadavg()[0]:.1f})"
     )
     print("|---|---|---|---|")
     for label, r in results.items():

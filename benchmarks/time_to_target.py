@@ -308,7 +308,8 @@ def main() -> None:
         a_time = a["marks"]["test accuracy"]
         print(show("A pipeline", a) + f"   [{up_a}]", flush=True)
         print(
-            f"   A final KD student test acc {a['acc']:.4f} (teacher {a['teacher_acc']:.4f}, baseline {a['baseline_acc']:.4f}), "
+            f"   A final KD student test acc {a['acc']:.4f} (teacher {a['teacher_acc']:.4f}, "
+            f"baseline {a['baseline_acc']:.4f}), "
             f"trials {a['trials']}, best {a['best']}",
             flush=True,
         )
@@ -351,8 +352,8 @@ def main() -> None:
         )
         pb = project(b["marks"], cfg, full, {"teacher": "teacher", "tuning": "tuning", "final student": "student"})
         print(
-            f"projected for the preset's own budget (phases scaled by epochs, no pruning): B ~{pb:.0f} s / A ~{pa:.0f} s "
-            f"= ~{pb / pa:.1f}"
+            "projected for the preset's own budget (phases scaled by epochs, no pruning): "
+            f"B ~{pb:.0f} s / A ~{pa:.0f} s = ~{pb / pa:.1f}"
         )
 
 
