@@ -44,7 +44,8 @@ def online_teacher(bundle, teacher_checkpoint, logits_path, need_model=False) ->
 
 
 def run_arm(arm: str, cfg, data, teacher, parent_id: str) -> tuple[float, float, float]:
-    """(wall seconds, of which building the logits cache, best val acc) of one arm; the cached arm builds the cache from scratch."""
+    """(wall seconds, of which building the logits cache, best val acc) of one arm; the cached arm builds the
+    cache from scratch."""
     started = time.perf_counter()
     if arm == "cached":
         logits_path = compute_teacher_logits(cfg, data, teacher)

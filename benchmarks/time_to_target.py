@@ -1,4 +1,5 @@
-"""Time to target: the pipeline vs a tutorial-style KD pipeline, wall time until a student reaches the target (issue 8, benchmark 7).
+"""Time to target: the pipeline vs a tutorial-style KD pipeline, wall time until a student reaches the target
+(issue 8, benchmark 7).
 
     nice python benchmarks/time_to_target.py                               # the fashion_mnist preset's budget
     nice python benchmarks/time_to_target.py --set teacher.train.epochs=1 --set student.train.epochs=5 \
@@ -237,7 +238,8 @@ def naive_arm(cfg: PipelineConfig, cap_seconds: float) -> dict:
 
         torch.manual_seed(cfg.runtime.seed)
         student = build_model(cfg.student.arch, (1, 28, 28), 10, **cfg.student.options())
-        # the same data as the pipeline's final student: train, or train + val under tune.refit (its val/acc log is then moot)
+        # the same data as the pipeline's final student: train, or train + val under tune.refit
+        # (its val/acc log is then moot)
         final_loader = DataLoader(full, batch_size=128, shuffle=True) if refits(cfg) else train_loader
         naive_train(
             student,
@@ -358,7 +360,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="fashion_mnist")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--target", type=float, default=0.895, help="test accuracy the final student must reach")
