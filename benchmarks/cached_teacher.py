@@ -45,7 +45,8 @@ def online_teacher(bundle, teacher_checkpoint, logits_path, need_model=False) ->
 
 
 def run_arm(arm: str, cfg, data, teacher, parent_id: str) -> tuple[float, float, float]:
-    """(wall seconds, of which building the logits cache, best val acc) of one arm; the cached arm builds the cache from scratch."""
+    """(wall seconds, of which building the logits cache, best val acc) of one arm; the cached arm builds the
+    cache from scratch."""
     started = time.perf_counter()
     if arm == "cached":
         logits_path = compute_teacher_logits(cfg, data, teacher)
@@ -96,9 +97,10 @@ def main() -> None:
             data = prepare_data(cfg)
             teacher = train_teacher(cfg, data, parent.info.run_id)
             print(
-                f"fashion_mnist preset: {data.sizes} images, teacher {teacher.arch} trained {a.teacher_epochs} epoch(s) "
-                f"in {teacher.seconds:.0f} s (val acc {teacher.val_acc:.3f}); {a.trials} trials x {a.epochs} epochs, "
-                f"tune.pruner=none, device {a.device}, {torch.get_num_threads()} torch thread(s), os.cpu_count()={os.cpu_count()}"
+                f"fashion_mnist preset: {data.sizes} images, teacher {teacher.arch} "
+                f"trained {a.teacher_epochs} epoch(s) in {teacher.seconds:.0f} s (val acc {teacher.val_acc:.3f}); "
+                f"{a.trials} trials x {a.epochs} epochs, tune.pruner=none, device {a.device}, "
+                f"{torch.get_num_threads()} torch thread(s), os.cpu_count()={os.cpu_count()}"
             )
             times: dict[str, list[float]] = {"cached": [], "recompute": []}
             for rep in range(1, a.repeats + 1):
@@ -118,8 +120,8 @@ def main() -> None:
         f"recompute {statistics.median(times['recompute']):.1f} s"
     )
     print(
-        f"ratio recompute / cached: {statistics.median(ratios):.1f}x (per repetition: {', '.join(f'{r:.1f}' for r in ratios)}; "
-        f"load average {os.getloadavg()[0]:.1f})"
+        f"ratio recompute / cached: {statistics.median(ratios):.1f}x (per repetition: "
+        f"{', '.join(f'{r:.1f}' for r in ratios)}; load average {os.getloadavg()[0]:.1f})"
     )
 
 

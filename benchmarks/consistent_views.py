@@ -62,15 +62,16 @@ def main() -> None:
     student_size = count_parameters(build_model("cnn_small", shape, 10, width=16))
     print(
         f"Fashion-MNIST: {len(train)} train (stratified subsample) / {len(test)} test images, 28x28, "
-        f"augmentation random crop (padding {view.crop_padding}) + flip; device {a.device}, torch threads {torch.get_num_threads()}"
+        f"augmentation random crop (padding {view.crop_padding}) + flip; device {a.device}, "
+        f"torch threads {torch.get_num_threads()}"
     )
     print(
         f"teacher cnn_medium(16): {count_parameters(teacher):,} parameters, {a.teacher_epochs} epochs, "
         f"test acc {evaluate(teacher, test, transform=view.normalise)['acc']:.2%}"
     )
     print(
-        f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs, KD T=4 alpha=0.9, AdamW lr 3e-3 one-cycle, "
-        f"batch 64; cache K={a.views} views per sample; seeds 0..{a.seeds - 1}"
+        f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs, KD T=4 alpha=0.9, "
+        f"AdamW lr 3e-3 one-cycle, batch 64; cache K={a.views} views per sample; seeds 0..{a.seeds - 1}"
     )
 
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
@@ -108,7 +109,8 @@ def main() -> None:
     online = {k: statistics.mean(r[k] for r in results["online teacher"]) for k in ("wall", "cpu")}
     print()
     print(
-        f"| soft targets | test accuracy (mean ± std, {a.seeds} seeds) | wall s per run | wall vs online | CPU vs online |"
+        f"| soft targets | test accuracy (mean ± std, {a.seeds} seeds) | wall s per run | "
+        "wall vs online | CPU vs online |"
     )
     print("|---|---|---|---|---|")
     for arm, rows in results.items():
@@ -116,14 +118,16 @@ def main() -> None:
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         wall, cpu = statistics.mean(r["wall"] for r in rows), statistics.mean(r["cpu"] for r in rows)
         print(
-            f"| {arm} | {statistics.mean(accs):.2f} ± {std:.2f} % | {wall:.1f} | {wall / online['wall']:.2f}x | {cpu / online['cpu']:.2f}x |"
+            f"| {arm} | {statistics.mean(accs):.2f} ± {std:.2f} % | {wall:.1f} | {wall / online['wall']:.2f}x | "
+            f"{cpu / online['cpu']:.2f}x |"
         )
     cached = results["cached views"]
     build = statistics.mean(r["build"] for r in cached)
     replay = statistics.mean(r["wall"] - r["build"] for r in cached)
     print(
-        f"cache build: {build:.1f} wall s for {a.views} views x {len(train)} samples; a later run or trial sharing the cache "
-        f"trains in {replay:.1f} wall s = {replay / online['wall']:.2f}x the online teacher's time"
+        f"cache build: {build:.1f} wall s for {a.views} views x {len(train)} samples; "
+        f"a later run or trial sharing the cache trains in {replay:.1f} wall s = "
+        f"{replay / online['wall']:.2f}x the online teacher's time"
     )
 
 

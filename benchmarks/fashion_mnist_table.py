@@ -103,7 +103,10 @@ def main() -> None:
         "",
         "| student | model | parameters | test accuracy |",
         "|---|---|---|---|",
-        f"| (teacher, trained once) | {t['arch']['teacher']} | {t['params']['teacher']:,} | {100 * t['acc']['teacher']:.2f} % |",
+        (
+            f"| (teacher, trained once) | {t['arch']['teacher']} | {t['params']['teacher']:,} | "
+            f"{100 * t['acc']['teacher']:.2f} % |"
+        ),
     ]
     for label, runs in rows.items():
         for role, name in (("baseline", "labels only"), ("student", "KD, tuned")):

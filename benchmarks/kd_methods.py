@@ -101,7 +101,8 @@ def main() -> None:
         f"test acc {evaluate(teacher, test)['acc']:.2%}"
     )
     print(
-        f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs per method, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}, "
+        f"student cnn_small(16): {student_size:,} parameters, {a.epochs} epochs per method, "
+        f"seeds {a.first_seed}..{a.first_seed + a.seeds - 1}, "
         f"AdamW lr 3e-3 one-cycle, batch 64; published default weights; CRD nce_k={a.crd_k}"
     )
 
@@ -137,7 +138,8 @@ def main() -> None:
     base_wall = statistics.mean(r[2] for r in results["labels-only"])
     print()
     print(
-        f"| method | test accuracy (mean ± std, {a.seeds} seeds) | CPU time per epoch vs labels-only | wall time per epoch vs labels-only |"
+        f"| method | test accuracy (mean ± std, {a.seeds} seeds) | CPU time per epoch vs labels-only | "
+        "wall time per epoch vs labels-only |"
     )
     print("|---|---|---|---|")
     for method, rows in results.items():

@@ -83,7 +83,8 @@ def main() -> None:
         acc = 100 * np.array([s["avg_acc"] for s in scores])
         fgt = 100 * np.array([s["forgetting"] for s in scores])
         lines.append(
-            f"| {name} | {acc.mean():.2f} ± {acc.std():.2f} | {fgt.mean():.2f} ± {fgt.std():.2f} | {np.mean(seconds):.0f} |"
+            f"| {name} | {acc.mean():.2f} ± {acc.std():.2f} | {fgt.mean():.2f} ± {fgt.std():.2f} | "
+            f"{np.mean(seconds):.0f} |"
         )
     print("\n".join(lines))
 

@@ -1,14 +1,17 @@
-"""Our training loop (`kdcore.train.fit`) vs plain PyTorch loops: training throughput on the same model, data and epochs.
+"""Our training loop (`kdcore.train.fit`) vs plain PyTorch loops:
+training throughput on the same model, data and epochs.
 
     nice python benchmarks/loop_vs_plain.py                 # 3-6 minutes on a busy 2-core box
     python benchmarks/loop_vs_plain.py --device cuda --threads 4 --repeats 5
 
 Three arms train the same freshly seeded model with the same AdamW, one-cycle schedule, batch size and
 epochs, and score the validation split after every epoch (as `fit` does):
-  ours        `fit(model, train, val, TrainSettings(...), LabelsOnly(), view=bundle.view)`: uint8 pixels, normalised once per fit
-              (per batch when augmented or larger than 1 GiB as float)
-  dataloader  what most PyTorch users write: pixels normalised once to float tensors in a TensorDataset, DataLoader(shuffle=True)
-  index       the best plain loop: pixels normalised once to float tensors on the device, a random permutation sliced into batches
+  ours        `fit(model, train, val, TrainSettings(...), LabelsOnly(), view=bundle.view)`: uint8 pixels,
+              normalised once per fit (per batch when augmented or larger than 1 GiB as float)
+  dataloader  what most PyTorch users write: pixels normalised once to float tensors in a TensorDataset,
+              DataLoader(shuffle=True)
+  index       the best plain loop: pixels normalised once to float tensors on the device, a random permutation
+              sliced into batches
 Arms run interleaved (ours, dataloader, index, ours, ...) so load drift on a shared machine hits all of them;
 each prints samples/s per repetition and the median ratios ours/plain. Imports only kdcore (torch, numpy).
 """
@@ -168,13 +171,14 @@ def run_row(label: str, spec: dict, bundle, train_size: int, val_size: int, epoc
         f"  median samples/s: ours {med['ours']:,.0f}, dataloader {med['dataloader']:,.0f}, index {med['index']:,.0f}"
     )
     print(
-        f"  ours / dataloader {ratios['dataloader']:.2f}x, ours / index {ratios['index']:.2f}x (median of per-repetition ratios)"
+        f"  ours / dataloader {ratios['dataloader']:.2f}x, ours / index {ratios['index']:.2f}x "
+        "(median of per-repetition ratios)"
     )
     return {"ours": med["ours"], **ratios}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared box)")
@@ -221,7 +225,8 @@ def main() -> None:
         ),
     }
     print(
-        f"\n| model | ours (samples/s) | ours / DataLoader loop | ours / index-shuffle loop |  ({a.device}, load average {os.getloadavg()[0]:.1f})"
+        "\n| model | ours (samples/s) | ours / DataLoader loop | ours / index-shuffle loop |  "
+        f"({a.device}, load average {os.getloadavg()[0]:.1f})"
     )
     print("|---|---|---|---|")
     for label, r in results.items():

@@ -260,8 +260,9 @@ def main(args) -> None:
         tmp = Path(name)
         probe = prefect_probe(tmp, args)
         print(
-            f"prefect probe: import {probe['import']:.1f} s, temporary server start + first flow {probe['first_flow']:.1f} s, "
-            f"later flow run {probe['flow']:.2f} s, per no-op task {probe['per_task']:.3f} s   [{probe['uptime']}]",
+            f"prefect probe: import {probe['import']:.1f} s, "
+            f"temporary server start + first flow {probe['first_flow']:.1f} s, later flow run {probe['flow']:.2f} s, "
+            f"per no-op task {probe['per_task']:.3f} s   [{probe['uptime']}]",
             flush=True,
         )
         arms = {"A": arm_kdflow, "B": arm_plain}
@@ -297,8 +298,9 @@ def main(args) -> None:
     b_bare = b["wall"] - b["mlflow_seconds"]
     print(f"ratio A/(B without its MLflow time): {a['wall'] / b_bare:.3f}  ({a['wall']:.1f} s / {b_bare:.1f} s)")
     print(
-        f"A's overhead {a['wall'] - b['wall']:.1f} s = outside the stages {fixed:.1f} s (CLI, Prefect import, server start-up, "
-        f"flow run, summary) + inside the stage timings {in_stages:.1f} s (task runs, artifacts, log shipping; "
+        f"A's overhead {a['wall'] - b['wall']:.1f} s = outside the stages {fixed:.1f} s "
+        "(CLI, Prefect import, server start-up, flow run, summary) "
+        f"+ inside the stage timings {in_stages:.1f} s (task runs, artifacts, log shipping; "
         f"noise from the load included)"
     )
     full_b = project_full(b["stages"], args.overrides) + b["wall"] - sum(b["stages"].values())
@@ -307,7 +309,8 @@ def main(args) -> None:
     as_measured = fixed + max(in_stages, 0.0)
     print(
         f"projected full preset: arm B ~{full_b:.0f} s (B's stage seconds scaled by epochs and trials, no pruning); "
-        f"ratio ~{(full_b + by_tasks) / full_b:.3f} with A's fixed overhead {fixed:.1f} s + {len(STAGES)} tasks x {per_task:.2f} s, "
+        f"ratio ~{(full_b + by_tasks) / full_b:.3f} with A's fixed overhead {fixed:.1f} s "
+        f"+ {len(STAGES)} tasks x {per_task:.2f} s, "
         f"~{(full_b + as_measured) / full_b:.3f} with the fixed overhead + the in-stage overhead measured here"
     )
 

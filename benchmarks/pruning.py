@@ -70,7 +70,8 @@ def main() -> None:
             logits = compute_teacher_logits(cfg, data, teacher)
             print(
                 f"{a.preset} preset: {data.sizes} images, teacher {teacher.arch} {a.teacher_epochs} epoch(s) (val acc "
-                f"{teacher.val_acc:.3f}), student {cfg.student.arch}; {a.trials} trials x {a.epochs} epochs, TPE seed 0; "
+                f"{teacher.val_acc:.3f}), student {cfg.student.arch}; "
+                f"{a.trials} trials x {a.epochs} epochs, TPE seed 0; "
                 f"device {a.device}, {torch.get_num_threads()} torch thread(s), os.cpu_count()={os.cpu_count()}"
             )
             times: dict[str, list[float]] = {k: [] for k in PRUNERS}
@@ -89,7 +90,8 @@ def main() -> None:
                     epochs = sum(len(t.intermediate_values) for t in trials)
                     epochs_trained[pruner].append(epochs)
                     print(
-                        f"  rep {rep} {pruner:<9} {times[pruner][-1]:6.1f} s  {result.complete} complete, {result.pruned} pruned, "
+                        f"  rep {rep} {pruner:<9} {times[pruner][-1]:6.1f} s  {result.complete} complete, "
+                        f"{result.pruned} pruned, "
                         f"{epochs}/{a.trials * a.epochs} epochs trained  best val acc {result.best_value:.4f}  "
                         f"load average {os.getloadavg()[0]:.1f}",
                         flush=True,

@@ -1,4 +1,5 @@
-"""Time to target: the pipeline vs a tutorial-style KD pipeline, wall time until a student reaches the target (issue 8, benchmark 7).
+"""Time to target: the pipeline vs a tutorial-style KD pipeline, wall time until a student reaches the target
+(issue 8, benchmark 7).
 
     nice python benchmarks/time_to_target.py                               # the fashion_mnist preset's budget
     nice python benchmarks/time_to_target.py --set teacher.train.epochs=1 --set student.train.epochs=5 \
@@ -237,7 +238,8 @@ def naive_arm(cfg: PipelineConfig, cap_seconds: float) -> dict:
 
         torch.manual_seed(cfg.runtime.seed)
         student = build_model(cfg.student.arch, (1, 28, 28), 10, **cfg.student.options())
-        # the same data as the pipeline's final student: train, or train + val under tune.refit (its val/acc log is then moot)
+        # the same data as the pipeline's final student: train, or train + val under tune.refit
+        # (its val/acc log is then moot)
         final_loader = DataLoader(full, batch_size=128, shuffle=True) if refits(cfg) else train_loader
         naive_train(
             student,
@@ -308,7 +310,8 @@ def main() -> None:
         a_time = a["marks"]["test accuracy"]
         print(show("A pipeline", a) + f"   [{up_a}]", flush=True)
         print(
-            f"   A final KD student test acc {a['acc']:.4f} (teacher {a['teacher_acc']:.4f}, baseline {a['baseline_acc']:.4f}), "
+            f"   A final KD student test acc {a['acc']:.4f} (teacher {a['teacher_acc']:.4f}, "
+            f"baseline {a['baseline_acc']:.4f}), "
             f"trials {a['trials']}, best {a['best']}",
             flush=True,
         )
@@ -351,13 +354,13 @@ def main() -> None:
         )
         pb = project(b["marks"], cfg, full, {"teacher": "teacher", "tuning": "tuning", "final student": "student"})
         print(
-            f"projected for the preset's own budget (phases scaled by epochs, no pruning): B ~{pb:.0f} s / A ~{pa:.0f} s "
-            f"= ~{pb / pa:.1f}"
+            "projected for the preset's own budget (phases scaled by epochs, no pruning): "
+            f"B ~{pb:.0f} s / A ~{pa:.0f} s = ~{pb / pa:.1f}"
         )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="fashion_mnist")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--target", type=float, default=0.895, help="test accuracy the final student must reach")

@@ -75,12 +75,14 @@ def main() -> None:
                     rates[n].append(finished / span * 3600)
                     print(
                         f"rep {rep} {n} worker(s): {finished} trials; stage wall {seconds:.1f} s (with start-up); "
-                        f"trials running for {span:.1f} s = {rates[n][-1]:.0f} trials/hour  load average {os.getloadavg()[0]:.1f}",
+                        f"trials running for {span:.1f} s = {rates[n][-1]:.0f} trials/hour  "
+                        f"load average {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
     ratio = statistics.median(two / one for one, two in zip(rates[1], rates[2]))
     print(
-        f"median: 1 worker {statistics.median(rates[1]):.0f} trials/hour, 2 workers {statistics.median(rates[2]):.0f} trials/hour"
+        f"median: 1 worker {statistics.median(rates[1]):.0f} trials/hour, "
+        f"2 workers {statistics.median(rates[2]):.0f} trials/hour"
     )
     print(
         f"ratio 2 workers / 1 worker: {ratio:.2f}x (median of {args.repeats} interleaved pairs; "

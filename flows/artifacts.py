@@ -30,13 +30,17 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
     ]
     for role, m in summary["models"].items():
         lines.append(
-            f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | {run_link(tracking_uri, exp, m['mlflow_run_id'])} |"
+            f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | "
+            f"{run_link(tracking_uri, exp, m['mlflow_run_id'])} |"
         )
     t = summary["trials"]
     best_val = "n/a" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
     lines += [
         "",
-        f"**Best hyper-parameters** (validation accuracy {best_val}; {t['complete']} complete, {t['pruned']} pruned of {t['requested']} trials):",
+        (
+            f"**Best hyper-parameters** (validation accuracy {best_val}; {t['complete']} complete, "
+            f"{t['pruned']} pruned of {t['requested']} trials):"
+        ),
         "",
         "| parameter | value |",
         "|---|---:|",

@@ -76,7 +76,8 @@ class TeacherViews:
         return torch.randint(0, self.k, (len(self),), generator=generator, device=generator.device)
 
     def replay(self, x: torch.Tensor, index: torch.Tensor, choice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The student's inputs for stored images `x[index]` under this epoch's `choice`, and the teacher's logits on them."""
+        """The student's inputs for stored images `x[index]` under this epoch's `choice`, and the teacher's
+        logits on them."""
         k = choice[index]
         return self.view.apply(x[index], self.params[k, index]), self.logits[k, index]
 

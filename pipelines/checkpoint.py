@@ -52,7 +52,8 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to retrain") from None
     if not isinstance(blob, dict) or not {"spec", "state_dict"} <= set(blob):
         raise ValueError(
-            f"{path} is not a kdflow checkpoint (no spec and state_dict); save models with pipelines.checkpoint.save_model"
+            f"{path} is not a kdflow checkpoint (no spec and state_dict); "
+            "save models with pipelines.checkpoint.save_model"
         )
     return blob
 

@@ -59,7 +59,10 @@ class DataConfig(Section):
     )
     root: str | None = Field(
         None,
-        description="Folder holding the dataset files (not needed for digits); torchvision datasets are downloaded here when absent and the network allows.",
+        description=(
+            "Folder holding the dataset files (not needed for digits); torchvision datasets are downloaded here when "
+            "absent and the network allows."
+        ),
     )
     val_fraction: float = Field(
         0.15,
@@ -78,27 +81,39 @@ class DataConfig(Section):
         None,
         ge=4,
         le=1024,
-        description="imagefolder: images are resized and centre-cropped to this side in pixels (default 32; 224 for ImageNet models).",
+        description=(
+            "imagefolder: images are resized and centre-cropped to this side in pixels (default 32; "
+            "224 for ImageNet models)."
+        ),
     )
     channels: Literal[1, 3] = Field(3, description="imagefolder: 1 reads images as grey, 3 as RGB.")
     mean: list[float] | None = Field(
         None,
-        description="Per-channel mean on the [0, 1] scale, e.g. [0.485, 0.456, 0.406] (default: training-split statistics).",
+        description=(
+            "Per-channel mean on the [0, 1] scale, e.g. [0.485, 0.456, 0.406] (default: training-split statistics)."
+        ),
     )
     std: list[float] | None = Field(
         None, description="Per-channel standard deviation on the [0, 1] scale (default: training-split statistics)."
     )
     augment: Literal["auto", "none", "crop_flip"] = Field(
         "auto",
-        description="Training augmentation: auto = random crop with padding + horizontal flip for CIFAR, none otherwise.",
+        description=(
+            "Training augmentation: auto = random crop with padding + horizontal flip for CIFAR, none otherwise."
+        ),
     )
     strict: bool = Field(
         False,
-        description="A corrupt image or a bad text record (empty text, missing or unknown label, undecodable bytes) stops the run instead of being skipped with a warning.",
+        description=(
+            "A corrupt image or a bad text record (empty text, missing or unknown label, undecodable bytes) "
+            "stops the run instead of being skipped with a warning."
+        ),
     )
     download: bool = Field(
         True,
-        description="Download missing mnist / fashion_mnist / cifar files into data.root when the network is reachable.",
+        description=(
+            "Download missing mnist / fashion_mnist / cifar files into data.root when the network is reachable."
+        ),
     )
     limit_train: int | None = Field(
         None,
@@ -154,7 +169,9 @@ class TrainConfig(Section):
     optimizer: Literal["adam", "sgd"] = Field("adam", description="AdamW or SGD with Nesterov momentum.")
     schedule: Literal["onecycle", "step"] = Field(
         "onecycle",
-        description="Learning-rate schedule: one-cycle, or step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe).",
+        description=(
+            "Learning-rate schedule: one-cycle, or step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe)."
+        ),
     )
 
 
@@ -164,7 +181,10 @@ class ModelConfig(Section):
         None,
         ge=1,
         le=4096,
-        description="Base width: hidden units (mlp), first-stage channels (cnn_*, resnet*), widen factor (wrn_*); the model's default if empty.",
+        description=(
+            "Base width: hidden units (mlp), first-stage channels (cnn_*, resnet*), widen factor (wrn_*); "
+            "the model's default if empty."
+        ),
     )
     depth: int | None = Field(
         None,
@@ -277,11 +297,15 @@ class CRDConfig(Section):
 class LayersConfig(Section):
     teacher: list[str] = Field(
         default_factory=list,
-        description="Teacher modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).",
+        description=(
+            "Teacher modules whose outputs feature methods read, shallow to deep (empty: the model's default stages)."
+        ),
     )
     student: list[str] = Field(
         default_factory=list,
-        description="Student modules whose outputs feature methods read, shallow to deep (empty: the model's default stages).",
+        description=(
+            "Student modules whose outputs feature methods read, shallow to deep (empty: the model's default stages)."
+        ),
     )
     teacher_embedding: str | None = Field(
         None,
@@ -308,7 +332,9 @@ class DistributedConfig(Section):
 class TeacherConfig(ModelConfig):
     checkpoint: str | None = Field(
         None,
-        description="A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data.",
+        description=(
+            "A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data."
+        ),
     )
     distributed: DistributedConfig = Field(
         default_factory=DistributedConfig, description="Data-parallel teacher training."
@@ -327,7 +353,11 @@ class DistillConfig(Section):
         0,
         ge=0,
         le=1000,
-        description="Augmented data only: 0 = run the teacher online on each augmented batch; K > 0 = cache the teacher's outputs on K augmented views per training sample and replay exactly those views to the student (feature methods still run the teacher online for its features).",
+        description=(
+            "Augmented data only: 0 = run the teacher online on each augmented batch; "
+            "K > 0 = cache the teacher's outputs on K augmented views per training sample and replay exactly those "
+            "views to the student (feature methods still run the teacher online for its features)."
+        ),
     )
     dkd: DKDConfig = Field(default_factory=DKDConfig, description="Decoupled KD (Zhao et al. 2022).")
     dist: DISTConfig = Field(default_factory=DISTConfig, description="DIST (Huang et al. 2022).")
@@ -440,7 +470,10 @@ class TuneConfig(Section):
     )
     deployment: str | None = Field(
         None,
-        description="Prefect deployment of the tune-worker flow (e.g. tune-worker/kdflow) whose runs on a work pool are the workers; empty: local processes.",
+        description=(
+            "Prefect deployment of the tune-worker flow (e.g. tune-worker/kdflow) "
+            "whose runs on a work pool are the workers; empty: local processes."
+        ),
     )
     heartbeat_seconds: int = Field(
         10, ge=1, le=3600, description="How often a running trial tells the study it is alive."
@@ -458,7 +491,11 @@ class TuneConfig(Section):
     )
     refit: Literal["train", "train+val"] = Field(
         "train",
-        description="What the final models (labels-only baseline and tuned student) learn from once the search has chosen on validation: the train split, or train + validation, more data for both; their runs then log no val/* metrics. The teacher always trains on train.",
+        description=(
+            "What the final models (labels-only baseline and tuned student) learn from once the search has chosen on "
+            "validation: the train split, or train + validation, more data for both; "
+            "their runs then log no val/* metrics. The teacher always trains on train."
+        ),
     )
 
 
@@ -468,15 +505,24 @@ class RuntimeConfig(Section):
     )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="Arithmetic of the forward passes in training and validation: auto = bf16 autocast on CUDA GPUs that run it natively (Ampere and newer), float32 elsewhere; losses are always float32.",
+        description=(
+            "Arithmetic of the forward passes in training and validation: auto = bf16 autocast on CUDA GPUs that run "
+            "it natively (Ampere and newer), float32 elsewhere; losses are always float32."
+        ),
     )
     channels_last: Literal["auto"] | bool = Field(
         "auto",
-        description="Channels-last (NHWC) layout of image models and batches, faster convolutions on GPUs: auto = on for images on CUDA.",
+        description=(
+            "Channels-last (NHWC) layout of image models and batches, faster convolutions on GPUs: "
+            "auto = on for images on CUDA."
+        ),
     )
     compile: bool = Field(
         False,
-        description="torch.compile the model for training: compiling takes tens of seconds (minutes on a CPU), so it pays off only on long GPU runs.",
+        description=(
+            "torch.compile the model for training: compiling takes tens of seconds (minutes on a CPU), "
+            "so it pays off only on long GPU runs."
+        ),
     )
 
     @field_validator("channels_last", mode="before")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from enum import Enum
 from functools import cache
-from typing import Any, Optional, get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, create_model, model_validator
 from pydantic.fields import FieldInfo
@@ -47,7 +47,7 @@ def _optional_field(name: str, info: FieldInfo, annotation: Any) -> tuple[Any, F
     field.default, field.default_factory = None, None
     field.title = field.title or name.replace("_", " ").capitalize()
     field.description = field.description or SECTION_DESCRIPTIONS.get(name)
-    return Optional[annotation], field
+    return annotation | None, field
 
 
 @cache

@@ -25,7 +25,8 @@ _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret)=)[^&#
 
 
 def redact(uri: str | None) -> str | None:
-    """`postgresql://user:secret@host/db?password=x` -> `postgresql://***@host/db?password=***`: credentials never get logged."""
+    """`postgresql://user:secret@host/db?password=x` -> `postgresql://***@host/db?password=***`:
+    credentials never get logged."""
     return None if uri is None else _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("***@", uri))
 
 
@@ -108,7 +109,8 @@ class EpochLogger:
                 errors.append(e)
         if errors:
             raise TrackingError(
-                f"{len(errors)} of {len(pending)} epochs' metrics were not logged to MLflow run {self.run_id}: {errors[0]}"
+                f"{len(errors)} of {len(pending)} epochs' metrics were not logged to MLflow run {self.run_id}: "
+                f"{errors[0]}"
             ) from errors[0]
 
     def __enter__(self) -> EpochLogger:

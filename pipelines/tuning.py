@@ -46,7 +46,8 @@ def search(trial: optuna.Trial, cfg: PipelineConfig) -> tuple[str, dict[str, flo
 
 
 def defaults(cfg: PipelineConfig, method: str | None = None) -> dict[str, float]:
-    """The config's own values of the tuned parameters: the warm start of a new study and the choice when nothing is tuned."""
+    """The config's own values of the tuned parameters: the warm start of a new study and the choice when
+    nothing is tuned."""
     method = method or searched_methods(cfg)[0]
     values = method_values(cfg, method)
     return {
@@ -71,7 +72,8 @@ def warm_starts(cfg: PipelineConfig) -> list[dict[str, float | str]]:
 
 
 def fixed_values(cfg: PipelineConfig) -> dict:
-    """What the objective depends on but the search does not vary (e.g. crd.nce_k, layer choices): part of the study name."""
+    """What the objective depends on but the search does not vary (e.g. crd.nce_k, layer choices):
+    part of the study name."""
     out = {}
     for method in searched_methods(cfg):
         searched = method_space(cfg, method)

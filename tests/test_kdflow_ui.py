@@ -123,7 +123,6 @@ def test_ui_refuses_a_busy_port_in_one_line(tmp_path):
             timeout=120,
         )
     assert proc.returncode == 1
-    assert (
-        proc.stderr.strip()
-        == f"kdflow ui: port {port} on 127.0.0.1 is already in use (another Prefect server?); stop it or pick another port"
+    assert proc.stderr.strip() == (
+        f"kdflow ui: port {port} on 127.0.0.1 is already in use (another Prefect server?); stop it or pick another port"
     )

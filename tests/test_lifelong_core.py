@@ -105,7 +105,7 @@ def run_stream(strategy_name: str, data_seed: int = 0, **options):
     stream = blob_stream(data_seed)
     settings = LearnSettings(epochs=3, batch_size=10, lr=0.05, seed=0)
     rows = []
-    for i, (train, _) in enumerate(stream):
+    for train, _ in stream:
         learn_task(model, strategy, train, settings)
         rows.append(accuracy_row(model, [test for _, test in stream]))
     return np.array(rows)

@@ -267,7 +267,9 @@ def test_training_steps_never_wait_for_the_gpu(cuda_teacher, method):
     """
     train, val, teacher, logits = cuda_teacher
     fit_on_cuda(method, train, val, teacher, logits, batch_size=96)  # warm-up: one-time CUDA / cuDNN set-up
-    counts = [sync_warnings(lambda: fit_on_cuda(method, train, val, teacher, logits, batch_size=bs)) for bs in (96, 24)]
+    counts = [
+        sync_warnings(lambda bs=bs: fit_on_cuda(method, train, val, teacher, logits, batch_size=bs)) for bs in (96, 24)
+    ]
     added_steps = 2 * (-(-len(train) // 24) - -(-len(train) // 96))  # 2 epochs
     assert counts[1] - counts[0] < added_steps, (counts, added_steps)
 

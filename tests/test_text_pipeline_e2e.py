@@ -1,4 +1,5 @@
-"""End to end on text: `kdflow run --preset text_csv` on a CSV written here; the registered student scores raw strings."""
+"""End to end on text: `kdflow run --preset text_csv` on a CSV written here; the registered student scores
+raw strings."""
 
 import csv
 import random
@@ -86,6 +87,9 @@ def test_a_bad_record_stops_the_run_with_its_file_and_line(kdflow, tmp_path):
     assert proc.returncode == 1 and summary is None
     errors = [line for line in proc.stderr.splitlines() if line.startswith("kdflow:")]
     assert errors == [
-        f"kdflow: data error: {data}:7: empty text; fix or remove that record, or set data.strict=false to skip bad records"
+        (
+            f"kdflow: data error: {data}:7: empty text; fix or remove that record, "
+            "or set data.strict=false to skip bad records"
+        )
     ]
     assert not list((tmp_path / "mlruns" / "cache" / "data").glob("*.pt"))  # nothing half-prepared

@@ -65,7 +65,8 @@ def bundle_from_parts(
         std = std or tuple(max(float(v), 1e-6) for v in stats.std(1))
     if len(mean) != channels or len(std) != channels:
         raise DataError(
-            f"data.mean and data.std need {channels} values (one per channel) for {name}; got {len(mean)} and {len(std)}"
+            f"data.mean and data.std need {channels} values (one per channel) for {name}; "
+            f"got {len(mean)} and {len(std)}"
         )
     wants_augment = augment if req.augment == "auto" else req.augment == "crop_flip"
     side = splits["train"].x.shape[-1]

@@ -71,7 +71,8 @@ def read_tree(
         files = image_files(folder / name) if (folder / name).is_dir() else []
         if not files and folder / name in class_folders(folder):
             raise DataError(
-                f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder"
+                f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "add images or remove the folder"
             )
         for path in files:
             try:

@@ -1,4 +1,5 @@
-"""A reservoir replay buffer of inputs, labels and the logits the model gave them (Vitter 1985; DER, Buzzega et al. 2020)."""
+"""A reservoir replay buffer of inputs, labels and the logits the model gave them
+(Vitter 1985; DER, Buzzega et al. 2020)."""
 
 from __future__ import annotations
 

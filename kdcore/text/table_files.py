@@ -36,12 +36,14 @@ def read_csv(
         names = next(reader, None)
         if names is None:
             raise DataError(
-                f"{path} is empty; it needs a header row naming the {', '.join(map(repr, text_columns))} and {label_column!r} columns"
+                f"{path} is empty; it needs a header row naming the {', '.join(map(repr, text_columns))} and "
+                f"{label_column!r} columns"
             )
         for column in (*text_columns, label_column):
             if column not in names:
                 raise DataError(
-                    f"{path}: no column {column!r} in the header {names}; set data.text.text_column / data.text.label_column"
+                    f"{path}: no column {column!r} in the header {names}; "
+                    "set data.text.text_column / data.text.label_column"
                 )
         text_at, label_at = [names.index(c) for c in text_columns], names.index(label_column)
     else:

@@ -323,7 +323,10 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
                 matrix,
                 ids,
                 Path(tmp) / "accuracy_matrix.png",
-                f"{cfg.stream} / {cfg.strategy}: avg acc {scores['avg_acc']:.3f}, forgetting {scores['forgetting']:.3f}",
+                (
+                    f"{cfg.stream} / {cfg.strategy}: avg acc {scores['avg_acc']:.3f}, "
+                    f"forgetting {scores['forgetting']:.3f}"
+                ),
             )
             mlflow.log_artifact(str(Path(tmp) / "accuracy_matrix.png"), artifact_path="lifelong")
             info = log_served_model(state, tokenizer, tests[-1].x[:2], Path(tmp))

@@ -71,10 +71,12 @@ def check_teacher_fits(cfg: PipelineConfig, bundle: DataBundle) -> None:
     if spec["num_classes"] != bundle.num_classes:
         raise DataError(
             f"teacher.checkpoint={path} predicts {spec['num_classes']} classes but data.dataset="
-            f"{cfg.data.dataset} has {bundle.num_classes}; use a teacher trained on this dataset or drop teacher.checkpoint"
+            f"{cfg.data.dataset} has {bundle.num_classes}; "
+            "use a teacher trained on this dataset or drop teacher.checkpoint"
         )
     if tuple(spec["input_shape"]) != tuple(bundle.input_shape):
         raise DataError(
             f"teacher.checkpoint={path} takes inputs of shape {tuple(spec['input_shape'])} but data.dataset="
-            f"{cfg.data.dataset} gives {tuple(bundle.input_shape)}; match data.image_size/data.channels or drop teacher.checkpoint"
+            f"{cfg.data.dataset} gives {tuple(bundle.input_shape)}; "
+            "match data.image_size/data.channels or drop teacher.checkpoint"
         )

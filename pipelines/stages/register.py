@@ -32,7 +32,10 @@ def register_student(cfg: PipelineConfig, data: PreparedData, student: TrainedMo
     elif acc > ev.champion_test_acc:
         promote, reason = (
             True,
-            f"test/acc {acc:.4f} beats champion v{ev.champion_version} ({ev.champion_test_acc:.4f}) on the same test split",
+            (
+                f"test/acc {acc:.4f} beats champion v{ev.champion_version} ({ev.champion_test_acc:.4f}) "
+                "on the same test split"
+            ),
         )
     else:
         promote, reason = (

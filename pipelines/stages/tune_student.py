@@ -68,7 +68,8 @@ def tune_student(
     parent_run_id: str,
     launch: LaunchWorkers | None = None,
 ) -> TuneResult:
-    """`launch` starts tune.n_workers workers elsewhere (flows/ passes Prefect deployment runs); default: local processes."""
+    """`launch` starts tune.n_workers workers elsewhere (flows/ passes Prefect deployment runs);
+    default: local processes."""
     started = time.perf_counter()
     study_name = cfg.tune.study_name or default_study_name(cfg, data, teacher)
     if cfg.tune.n_trials == 0:

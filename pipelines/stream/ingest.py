@@ -107,7 +107,8 @@ def check_fits_stream(store: StreamStore, raw: RawBatch, scenario: str) -> dict:
         )
     if input_shape != settings["input_shape"]:
         raise BatchError(
-            f"inputs of shape {tuple(raw.x.shape[1:])} do not match stream {store.name!r} ({tuple(settings['input_shape'])}); convert them or use another stream"
+            f"inputs of shape {tuple(raw.x.shape[1:])} do not match stream {store.name!r} "
+            f"({tuple(settings['input_shape'])}); convert them or use another stream"
         )
     if settings["scenario"] != "class-il":
         unknown = [c for c in classes if c not in settings["classes"]]
