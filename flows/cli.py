@@ -64,7 +64,8 @@ def print_summary(summary: dict) -> None:
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
     console.print(
-        f"best method: {summary['best_method']}; hyper-parameters: {best}  (trials: {t['complete']} complete, {t['pruned']} pruned)"
+        f"best method: {summary['best_method']}; hyper-parameters: {best}  "
+        f"(trials: {t['complete']} complete, {t['pruned']} pruned)"
     )
     console.print(f"registered {ml['registered_model']} v{ml['version']}; champion: {summary['champion']['reason']}")
     console.print(

@@ -105,7 +105,8 @@ def run_ingest(args) -> int:
     )
     if r.duplicate:
         print(
-            f"duplicate: {args.path} has the same content as batch {r.batch_id} of stream {args.stream}; nothing ingested"
+            f"duplicate: {args.path} has the same content as batch {r.batch_id} of stream {args.stream}; "
+            "nothing ingested"
         )
         return 0
     print(
@@ -204,7 +205,8 @@ def print_result(r: dict) -> None:
     if r["metrics"]:
         m = r["metrics"]
         console.print(
-            f"average accuracy {m['avg_acc']:.2%}   backward transfer {m['bwt']:+.2%}   forgetting {m['forgetting']:.2%}"
+            f"average accuracy {m['avg_acc']:.2%}   backward transfer {m['bwt']:+.2%}   "
+            f"forgetting {m['forgetting']:.2%}"
         )
     console.print(f"{r['status']}: {r['reason']}")
 

@@ -75,7 +75,8 @@ def launch(
         proc = subprocess.run(cmd, env=env)
         if proc.returncode != 0 or not result.exists():
             raise RuntimeError(
-                f"torchrun teacher training with teacher.distributed.nproc={nproc} failed (exit {proc.returncode}); see its output above"
+                f"torchrun teacher training with teacher.distributed.nproc={nproc} failed "
+                f"(exit {proc.returncode}); see its output above"
             )
         return TrainedModel.model_validate_json(result.read_text())
 

@@ -94,7 +94,8 @@ def train_test_files(root: Path, suffix: str) -> tuple[Path, Path | None]:
     train, test = root / f"train{suffix}", root / f"test{suffix}"
     if not train.is_file():
         raise DataError(
-            f"data.root={root} is a folder without train{suffix}; point it at a {suffix} file or a folder with train{suffix} (and test{suffix})"
+            f"data.root={root} is a folder without train{suffix}; point it at a {suffix} file "
+            f"or a folder with train{suffix} (and test{suffix})"
         )
     return train, test if test.is_file() else None
 

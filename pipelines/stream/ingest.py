@@ -148,7 +148,9 @@ def remove_stale_staging(store: StreamStore) -> None:
 def read_batch(
     path: Path, fmt: str = "auto", columns: TextColumns = TextColumns(), known_labels: list[str] | None = None
 ) -> RawBatch:
-    """Every record of `path` checked; `known_labels` (a domain-il / more-data stream's classes) rejects other labels."""
+    """Every record of `path` checked, by the reader of its format.
+
+    `known_labels` (a domain-il / more-data stream's classes) rejects other labels."""
     if fmt not in FORMATS:
         raise BatchError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not path.exists():

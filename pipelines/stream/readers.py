@@ -94,7 +94,8 @@ def _as_names(labels, classes, n: int, source: Path) -> list[str]:
     classes = [str(c) for c in classes]
     if labels.min() < 0 or labels.max() >= len(classes):
         raise BatchError(
-            f"{source}: label {int(labels.max())} has no name in classes ({len(classes)} given); fix the labels or the classes list"
+            f"{source}: label {int(labels.max())} has no name in classes ({len(classes)} given); "
+            "fix the labels or the classes list"
         )
     return [classes[int(v)] for v in labels]
 
@@ -104,7 +105,8 @@ def read_tensor_file(path: Path) -> RawBatch:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise BatchError(
-            f"{path} cannot be read as a tensor file ({type(e).__name__}); save a dict with 'inputs' and 'labels' via torch.save"
+            f"{path} cannot be read as a tensor file ({type(e).__name__}); "
+            "save a dict with 'inputs' and 'labels' via torch.save"
         ) from None
     if not isinstance(blob, dict) or "inputs" not in blob or "labels" not in blob:
         raise BatchError(f"{path} must hold a dict with 'inputs' and 'labels' (and optionally 'classes')")

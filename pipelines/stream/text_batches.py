@@ -34,7 +34,8 @@ class IngestCheck(RecordCheck):
         if self.known is not None and into.labels[-1] not in self.known:
             raise BatchError(
                 f"{where}: label {into.labels[-1]!r} is not among the stream's classes {self.known} "
-                f"(its scenario keeps the same classes); relabel that record or ingest into a class-il stream ({NOTHING})"
+                "(its scenario keeps the same classes); relabel that record "
+                f"or ingest into a class-il stream ({NOTHING})"
             )
 
 
@@ -59,7 +60,8 @@ def require_csv_columns(path: Path, columns: TextColumns) -> None:
     header = next(csv.reader(io.StringIO(read_text_file(path), newline="")), None)
     if header is None:
         raise BatchError(
-            f"{path} is empty; it needs a header row naming the {columns.text!r} and {columns.label!r} columns ({NOTHING})"
+            f"{path} is empty; it needs a header row naming the {columns.text!r} and {columns.label!r} columns "
+            f"({NOTHING})"
         )
     for name, option in ((columns.text, "--text-column"), (columns.label, "--label-column")):
         if name not in header:
@@ -73,7 +75,8 @@ def read_text_folder(root: Path, check: IngestCheck) -> tuple[LabelledTexts, lis
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise BatchError(
-            f"{root} has no class subfolders; put each class's .txt files in a subfolder named after the class ({NOTHING})"
+            f"{root} has no class subfolders; put each class's .txt files in a subfolder named after the class "
+            f"({NOTHING})"
         )
     for d in class_dirs:
         for f in sorted(d.rglob("*")):
