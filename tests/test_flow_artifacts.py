@@ -5,7 +5,7 @@ import io
 from rich.console import Console
 
 from flows.artifacts import run_link, summary_markdown
-from flows.cli_progress import progress_bars, wants_bars
+from flows.cli.progress import progress_bars, wants_bars
 from pipelines.progress import report_epoch, report_trials
 
 SUMMARY = {

@@ -1,22 +1,17 @@
-"""The `kdflow` command line."""
+"""`kdflow run`: the distill-pipeline flow once, in the foreground, with a summary table."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-from pipelines.config import ConfigError, load_config, preset_names
+from pipelines.config import load_config, preset_names
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="kdflow", description="Knowledge-distillation pipelines on Prefect, MLflow and Optuna."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands) -> None:
     run = commands.add_parser("run", help="run the distill-pipeline flow once")
     run.add_argument("--preset", default="digits", help=f"preset name ({', '.join(preset_names())}) or a YAML file")
     run.add_argument(
@@ -28,26 +23,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override one config field, e.g. --set tune.n_trials=20 (repeatable)",
     )
     run.add_argument("--output", type=Path, help="also write the summary as JSON to this file")
-    from flows.cli_servers import add_server_commands
-    from flows.stream_cli import add_commands as add_stream_commands  # ingest, retrain, stream simulate
-
-    add_server_commands(commands)
-    add_stream_commands(commands)
-    return parser.parse_args(argv)
-
-
-def setup_logging(console=None) -> None:
-    if console is not None:  # log lines print above the progress bars instead of through them
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=console, show_path=False, show_level=False)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
-    log = logging.getLogger("kdflow")
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    run.set_defaults(handler=run_command)
 
 
 def print_summary(summary: dict) -> None:
@@ -75,9 +51,9 @@ def print_summary(summary: dict) -> None:
     console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_seconds"].items()))
 
 
-def run(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
-    from flows.cli_progress import progress_bars, wants_bars
+    from flows.cli.progress import progress_bars, wants_bars
     from pipelines.stores import move_credentials_to_env
 
     cfg, secrets = move_credentials_to_env(cfg)  # passwords stay out of flow parameters and MLflow params
@@ -93,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console(stderr=True)
+        from flows.cli.log import setup_logging
+
         setup_logging(console)
     try:
-        prepare_data(
-            cfg
-        )  # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
+        # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
+        prepare_data(cfg)
         with progress_bars(console):
             summary = distill_pipeline(preset=preset, config=cfg)
     except DataError as e:
@@ -108,25 +85,3 @@ def run(args: argparse.Namespace) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(summary, indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from an offline box
-    # The temporary server's 20 s default is too short on a busy machine (measured: 2 cores, load 15).
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    args = parse_args(argv)
-    setup_logging()
-    try:
-        if args.command in ("ingest", "retrain", "stream"):
-            from flows.stream_cli import run_stream_command
-
-            return run_stream_command(args)
-        handler = getattr(args, "handler", None) or {"run": run}[args.command]
-        return handler(args)
-    except ConfigError as e:
-        print(f"kdflow: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
