@@ -47,7 +47,7 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
 def progress(role: str, epochs: int):
     def report(epoch: int, metrics: dict[str, float]) -> None:
         val = f"  val/acc {metrics['val/acc']:.4f}" if "val/acc" in metrics else ""
-        log.info("%s: epoch %d/%d  train/loss %.4f%s", role, epoch, epochs, metrics["train/loss"], val)
+        log.debug("%s: epoch %d/%d  train/loss %.4f%s", role, epoch, epochs, metrics["train/loss"], val)  # -v
         report_epoch(role, epoch, epochs, metrics)
 
     return report
@@ -95,6 +95,10 @@ def train_model(
                 on_epoch=on_epoch,
                 view=bundle.view,
             )
+        val = f", val/acc {history[-1]['val/acc']:.4f}" if "val/acc" in history[-1] else ""
+        log.info(
+            "%s: %s trained %d epochs in %.1f s%s", role, spec.arch, len(history), time.perf_counter() - started, val
+        )
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside

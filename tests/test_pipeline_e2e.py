@@ -16,6 +16,9 @@ def test_kdflow_run_builds_the_run_tree_registry_and_study(kdflow, tmp_path):
     proc, summary = kdflow("run", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "teacher" in proc.stdout and "student" in proc.stdout  # the summary table
+    # piped: one line per stage and per trial, no epoch lines, no Optuna or MLflow INFO lines (-v shows them)
+    assert "epoch 1/" not in proc.stderr and "Trial 0 finished" not in proc.stderr
+    assert "teacher: cnn_medium trained 3 epochs" in proc.stderr and "tune: trial 2" in proc.stderr
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     ml = summary["mlflow"]

@@ -11,6 +11,7 @@ import importlib
 import os
 import pkgutil
 import sys
+from importlib.metadata import version
 
 from flows.cli import commands as command_modules
 from flows.cli.log import setup_logging
@@ -25,6 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="kdflow", description="Knowledge-distillation pipelines on Prefect, MLflow and Optuna."
     )
+    parser.add_argument("--version", action="version", version=f"kdflow {version('kdflow')}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name in command_names():
         importlib.import_module(f"{command_modules.__name__}.{name}").add_parser(commands)

@@ -6,7 +6,7 @@ import logging
 import sys
 
 
-def setup_logging(console=None) -> None:
+def setup_logging(console=None, level: int = logging.INFO) -> None:
     if console is not None:  # log lines print above the progress bars instead of through them
         from rich.logging import RichHandler
 
@@ -16,5 +16,5 @@ def setup_logging(console=None) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
     log = logging.getLogger("kdflow")
     log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
+    log.setLevel(level)
     log.propagate = False

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from pipelines.config import load_config, preset_names
@@ -23,7 +25,20 @@ def add_parser(commands) -> None:
         help="override one config field, e.g. --set tune.n_trials=20 (repeatable)",
     )
     run.add_argument("--output", type=Path, help="also write the summary as JSON to this file")
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="log every epoch, and Prefect's and MLflow's own lines"
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="check the config, the data and the stores, then exit without training"
+    )
     run.set_defaults(handler=run_command)
+
+
+def quiet_libraries() -> None:
+    """One line per stage and per trial: the libraries' own progress lines need no action from a user."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", module=r"(mlflow|optuna|prefect|pydantic|torch|sklearn|alembic)(\.|$)")
 
 
 def print_summary(summary: dict) -> None:
@@ -51,8 +66,28 @@ def print_summary(summary: dict) -> None:
     console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_seconds"].items()))
 
 
+def dry_run(cfg) -> int:
+    from kdcore.data import DataError
+    from pipelines.preflight import check_run
+
+    try:
+        for line in check_run(cfg):
+            print(line)
+    except DataError as e:
+        print(f"kdflow: data error: {e}", file=sys.stderr)
+        return 1
+    print(f"kdflow run --dry-run: {cfg.name} is ready to run")
+    return 0
+
+
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
+    if args.verbose:
+        logging.getLogger("kdflow").setLevel(logging.DEBUG)
+    else:
+        quiet_libraries()
+    if args.dry_run:
+        return dry_run(cfg)
     from flows.cli.progress import progress_bars, wants_bars
     from pipelines.stores import move_credentials_to_env
 
@@ -71,7 +106,7 @@ def run_command(args: argparse.Namespace) -> int:
         console = Console(stderr=True)
         from flows.cli.log import setup_logging
 
-        setup_logging(console)
+        setup_logging(console, logging.DEBUG if args.verbose else logging.INFO)
     try:
         # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
         prepare_data(cfg)

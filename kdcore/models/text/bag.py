@@ -21,6 +21,6 @@ class EmbeddingBagClassifier(nn.Module):
         return self.classifier(self.bag(ids))
 
 
-@register_model("fasttext")
+@register_model("fasttext", "bag of embeddings -> mean -> classifier (Joulin et al. 2017); the fast student", "text")
 def fasttext(input_shape, num_classes, vocab_size: int | None = None, width: int = 64, **_) -> nn.Module:
     return EmbeddingBagClassifier(require_vocab("fasttext", vocab_size), num_classes, width)
