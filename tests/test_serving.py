@@ -25,6 +25,7 @@ from kdcore.text.tokenizer import Tokenizer
 from pipelines import stages
 from pipelines.checkpoint import load_model
 from pipelines.config import load_config
+from pipelines.predict import PredictError, predict
 from pipelines.registry import eight_bit, png_base64
 from pipelines.tracking import setup_experiment
 from tests.loopback_servers import Processes, free_port, wait_http
@@ -181,3 +182,95 @@ def test_mlflow_models_serve_answers_a_png_with_its_class_name(champions, tmp_pa
     assert answer["class"] == expected
     assert set(answer) == {"class", "probability", *(f"prob_{d}" for d in range(10))}
     assert abs(sum(answer[f"prob_{d}"] for d in range(10)) - 1) < 1e-4
+
+
+def write_digit_folder(folder: Path, images: list[np.ndarray]) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = []
+    for i, im in enumerate(images):
+        paths.append(folder / f"{i:03d}.png")
+        paths[-1].write_bytes(base64.b64decode(png_base64(im)))
+    (folder / "050.png").write_bytes(b"not a png at all")  # one unreadable file among them
+    (folder / "notes.md").write_text("not an image: ignored")
+    return paths
+
+
+def test_predict_scores_a_folder_in_chunks_and_lists_the_unreadable_file(champions, tmp_path):
+    bundle, checkpoint = champions["digits"]
+    x = bundle.test.x[:7]
+    expected = expected_probabilities(checkpoint, bundle.view.normalise(x))
+    paths = write_digit_folder(tmp_path / "digits", eight_bit(x, 16))
+    out = tmp_path / "out" / "preds.csv"
+    progress = []
+
+    report = predict(
+        DIGITS, [tmp_path / "digits"], out, probs=True, chunk_size=3, on_progress=lambda *a: progress.append(a)
+    )
+
+    assert report.predicted == 7 and [name for name, _ in report.skipped] == [str(tmp_path / "digits" / "050.png")]
+    rows = pd.read_csv(out, dtype={"class": str})
+    assert list(rows["input"]) == [str(p) for p in paths]
+    assert list(rows["class"]) == [str(i) for i in expected.argmax(1)]
+    np.testing.assert_allclose(rows[[f"prob_{d}" for d in range(10)]].to_numpy(), expected, atol=1e-5)
+    assert progress == [(3, 8), (6, 8), (8, 8)]  # 8 files, 7 predicted + 1 skipped, 3 at a time
+    assert sorted(p.name for p in out.parent.iterdir()) == ["preds.csv"]  # no temporary file left
+
+    strict = tmp_path / "strict.csv"
+    with pytest.raises(PredictError, match="050.png cannot be used as an image"):
+        predict(DIGITS, [tmp_path / "digits"], strict, strict=True)
+    assert not strict.exists() and not list(tmp_path.glob(".strict.csv*"))  # nothing half-written
+
+
+def test_predict_reads_texts_from_csv_and_jsonl_rows(champions, tmp_path):
+    table = tmp_path / "reviews.csv"
+    table.write_text("id,text\n1,a great wonderful film\n2,boring awful waste\n")
+    lines = tmp_path / "more.jsonl"
+    lines.write_text('{"text": "superb and moving"}\n{"review": "no text field"}\n')
+    out = tmp_path / "preds.csv"
+
+    report = predict(TEXTS, [table, lines], out)
+
+    assert report.predicted == 3 and [name for name, _ in report.skipped] == [f"{lines}:2"]
+    rows = pd.read_csv(out)
+    assert list(rows["input"]) == [f"{table}:1", f"{table}:2", f"{lines}:1"]
+    assert list(rows.columns) == ["input", "class", "probability"] and set(rows["class"]) <= {"neg", "pos"}
+
+
+def test_predict_names_each_bad_input_in_one_sentence_and_writes_nothing(champions, tmp_path):
+    bundle, _ = champions["digits"]
+    write_digit_folder(tmp_path / "digits", eight_bit(bundle.test.x[:1], 16))
+    (tmp_path / "empty").mkdir()
+    texts = tmp_path / "t.csv"
+    texts.write_text("text\nhello\n")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG broken")
+    cases = {
+        "no registered model kdflow-nope-student": ("models:/kdflow-nope-student@champion", [tmp_path / "digits"]),
+        "has no alias @staging": ("models:/kdflow-digits-student@staging", [tmp_path / "digits"]),
+        "has no version 99": ("models:/kdflow-digits-student/99", [tmp_path / "digits"]),
+        "holds texts but .* is an image classifier": (DIGITS, [texts]),
+        "holds images but .* is a text classifier": (TEXTS, [tmp_path / "digits"]),
+        "folder .*empty holds no images": (DIGITS, [tmp_path / "empty"]),
+        "missing.png does not exist": (DIGITS, [tmp_path / "missing.png"]),
+        "no input could be predicted: .*broken.png cannot be used as an image": (DIGITS, [broken]),
+    }
+    for message, (model, inputs) in cases.items():
+        with pytest.raises(PredictError, match=message) as caught:
+            predict(model, inputs, tmp_path / "out.csv")
+        assert "\n" not in str(caught.value)
+        assert not list(tmp_path.glob("*out.csv*")), message
+
+
+def test_a_model_registered_before_raw_inputs_still_loads_and_predict_says_what_it_is(champions, tmp_path):
+    """Versions logged as bare mlflow.pytorch models (before this change) keep loading as they did."""
+    net = torch.nn.Linear(4, 2)
+    mlflow.set_experiment("old-models")
+    with mlflow.start_run():
+        info = mlflow.pytorch.log_model(net, name="model", input_example=np.zeros((1, 4), dtype=np.float32))
+    version = mlflow.register_model(info.model_uri, "kdflow-old-student")
+    old = f"models:/kdflow-old-student/{version.version}"
+    assert mlflow.pytorch.load_model(old)(torch.ones(1, 4)).shape == (1, 2)
+    bundle, _ = champions["digits"]
+    write_digit_folder(tmp_path / "digits", eight_bit(bundle.test.x[:1], 16))
+    with pytest.raises(PredictError, match="takes tensors, not files"):
+        predict(old, [tmp_path / "digits"], tmp_path / "out.csv")
