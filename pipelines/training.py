@@ -19,8 +19,8 @@ from kdcore.train import TrainSettings, fit
 from pipelines.checkpoint import save_model
 from pipelines.config import ModelConfig, PipelineConfig, TrainConfig
 from pipelines.progress import report_epoch
+from pipelines.registry import ServedInput, log_served_model
 from pipelines.results import TrainedModel
-from pipelines.text_model_logging import log_text_model
 from pipelines.tracking import EpochLogger, loggable_params, stage_run
 
 log = logging.getLogger("kdflow")
@@ -101,16 +101,7 @@ def train_model(
         )
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
-        if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside
-            info = log_text_model(checkpoint, bundle)
-        else:
-            example = bundle.view.normalise(bundle.train.x[:2]).numpy()  # the model takes normalised float inputs
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=example,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
+        info = log_served_model(checkpoint, ServedInput.of_bundle(bundle))  # raw images / strings in
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
         mlflow.log_metric("parameters", n_params)
     return TrainedModel(
