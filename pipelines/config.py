@@ -173,6 +173,15 @@ class TrainConfig(Section):
             "Learning-rate schedule: one-cycle, or step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe)."
         ),
     )
+    early_stop_patience: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description=(
+            "Stop once validation accuracy has not improved for this many epochs; empty: train every epoch. "
+            "Either way the best validation epoch's weights are kept."
+        ),
+    )
 
 
 class ModelConfig(Section):
