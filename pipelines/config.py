@@ -161,6 +161,9 @@ class DataConfig(Section):
         return self
 
 
+FASTTEXT_NGRAMS = 2  # bigrams, as Joulin et al. 2017 recommend
+
+
 class TrainConfig(Section):
     epochs: int = Field(20, ge=1, le=10_000, description="Passes over the training split.")
     batch_size: int = Field(64, ge=1, le=65_536, description="Samples per optimisation step.")
@@ -213,6 +216,18 @@ class ModelConfig(Section):
         lt=1,
         description="Share of input pixels dropped in training (mlp); the model's default (none) if empty.",
     )
+    ngrams: int | None = Field(
+        None,
+        ge=1,
+        le=4,
+        description=(
+            "Word n-grams up to this length, hashed into their own embeddings (fasttext, Joulin et al. 2017); "
+            "empty: bigrams; 1: words alone."
+        ),
+    )
+    buckets: int | None = Field(
+        None, ge=1, le=10_000_000, description="Hash buckets of those n-grams (fasttext); the model's default if empty."
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="How this model is trained.")
 
     @field_validator("arch")
@@ -242,7 +257,11 @@ class ModelConfig(Section):
             "depth": self.depth,
             "width_multiplier": self.width_multiplier,
             "input_dropout": self.input_dropout,
+            "ngrams": self.ngrams,
+            "buckets": self.buckets,
         }
+        if self.arch == "fasttext" and self.ngrams is None:
+            values["ngrams"] = FASTTEXT_NGRAMS  # in every new spec: one without it (an older checkpoint) is words alone
         return {k: v for k, v in values.items() if v is not None}
 
 
