@@ -34,6 +34,7 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
         weight_decay=train.weight_decay,
         optimizer=train.optimizer,
         schedule=train.schedule,
+        early_stop_patience=train.early_stop_patience,
         seed=cfg.runtime.seed,
         device=str(resolve_device(cfg.runtime.device)),
         precision=cfg.runtime.precision,
@@ -76,7 +77,12 @@ def train_model(
     with stage_run(role, parent_run_id) as run:
         mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})
         mlflow.log_params(
-            {"model.parameters": n_params, "model.device": settings.device, "fit.samples": len(bundle.train)}
+            {
+                "model.parameters": n_params,
+                "model.device": settings.device,
+                "fit.samples": len(bundle.train),
+                "fit.epochs": settings.epochs,  # a refit's may differ from the configured count
+            }
         )
         report = progress(role, settings.epochs)
         with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
@@ -103,7 +109,7 @@ def train_model(
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
         info = log_served_model(checkpoint, ServedInput.of_bundle(bundle))  # raw images / strings in
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
-        mlflow.log_metric("parameters", n_params)
+        mlflow.log_metrics({"parameters": n_params, "best_epoch": history.kept_epoch, "epochs_run": len(history)})
     return TrainedModel(
         role=role,
         arch=spec.arch,
@@ -111,6 +117,7 @@ def train_model(
         run_id=run.info.run_id,
         model_uri=info.model_uri,
         parameters=n_params,
-        val_acc=history[-1].get("val/acc"),
+        val_acc=history.kept.get("val/acc"),
+        best_epoch=history.kept_epoch,
         seconds=time.perf_counter() - started,
     )

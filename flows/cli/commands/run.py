@@ -45,6 +45,8 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from pipelines.summary import kd_gain_sentence
+
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
     for column in ("model", "arch", "test acc", "parameters"):
         table.add_column(column, justify="right" if column in ("test acc", "parameters") else "left")
@@ -52,6 +54,7 @@ def print_summary(summary: dict) -> None:
         table.add_row(role, m["arch"], f"{m['test_acc']:.2%}", f"{m['parameters']:,}")
     console = Console()
     console.print(table)
+    console.print(kd_gain_sentence(summary))
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
     console.print(
