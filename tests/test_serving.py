@@ -274,3 +274,20 @@ def test_a_model_registered_before_raw_inputs_still_loads_and_predict_says_what_
     write_digit_folder(tmp_path / "digits", eight_bit(bundle.test.x[:1], 16))
     with pytest.raises(PredictError, match="takes tensors, not files"):
         predict(old, [tmp_path / "digits"], tmp_path / "out.csv")
+
+
+def test_kdflow_predict_command_uses_the_presets_champion_and_reports_skipped_files(champions, tmp_path, capsys):
+    from flows.cli import main
+
+    bundle, _ = champions["digits"]
+    write_digit_folder(tmp_path / "digits", eight_bit(bundle.test.x[:4], 16))
+    out = tmp_path / "preds.csv"
+    store = ["--store-dir", str(champions["store"])]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        code = main(["predict", "--preset", "digits", str(tmp_path / "digits"), "--output", str(out), *store])
+        err = capsys.readouterr().err
+        assert code == 0 and len(pd.read_csv(out)) == 4
+        assert f"skipped {tmp_path / 'digits' / '050.png'}" in err and "4 predictions written" in err
+        assert main(["predict", "models:/kdflow-nope-student@champion", str(tmp_path / "digits"), *store]) == 1
+        assert capsys.readouterr().err.startswith("kdflow predict: ")

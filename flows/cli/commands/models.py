@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
+
+from flows.cli.commands._store import store_uri
 
 
 def add_parser(commands) -> None:
@@ -13,14 +13,6 @@ def add_parser(commands) -> None:
     models.add_argument("name", nargs="?", help="one registered model: list its versions (default: every model)")
     models.add_argument("--store-dir", default="mlruns", help="folder of the local stores (runtime.store_dir)")
     models.set_defaults(handler=models_command)
-
-
-def store_uri(store_dir: str) -> str | None:
-    """MLFLOW_TRACKING_URI, else the local store under `store_dir`; None when that store does not exist."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    db = Path(store_dir).resolve() / "mlflow.db"
-    return f"sqlite:///{db}" if db.is_file() else None
 
 
 def version_line(v, aliases: list[str]) -> str:
