@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The standing GPU check (see benchmarks/gpu_check.py): bash benchmarks/gpu_check.sh [--dry-run] [--out DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+exec python benchmarks/gpu_check.py "$@"
