@@ -101,6 +101,10 @@ def choose_threads(
     """runtime.threads as a number of torch threads; `parameters`: the largest model this process trains."""
     if cfg.runtime.threads != "auto":
         return ThreadChoice(cfg.runtime.threads, "runtime.threads")
+    return auto_choice(parameters, workers_per_run, run_pid)
+
+
+def auto_choice(parameters: int | None, workers_per_run: int = 1, run_pid: int | None = None) -> ThreadChoice:
     cores = os.cpu_count() or 1
     processes = processes_on_host(workers_per_run, run_pid)
     threads = auto_threads(cores, processes, parameters)
