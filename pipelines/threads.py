@@ -26,7 +26,8 @@ PROCESSES_ENV = "KDFLOW_PROCESSES_PER_HOST"  # a worker host states how many run
 # presets' MLPs (2,410 and 50,890 parameters) no faster; the digits teacher (159,850) gains ~5 % on a quiet box
 # (benchmarks/threads_by_model_size.py, issue 17).
 SMALL_MODEL_PARAMETERS = 100_000
-TRAINING_COMMANDS = ("run", "retrain")  # `kdflow run` / `kdflow retrain` processes train; serve, ui, predict barely do
+TRAINING_COMMANDS = ("run", "retrain")  # `kdflow run` / `kdflow retrain` train; serve, ui, predict barely do
+TRAINING_MODULES = ("pipelines.tune_worker", "pipelines.ddp_teacher")  # a run's local tuning workers, DDP ranks
 
 
 def auto_threads(cores: int, processes: int, parameters: int | None = None) -> int:
@@ -36,24 +37,26 @@ def auto_threads(cores: int, processes: int, parameters: int | None = None) -> i
     return max(1, cores // max(1, processes))
 
 
-def is_kdflow_run(argv: list[str]) -> bool:
-    """`kdflow run ...`, `python -m flows.cli run ...`: a command line of a process that trains."""
-    for i, arg in enumerate(argv[:4]):  # the interpreter, maybe -m, then the program
+def is_kdflow_training(argv: list[str]) -> bool:
+    """`kdflow run ...`, `python -m flows.cli run ...`, `python -m pipelines.tune_worker`: a process that trains."""
+    for i, arg in enumerate(argv[:4]):  # the interpreter, maybe -u / -m, then the program
+        if arg in TRAINING_MODULES:
+            return True
         if arg == "flows.cli" or Path(arg).name == "kdflow":
             rest = [a for a in argv[i + 1 :] if not a.startswith("-")]
             return bool(rest) and rest[0] in TRAINING_COMMANDS
     return False
 
 
-def running_kdflow_runs(proc: Path = Path("/proc")) -> set[int]:
-    """Pids of the kdflow runs on this host, read from /proc (empty where there is no /proc)."""
+def kdflow_training_processes(proc: Path = Path("/proc")) -> set[int]:
+    """Pids of the kdflow processes that train on this host, read from /proc (none where there is no /proc)."""
     pids = set()
     for entry in proc.glob("[0-9]*"):
         try:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if is_kdflow_run(argv):
+        if is_kdflow_training(argv):
             pids.add(int(entry.name))
     return pids
 
@@ -64,20 +67,19 @@ def processes_on_host(
     env: Mapping[str, str] = os.environ,
     proc: Path = Path("/proc"),
 ) -> int:
-    """Training processes sharing this host: runs on the host x this run's workers on it.
+    """Training processes sharing this host once this run's `workers_per_run` processes train.
 
-    Runs on the host: KDFLOW_PROCESSES_PER_HOST where the deployer set it, else the kdflow runs counted
-    in /proc, `run_pid` (the run this process belongs to) always among them: a flow started by a Prefect
-    worker or a test does not look like `kdflow run`.
+    KDFLOW_PROCESSES_PER_HOST (runs at once, a worker host's --limit) x workers_per_run where the deployer set
+    it; else the other kdflow training processes counted in /proc (`run_pid`, this run's own process, is not
+    among them: it waits while its workers train) + workers_per_run. A flow started by a Prefect worker does
+    not look like `kdflow run` in /proc: that is what the variable is for.
     """
     stated = env.get(PROCESSES_ENV, "").strip()
     if stated:
         if not stated.isdigit() or int(stated) < 1:
             raise ConfigError(f"{PROCESSES_ENV}={stated!r} must be a whole number of processes, 1 or more, e.g. 2")
-        runs = int(stated)
-    else:
-        runs = len(running_kdflow_runs(proc) | {run_pid or os.getpid()})
-    return runs * workers_per_run
+        return int(stated) * workers_per_run
+    return len(kdflow_training_processes(proc) - {run_pid or os.getpid()}) + workers_per_run
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from pipelines.threads import (
     SMALL_MODEL_PARAMETERS,
     auto_threads,
     choose_threads,
+    kdflow_training_processes,
     processes_on_host,
-    running_kdflow_runs,
     threads_for_run,
     threads_for_tune_workers,
 )
@@ -51,14 +51,16 @@ def test_without_a_stated_count_the_kdflow_runs_on_the_host_are_counted(tmp_path
             101: ["python", "-m", "flows.cli", "run"],
             102: ["python", "-m", "flows.cli", "retrain", "--pipeline", "digits"],
             103: ["python", "-m", "flows.cli", "serve"],  # serves, does not train
-            104: ["python", "-m", "pipelines.tune_worker"],  # part of a run, counted through tune.n_workers
-            105: ["python", "-m", "pytest", "tests/test_kdflow_ui.py"],
+            104: ["python", "-m", "pipelines.tune_worker"],  # another run's local tuning worker
+            105: ["python", "-u", "-m", "pipelines.ddp_teacher", "/tmp/request.json"],  # a DDP rank
+            106: ["python", "-m", "pytest", "tests/test_kdflow_ui.py"],
+            107: ["/usr/bin/python3", "-m", "torch.distributed.run", "--standalone", "-m", "pipelines.ddp_teacher"],
         },
     )
-    assert running_kdflow_runs(proc) == {100, 101, 102}
-    assert processes_on_host(run_pid=100, env={}, proc=proc) == 3  # this run is one of them
-    assert processes_on_host(run_pid=999, env={}, proc=proc) == 4  # a flow a Prefect worker started: itself too
-    assert processes_on_host(workers_per_run=2, run_pid=100, env={}, proc=proc) == 6
+    assert kdflow_training_processes(proc) == {100, 101, 102, 104, 105}  # torchrun's agent only waits
+    assert processes_on_host(run_pid=100, env={}, proc=proc) == 5  # this run is one of them
+    assert processes_on_host(run_pid=999, env={}, proc=proc) == 6  # a flow a Prefect worker started: itself too
+    assert processes_on_host(workers_per_run=2, run_pid=100, env={}, proc=proc) == 6  # it waits, 2 workers train
     assert processes_on_host(run_pid=999, env={}, proc=tmp_path / "no-proc") == 1  # no /proc (macOS): alone
 
 
@@ -77,12 +79,12 @@ def test_a_real_kdflow_run_process_is_counted(tmp_path):
     script.write_text("import time\ntime.sleep(60)\n")
     child = subprocess.Popen([sys.executable, str(script), "run", "--set", "tune.n_trials=3"])
     try:
-        assert child.pid in running_kdflow_runs()
-        assert os.getpid() not in running_kdflow_runs()  # pytest is not a run
+        assert child.pid in kdflow_training_processes()
+        assert os.getpid() not in kdflow_training_processes()  # pytest does not train
     finally:
         child.kill()
         child.wait()
-    assert child.pid not in running_kdflow_runs()
+    assert child.pid not in kdflow_training_processes()
 
 
 def test_choices_from_the_config_the_models_and_tune_n_workers(tmp_path, monkeypatch):
