@@ -1,7 +1,9 @@
 """The standing GPU check runs its dry run on the CPU and writes the report a GPU window will fill in."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +22,7 @@ def test_dry_run_writes_a_json_and_markdown_report(tmp_path):
     proc = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--dry-run", "--out", str(tmp_path)],
         cwd=ROOT,
+        env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
         text=True,
         timeout=600,
