@@ -20,6 +20,7 @@ from pipelines import stages
 from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
 from pipelines.progress import listening
 from pipelines.summary import PipelineSummary
+from pipelines.threads import threads_for_run, use_threads
 from pipelines.tracking import loggable_params, redact, setup_experiment, tracking_uri
 from pipelines.tuning import trial_rows
 
@@ -98,13 +99,14 @@ def run_stages(cfg, device: str) -> dict:
 
     # Data first: a dataset that cannot be prepared leaves no run behind in MLflow.
     data = timed("prepare_data", prepare_data, cfg)
+    threads = use_threads(threads_for_run(cfg, data.path), "run")  # before any training, shared with its neighbours
     experiment_id = setup_experiment(cfg)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_url": str(flow_run.ui_url or "")}
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{cfg.name}-{flow_run.name or 'run'}", tags=tags
     ) as parent:
         pid = parent.info.run_id
-        mlflow.log_params({**loggable_params(cfg), "model.device": device})
+        mlflow.log_params({**loggable_params(cfg), "model.device": device, "runtime.threads_used": threads})
         mlflow.log_param("data.digest", data.digest)
         teacher = timed("train_teacher", train_teacher, cfg, data, pid)
         mlflow.set_tags({"kdflow.teacher_run_id": teacher.run_id, "kdflow.teacher_reused": str(teacher.reused).lower()})

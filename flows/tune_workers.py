@@ -17,6 +17,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
 from pipelines.config import PipelineConfig
+from pipelines.threads import threads_for_tune_workers, use_threads
 from pipelines.tune_worker import TuneJob, pull_trials
 from pipelines.worker_processes import LaunchWorkers
 
@@ -27,6 +28,7 @@ DEPLOYMENT_NAME = "kdflow"
 @flow(name="tune-worker", log_prints=True)
 def tune_worker(config: PipelineConfig, job: TuneJob) -> int:
     """Pull trials from the study until it holds config.tune.n_trials finished ones; return how many ran here."""
+    use_threads(threads_for_tune_workers(config, job.data_path, 1), "tune worker")  # one of the host's processes
     return pull_trials(config, job, worker=f"prefect:{flow_run.id}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -557,6 +557,23 @@ class RuntimeConfig(Section):
             return "auto" if value == "auto" else TypeAdapter(bool).validate_python(value)
         except ValidationError:
             raise ValueError("choose auto, true or false") from None
+
+    threads: Literal["auto"] | Annotated[int, Field(ge=1, le=4096)] = Field(
+        "auto",
+        description=(
+            "torch CPU threads of each training process: auto = the host's cores shared among the kdflow processes "
+            "on it (KDFLOW_PROCESSES_PER_HOST, tune.n_workers, else those running), one for models too small to gain "
+            "from more."
+        ),
+    )
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        """One clear message for 0, -1, true or "many" instead of one per member of the union."""
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096):
+            return value
+        raise ValueError("choose auto or a whole number of threads from 1 to 4096")
 
     seed: int = Field(0, ge=0, description="Seed of model initialisation and batch order.")
     tracking_uri: str | None = Field(

@@ -27,6 +27,7 @@ from kdcore.speed import forward_mode
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
 from pipelines.results import TrainedModel
+from pipelines.threads import choose_threads, model_parameters
 from pipelines.tracking import tracking_uri
 from pipelines.training import settings_for, train_model
 
@@ -60,8 +61,9 @@ def launch(
         )
         os.chmod(request, 0o600)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        if torch.device(settings_for(cfg.teacher.train, cfg).device).type == "cpu":
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        if torch.device(settings_for(cfg.teacher.train, cfg).device).type == "cpu":  # nproc ranks share the cores
+            teacher = model_parameters(cfg.teacher, DataBundle.load(data_path))
+            env["OMP_NUM_THREADS"] = str(choose_threads(cfg, teacher, workers_per_run=nproc).threads)
         cmd = [
             sys.executable,
             "-m",

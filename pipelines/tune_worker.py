@@ -81,7 +81,14 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             for key, value in origin.items():
                 trial.set_user_attr(key, value)
-            mlflow.log_params({"method": method, **params, "distill.soft_targets": targets.kind})
+            mlflow.log_params(
+                {
+                    "method": method,
+                    **params,
+                    "distill.soft_targets": targets.kind,
+                    "runtime.threads_used": torch.get_num_threads(),
+                }
+            )
             epochs_done = []
             with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
 
@@ -159,8 +166,8 @@ def pull_trials(cfg: PipelineConfig, job: TuneJob, worker: str, poll_seconds: fl
 def main() -> int:
     """A local worker process: `{"config": ..., "job": ..., "worker": ..., "threads": N}` on stdin."""
     request = json.loads(sys.stdin.read())
-    torch.set_num_threads(int(request.get("threads") or torch.get_num_threads()))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s  %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(int(request.get("threads") or torch.get_num_threads()))  # the run chose for its workers
     cfg = PipelineConfig.model_validate(request["config"])
     ran = pull_trials(cfg, TuneJob.model_validate(request["job"]), request["worker"])
     log.info("tune: worker %s ran %d trials", request["worker"], ran)

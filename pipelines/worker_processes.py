@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from kdcore.device import resolve_device
 from pipelines.config import PipelineConfig
+from pipelines.threads import threads_for_tune_workers
 from pipelines.tune_worker import TuneJob
 
 ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("kdflow")
 
 
 class WorkerGroup(Protocol):
@@ -35,7 +37,9 @@ class LocalWorkers:
         """`pin_cores` binds worker i to core i (taskset), so a measurement gives each worker exactly one core."""
         # n workers on one machine split its cores: without this each would spawn all of them and thrash.
         if threads is None:
-            threads = max(1, (os.cpu_count() or 1) // n) if resolve_device(cfg.runtime.device).type == "cpu" else 1
+            choice = threads_for_tune_workers(cfg, job.data_path, n)
+            threads = choice.threads
+            log.info("tune: %d local workers, %d torch thread(s) each (%s)", n, threads, choice.why)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.procs = []

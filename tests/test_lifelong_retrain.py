@@ -62,6 +62,7 @@ def test_retraining_learns_new_batches_and_gates_promotion(tmp_path):
     assert float(v1.tags["kdflow.avg_acc"]) == pytest.approx(first.metrics["avg_acc"])
     run = mlflow.get_run(v1.run_id)
     assert {"lifelong/avg_acc", "lifelong/forgetting", "lifelong/bwt"} <= set(run.data.metrics)
+    assert int(run.data.params["runtime.threads_used"]) >= 1  # its share of the host, beside any run (issue 17)
     history = mlflow.MlflowClient().get_metric_history(v1.run_id, "lifelong/avg_acc")
     assert [m.step for m in history] == [0, 1]  # one value per learned batch
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(v1.run_id, "lifelong")}

@@ -28,7 +28,7 @@ import torch
 from kdcore.data.image_input import ImagePreprocessing
 from kdcore.data.view import InputView
 from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, grow_head, learn_task, summarise
-from kdcore.models import build_model
+from kdcore.models import build_model, count_parameters
 from kdcore.text.tokenizer import Tokenizer
 from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.heatmap import save_heatmap
@@ -36,6 +36,7 @@ from pipelines.lifelong.promotion import promotion_decision
 from pipelines.lifelong.state import LifelongState, model_blob, model_out
 from pipelines.registry import ServedInput, log_served_model, register_version
 from pipelines.stream import StreamStore
+from pipelines.threads import auto_choice, use_threads
 from pipelines.tracking import redact
 
 log = logging.getLogger("kdflow")
@@ -267,8 +268,14 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         experiment_id=experiment_id, run_name=f"retrain-{cfg.stream}-{new[-1].id}", tags=run_tags
     ) as run:
         mlflow.log_params({k: redact(str(v)) for k, v in cfg.model_dump().items()})
+        largest = max(count_parameters(m) for m in filter(None, (state.student, teacher)))
+        threads = use_threads(auto_choice(largest), "retrain")  # beside a run, not on top of it
         mlflow.log_params(
-            {"new_batches": ",".join(b.id for b in new)[:500], "base_version": champion_version or "none"}
+            {
+                "new_batches": ",".join(b.id for b in new)[:500],
+                "base_version": champion_version or "none",
+                "runtime.threads_used": threads,
+            }
         )
         for b in new:
             for model in filter(None, (state.student, teacher)):  # class indices follow arrival order
