@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.async_logging.run_operations import RunOperations
 
 from pipelines.config import PipelineConfig
+from pipelines.store_lock import store_lock
 
 log = logging.getLogger("kdflow")
 
@@ -45,13 +46,15 @@ def setup_experiment(cfg: PipelineConfig) -> str:
     uri = tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
     name = cfg.runtime.experiment or f"kdflow-{cfg.name}"
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifacts = None
-    if uri.startswith("sqlite:") and not cfg.runtime.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
-        artifacts = (Path(cfg.runtime.store_dir).resolve() / "artifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifacts)
+    # The first touch of a new SQLite store runs MLflow's migrations: one process at a time, or they interleave.
+    with store_lock(cfg.runtime.store_dir, "mlflow-store", "MLflow store: another kdflow process is setting it up"):
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = None
+        if uri.startswith("sqlite:") and not cfg.runtime.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+            artifacts = (Path(cfg.runtime.store_dir).resolve() / "artifacts").as_uri()
+        return mlflow.create_experiment(name, artifact_location=artifacts)
 
 
 def loggable_params(cfg: PipelineConfig) -> dict[str, str]:

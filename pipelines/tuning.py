@@ -10,6 +10,7 @@ import optuna
 
 from pipelines.config import PipelineConfig, Range
 from pipelines.methods import method_space, method_values, needs_teacher_model, searched_methods
+from pipelines.store_lock import store_lock
 
 OPTUNA_STORAGE_ENV = "KDFLOW_OPTUNA_STORAGE"  # where a storage URL with a password belongs
 
@@ -98,13 +99,15 @@ def open_storage(cfg: PipelineConfig) -> optuna.storages.RDBStorage:
     url = storage_url(cfg)
     # SQLite serialises writers; several local workers wait for the lock instead of failing.
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine,
-        heartbeat_interval=cfg.tune.heartbeat_seconds,
-        grace_period=max(cfg.tune.grace_seconds, 2 * cfg.tune.heartbeat_seconds),
-        heartbeat_stale_trial_callback=FailRunAndRetry(),
-    )
+    # Opening a new storage creates its schema: two first runs at once would interleave the migrations.
+    with store_lock(cfg.runtime.store_dir, "optuna-storage", "Optuna storage: another kdflow process is setting it up"):
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=cfg.tune.heartbeat_seconds,
+            grace_period=max(cfg.tune.grace_seconds, 2 * cfg.tune.heartbeat_seconds),
+            heartbeat_stale_trial_callback=FailRunAndRetry(),
+        )
 
 
 def open_study(cfg: PipelineConfig, study_name: str, epochs: int) -> optuna.Study:

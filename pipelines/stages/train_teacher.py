@@ -18,6 +18,7 @@ from pipelines.cache import cache_dir, cache_key
 from pipelines.checkpoint import load_model, read_spec
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
+from pipelines.store_lock import store_lock
 from pipelines.tracking import loggable_params, redact, stage_run, tracking_uri
 from pipelines.training import settings_for, train_model
 
@@ -33,6 +34,13 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
     if cfg.teacher.checkpoint:
         return given_teacher(cfg, data, parent_run_id)
     key = teacher_cache_key(cfg, data.digest)
+    # One process trains a given teacher; another run that needs it waits here, then reuses it.
+    waiting = f"teacher: another kdflow process is training this teacher ({key}); waiting to reuse it"
+    with store_lock(cfg.runtime.store_dir, f"teacher-{key}", waiting):
+        return cached_or_trained_teacher(cfg, data, parent_run_id, key)
+
+
+def cached_or_trained_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str, key: str) -> TrainedModel:
     folder = cache_dir(cfg.runtime.store_dir, "teacher")
     checkpoint, record = folder / f"{key}.pt", folder / f"{key}.json"
     if checkpoint.exists() and record.exists():
