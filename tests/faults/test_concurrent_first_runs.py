@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 import sys
 
-from tests.conftest import ROOT, isolated_env
+from tests.conftest import isolated_env
 
 TINY = [
     *("--set", "teacher.train.epochs=2", "--set", "student.train.epochs=1"),
