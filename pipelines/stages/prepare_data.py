@@ -12,11 +12,13 @@ from pipelines.cache import cache_dir, cache_key
 from pipelines.checkpoint import read_spec, save_atomic
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData
+from pipelines.store_reachability import check_stores_reachable
 
 log = logging.getLogger("kdflow")
 
 
 def prepare_data(cfg: PipelineConfig) -> PreparedData:
+    check_stores_reachable(cfg)  # a store that is away fails now, in one line, not after training
     d = cfg.data
     path = (
         cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
