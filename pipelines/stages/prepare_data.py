@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kdcore.data import DataBundle, DataError
 from kdcore.datasets import load_dataset
-from pipelines.cache import cache_dir, cache_key
+from pipelines.cache import cache_dir, cache_key, verified_entry
 from pipelines.checkpoint import read_spec, save_atomic
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData
@@ -23,7 +23,7 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
     path = (
         cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
     )
-    if path.exists():
+    if verified_entry(path):
         bundle = DataBundle.load(str(path))
         log.info("data: reusing prepared %s splits from %s", d.dataset, path)
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 
@@ -14,7 +13,7 @@ from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from kdcore.evaluate import evaluate
 from kdcore.models import count_parameters
-from pipelines.cache import cache_dir, cache_key
+from pipelines.cache import cache_dir, cache_key, verified_entry, write_entry_text
 from pipelines.checkpoint import load_model, read_spec
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
@@ -43,7 +42,7 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
 def cached_or_trained_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str, key: str) -> TrainedModel:
     folder = cache_dir(cfg.runtime.store_dir, "teacher")
     checkpoint, record = folder / f"{key}.pt", folder / f"{key}.json"
-    if checkpoint.exists() and record.exists():
+    if verified_entry(checkpoint) and verified_entry(record):  # a damaged entry is reported, deleted, retrained
         cached = TrainedModel.model_validate_json(record.read_text())
         log.info("teacher: reusing %s from MLflow run %s (same data and teacher config)", cached.arch, cached.run_id)
         return cached.model_copy(update={"reused": True, "seconds": 0.0})
@@ -67,9 +66,7 @@ def cached_or_trained_teacher(cfg: PipelineConfig, data: PreparedData, parent_ru
             checkpoint,
             extra_params=extra_params,
         )
-    tmp = record.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.model_dump()))
-    os.replace(tmp, record)  # the record appears only once checkpoint and run are complete
+    write_entry_text(record, json.dumps(result.model_dump()))  # appears only once checkpoint and run are complete
     return result
 
 
