@@ -604,6 +604,8 @@ def read_preset(preset: str) -> dict[str, Any]:
         raise ConfigError(f"preset {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"preset {path} must be a mapping of config sections")
+    # Without `name:` a file would be filed under the default (digits): its experiment and registered model are its own.
+    tree.setdefault("name", path.stem)
     return tree
 
 
