@@ -20,6 +20,7 @@ from kdcore.device import resolve_device
 from pipelines import stages
 from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
 from pipelines.progress import listening
+from pipelines.run_liveness import liveness_tags
 from pipelines.summary import PipelineSummary
 from pipelines.tracking import loggable_params, redact, setup_experiment, tracking_uri
 from pipelines.tuning import trial_rows
@@ -102,6 +103,7 @@ def run_stages(cfg, device: str) -> dict:
     data = timed("prepare_data", prepare_data, cfg)
     experiment_id = setup_experiment(cfg)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_url": redact(str(flow_run.ui_url or ""))}
+    tags.update(liveness_tags())  # host and pid: a later command closes this run if the process is killed
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{cfg.name}-{flow_run.name or 'run'}", tags=tags
     ) as parent:

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.async_logging.run_operations import RunOperations
 
 from pipelines.config import PipelineConfig
+from pipelines.run_liveness import fail_orphaned_runs, liveness_tags
 from pipelines.store_lock import store_lock
 
 log = logging.getLogger("kdflow")
@@ -66,6 +67,7 @@ def setup_experiment(cfg: PipelineConfig) -> str:
     name = cfg.runtime.experiment or f"kdflow-{cfg.name}"
     # The first touch of a new SQLite store runs MLflow's migrations: one process at a time, or they interleave.
     with store_lock(cfg.runtime.store_dir, "mlflow-store", "MLflow store: another kdflow process is setting it up"):
+        fail_orphaned_runs()  # runs a killed process left RUNNING end now, as FAILED, with the reason
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
@@ -94,7 +96,7 @@ def stage_run(name: str, parent_run_id: str, **tags: Any) -> Iterator[mlflow.Act
         run_name=name,
         nested=True,
         parent_run_id=parent_run_id,
-        tags={"kdflow.stage": name, **{k: str(v) for k, v in tags.items()}},
+        tags={"kdflow.stage": name, **liveness_tags(), **{k: str(v) for k, v in tags.items()}},
     ) as run:
         yield run
 

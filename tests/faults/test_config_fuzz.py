@@ -65,7 +65,6 @@ def test_a_bad_number_is_refused_naming_its_field(path, metadata):
         ("tune.space.alpha={low: -1, high: 3}", "distill.alpha's own limits"),
         ("tune.space.alpha.high=3", "tune.space.alpha.high=3 is outside distill.alpha"),
         ("tune.space.lr={low: 0.01, high: 20}", "student.train.lr's own limits"),
-        
         ("tune.space.weight_decay={low: 0, high: 0.1, log: true}", "low > 0 on a log scale"),
     ],
 )
