@@ -13,12 +13,14 @@ from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 
 from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials
+from flows.masked_errors import credentials_masked, masking_credentials
 from flows.retries import RETRIES, RETRY_DELAYS_SECONDS, retry_on_transient
 from flows.tune_workers import worker_launcher
 from kdcore.device import resolve_device
 from pipelines import stages
 from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
 from pipelines.progress import listening
+from pipelines.run_liveness import liveness_tags
 from pipelines.summary import PipelineSummary
 from pipelines.threads import threads_for_run, use_threads
 from pipelines.tracking import loggable_params, redact, setup_experiment, tracking_uri
@@ -29,7 +31,7 @@ def stage_task(fn, name: str, gpu: bool = False):
     # Stages cache on content themselves (pipelines/cache.py), so Prefect's own cache stays off.
     # Transient failures (tracking server away, SQLite busy) are retried; user errors are not.
     return task(
-        fn,
+        masking_credentials(fn),
         name=name,
         cache_policy=NO_CACHE,
         tags=["gpu"] if gpu else [],
@@ -80,11 +82,12 @@ def distill_pipeline(preset: PresetName = PresetName("digits"), config: ConfigOv
         preset: The preset the run starts from (pipelines/presets/NAME.yaml).
         config: Fields to change from the preset; an empty field keeps the preset's value.
     """
-    cfg = resolve_config(preset, config)  # a bad combination fails here, naming the field, before any work
-    device = str(resolve_device(cfg.runtime.device))
-    with stage_logs_in_prefect():
-        summary = run_stages(cfg, device)
-    publish_summary(summary, redact(tracking_uri(cfg)))
+    with credentials_masked():  # the failed run's state message is stored by Prefect: no password in it
+        cfg = resolve_config(preset, config)  # a bad combination fails here, naming the field, before any work
+        device = str(resolve_device(cfg.runtime.device))
+        with stage_logs_in_prefect():
+            summary = run_stages(cfg, device)
+        publish_summary(summary, redact(tracking_uri(cfg)))
     return summary
 
 
@@ -101,7 +104,8 @@ def run_stages(cfg, device: str) -> dict:
     data = timed("prepare_data", prepare_data, cfg)
     threads = use_threads(threads_for_run(cfg, data.path), "run")  # before any training, shared with its neighbours
     experiment_id = setup_experiment(cfg)
-    tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_url": str(flow_run.ui_url or "")}
+    tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_url": redact(str(flow_run.ui_url or ""))}
+    tags.update(liveness_tags())  # host and pid: a later command closes this run if the process is killed
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{cfg.name}-{flow_run.name or 'run'}", tags=tags
     ) as parent:

@@ -48,6 +48,8 @@ def _is_transient_one(exc: BaseException) -> bool:
 def is_transient(exc: BaseException) -> bool:
     """True for a failure worth retrying; a user error anywhere in the chain is never retried."""
     chain = list(_chain(exc))
+    if isinstance(getattr(chain[0], "transient", None), bool):  # CredentialsMasked: judged before masking
+        return chain[0].transient
     if isinstance(chain[0], _USER_ERRORS) and not isinstance(chain[0], MlflowException):
         return False
     return any(_is_transient_one(e) for e in chain)

@@ -13,15 +13,18 @@ import torch
 import torch.nn as nn
 
 from kdcore.models import build_model
+from pipelines.cache import record_entry
 
 
 def save_atomic(obj: Any, path: Path) -> Path:
-    """torch.save to a temporary file, then rename: a reader never sees a half-written file."""
+    """torch.save to a temporary file, record its size and sha256 beside it, then rename: a reader never sees
+    a half-written file, and a file damaged later is caught by `pipelines.cache.verified_entry`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        record_entry(Path(tmp), path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -4,16 +4,38 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinities are no setting: `.inf` as a search bound failed only after training.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """`tune.n_trials=true` is a mistake, not 1: pydantic would take a bool for a number."""
+        if isinstance(value, bool) and _is_number(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
+
+
+def _is_number(annotation: Any) -> bool:
+    return annotation in (int, float) or any(a in (int, float) for a in get_args(annotation))
 
 
 class TextDataConfig(Section):
@@ -610,9 +632,35 @@ class PipelineConfig(Section):
                 raise ValueError(f"{role}.arch={arch} does not fit data.dataset={self.data.dataset}; choose {kind}")
         return self
 
+    @model_validator(mode="after")
+    def _ranges_within_their_parameters_bounds(self) -> PipelineConfig:
+        """A search range may not leave its parameter's own limits (temperature > 0, alpha in [0, 1], ...)."""
+        for path, r, model, name in searched_ranges(self.tune.space):
+            for end in ("low", "high"):
+                try:
+                    TypeAdapter(Annotated[float, *model.model_fields[name].metadata]).validate_python(getattr(r, end))
+                except ValidationError as e:
+                    target = f"student.train.{name}" if model is TrainConfig else f"distill.{path}"
+                    limit = e.errors()[0]["msg"].removeprefix("Input should be ")
+                    raise ValueError(
+                        f"tune.space.{path}.{end}={getattr(r, end):g} is outside {target}'s own limits "
+                        f"(it must be {limit}); choose a range inside them"
+                    ) from None
+        return self
+
     def flat(self) -> dict[str, Any]:
         """`{"teacher.arch": "cnn_medium", "distill.temperature": 4.0, ...}`."""
         return flatten(self.model_dump())
+
+
+def searched_ranges(space: SearchSpace) -> list[tuple[str, Range, type[BaseModel], str]]:
+    """Each search range with the config field whose limits it must respect: (path, range, model, field)."""
+    out = [(n, getattr(space, n), DistillConfig, n) for n in ("temperature", "alpha")]
+    out += [(n, getattr(space, n), TrainConfig, n) for n in ("lr", "weight_decay")]
+    for method in ("dkd", "dist", "fitnets", "at", "sp", "rkd", "pkt", "crd"):
+        section, model = getattr(space, method), DistillConfig.model_fields[method].annotation
+        out += [(f"{method}.{n}", getattr(section, n), model, n) for n in type(section).model_fields]
+    return out
 
 
 class ConfigError(ValueError):
@@ -648,6 +696,8 @@ def read_preset(preset: str) -> dict[str, Any]:
         raise ConfigError(f"preset {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"preset {path} must be a mapping of config sections")
+    # Without `name:` a file would be filed under the default (digits): its experiment and registered model are its own.
+    tree.setdefault("name", path.stem)
     return tree
 
 
@@ -689,7 +739,9 @@ def validate(tree: dict[str, Any]) -> PipelineConfig:
         return PipelineConfig.model_validate(tree)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
+        where = ".".join(str(p) for p in first["loc"])
+        if not where:  # a check across sections: its message names the fields
+            raise ConfigError(f"invalid config: {first['msg'].removeprefix('Value error, ')}") from None
         if first["type"] == "extra_forbidden":
             reason = "unknown key" + did_you_mean(first["loc"][-1], section_keys(first["loc"]))
         elif first["type"] == "literal_error":

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from kdcore.datasets import load_dataset
 from pipelines.config import ConfigError, PipelineConfig
+from pipelines.method_fit import check_methods_fit
 from pipelines.stages.prepare_data import check_teacher_fits
+from pipelines.store_reachability import check_stores_reachable
 from pipelines.tracking import redact, tracking_uri
-from pipelines.tuning import defaults, method_space, searched_methods, storage_url
+from pipelines.tuning import defaults, inside_ranges, searched_methods, storage_url
 
 
 def check_store(cfg: PipelineConfig) -> str:
@@ -23,6 +25,7 @@ def check_store(cfg: PipelineConfig) -> str:
         tempfile.TemporaryFile(dir=store).close()
     except OSError as e:
         raise ConfigError(f"runtime.store_dir={store} is not writable ({e.strerror}); pick another folder") from None
+    check_stores_reachable(cfg)
     return f"stores: MLflow {redact(tracking_uri(cfg))}, Optuna {redact(storage_url(cfg))}, caches in {store}/cache"
 
 
@@ -30,24 +33,23 @@ def check_data(cfg: PipelineConfig) -> str:
     d = cfg.data
     bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
     check_teacher_fits(cfg, bundle)
+    check_methods_fit(cfg, bundle)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in bundle.splits().items())
     return f"data: {d.dataset} readable, {bundle.num_classes} classes, input {tuple(bundle.input_shape)}, {sizes}"
 
 
 def check_search(cfg: PipelineConfig) -> str:
-    """The warm start (the config's own values) is the first trial: it must lie in the searched ranges."""
+    """The warm start (the config's own values) is the first trial; a value outside its range starts at its edge."""
     if cfg.tune.n_trials == 0:
         return "search: none (tune.n_trials=0), the configured hyper-parameters are used"
+    moved = []
     for method in searched_methods(cfg):
-        ranges = {**method_space(cfg, method), "lr": cfg.tune.space.lr, "weight_decay": cfg.tune.space.weight_decay}
-        for name, value in defaults(cfg, method).items():
-            r = ranges[name]
-            if not r.low <= value <= r.high:
-                raise ConfigError(
-                    f"the configured {name}={value:g} lies outside its search range [{r.low:g}, {r.high:g}] "
-                    "(tune.space); widen the range or change the value"
-                )
-    return f"search: {cfg.tune.n_trials} trials over {', '.join(searched_methods(cfg))}, warm start inside the ranges"
+        start = inside_ranges(cfg, method, configured := defaults(cfg, method))
+        moved += [
+            f"{name} {configured[name]:g} -> {value:g}" for name, value in start.items() if value != configured[name]
+        ]
+    where = f"warm start moved into tune.space: {', '.join(moved)}" if moved else "warm start inside the ranges"
+    return f"search: {cfg.tune.n_trials} trials over {', '.join(searched_methods(cfg))}, {where}"
 
 
 def check_run(cfg: PipelineConfig) -> list[str]:

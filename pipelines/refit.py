@@ -23,6 +23,7 @@ from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
 from kdcore.soft_targets import SoftTargets
 from kdcore.teacher_views import TeacherViews
+from pipelines.cache import verified_entry
 from pipelines.checkpoint import load_model, save_atomic
 from pipelines.config import PipelineConfig
 from pipelines.results import TuneResult
@@ -87,7 +88,7 @@ def final_targets(
         return targets  # no refit, or the teacher runs online and scores every batch it is given
     plain = targets.logits is not None  # else cached views
     cached = validation_outputs_path(targets_path) if targets_path else None
-    if cached is not None and cached.exists():
+    if cached is not None and verified_entry(cached):
         log.info("refit: reusing the teacher's validation outputs %s", cached)
         more = torch.load(cached, map_location="cpu", weights_only=True) if plain else TeacherViews.load(cached)
     else:

@@ -17,6 +17,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.async_logging.run_operations import RunOperations
 
 from pipelines.config import PipelineConfig
+from pipelines.run_liveness import fail_orphaned_runs, liveness_tags
+from pipelines.store_lock import store_lock
 
 log = logging.getLogger("kdflow")
 
@@ -30,11 +32,29 @@ def redact(uri: str | None) -> str | None:
     return None if uri is None else _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("***@", uri))
 
 
+# mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: the URIs kdflow chose itself, so that a later config
+# (another store_dir in the same process) is not mistaken for a user's MLFLOW_TRACKING_URI.
+_EXPORTED_BY_KDFLOW: set[str] = set()
+
+
+def users_tracking_env() -> str | None:
+    """MLFLOW_TRACKING_URI as the user set it (None if unset or exported by kdflow's own set_tracking_uri)."""
+    value = os.environ.get("MLFLOW_TRACKING_URI")
+    return None if not value or value in _EXPORTED_BY_KDFLOW else value
+
+
+def use_tracking_uri(uri: str, chosen_by_kdflow: bool) -> None:
+    """mlflow.set_tracking_uri, remembering whether the URI it exports was kdflow's default or the user's."""
+    if chosen_by_kdflow:
+        _EXPORTED_BY_KDFLOW.add(uri)
+    mlflow.set_tracking_uri(uri)
+
+
 def tracking_uri(cfg: PipelineConfig) -> str:
     if cfg.runtime.tracking_uri:
         return cfg.runtime.tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    if users_tracking_env():
+        return users_tracking_env()
     store = Path(cfg.runtime.store_dir).resolve()
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
@@ -43,15 +63,19 @@ def tracking_uri(cfg: PipelineConfig) -> str:
 def setup_experiment(cfg: PipelineConfig) -> str:
     """Point MLflow at the configured store and return the experiment id (created if new)."""
     uri = tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(uri, chosen_by_kdflow=not cfg.runtime.tracking_uri and not users_tracking_env())
     name = cfg.runtime.experiment or f"kdflow-{cfg.name}"
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifacts = None
-    if uri.startswith("sqlite:") and not cfg.runtime.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
-        artifacts = (Path(cfg.runtime.store_dir).resolve() / "artifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifacts)
+    # The first touch of a new SQLite store runs MLflow's migrations: one process at a time, or they interleave.
+    with store_lock(cfg.runtime.store_dir, "mlflow-store", "MLflow store: another kdflow process is setting it up"):
+        fail_orphaned_runs()  # runs a killed process left RUNNING end now, as FAILED, with the reason
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        # A database store keeps artifacts in runtime.store_dir (MLflow's default: ./mlruns of whatever folder the
+        # run started in); a tracking server decides where its artifacts go.
+        served = uri.split(":", 1)[0] in ("http", "https", "databricks")
+        artifacts = None if served else (Path(cfg.runtime.store_dir).resolve() / "artifacts").as_uri()
+        return mlflow.create_experiment(name, artifact_location=artifacts)
 
 
 def loggable_params(cfg: PipelineConfig) -> dict[str, str]:
@@ -72,7 +96,7 @@ def stage_run(name: str, parent_run_id: str, **tags: Any) -> Iterator[mlflow.Act
         run_name=name,
         nested=True,
         parent_run_id=parent_run_id,
-        tags={"kdflow.stage": name, **{k: str(v) for k, v in tags.items()}},
+        tags={"kdflow.stage": name, **liveness_tags(), **{k: str(v) for k, v in tags.items()}},
     ) as run:
         yield run
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -10,7 +11,9 @@ import optuna
 
 from pipelines.config import PipelineConfig, Range
 from pipelines.methods import method_space, method_values, needs_teacher_model, searched_methods
+from pipelines.store_lock import store_lock
 
+log = logging.getLogger("kdflow")
 OPTUNA_STORAGE_ENV = "KDFLOW_OPTUNA_STORAGE"  # where a storage URL with a password belongs
 
 # Heartbeats and stale-trial retries are "experimental" in Optuna 5 but the documented way to survive dead workers.
@@ -67,8 +70,31 @@ def warm_starts(cfg: PipelineConfig) -> list[dict[str, float | str]]:
     first = cfg.distill.method if cfg.distill.method in methods else methods[0]
     ordered = [first, *(m for m in methods if m != first)]
     if len(methods) == 1:
-        return [defaults(cfg, first)]
-    return [{"method": method, **defaults(cfg, method)} for method in ordered]
+        return [inside_ranges(cfg, first, defaults(cfg, first))]
+    return [{"method": method, **inside_ranges(cfg, method, defaults(cfg, method))} for method in ordered]
+
+
+def inside_ranges(cfg: PipelineConfig, method: str, values: dict[str, float]) -> dict[str, float]:
+    """Configured values moved to the nearest end of their search range when outside it.
+
+    The range is what the user asked to search; the preset's value is only a starting point (a preset's
+    weight_decay 0 with a log-scale range starting at 1e-6 starts at 1e-6 rather than stopping the run).
+    """
+    ranges = {**method_space(cfg, method), "lr": cfg.tune.space.lr, "weight_decay": cfg.tune.space.weight_decay}
+    out = {}
+    for name, value in values.items():
+        r = ranges[name]
+        out[name] = min(max(value, r.low), r.high)
+        if out[name] != value:
+            log.info(
+                "tune: warm start %s=%g is outside tune.space [%g, %g]; starting at %g",
+                name,
+                value,
+                r.low,
+                r.high,
+                out[name],
+            )
+    return out
 
 
 def fixed_values(cfg: PipelineConfig) -> dict:
@@ -98,13 +124,15 @@ def open_storage(cfg: PipelineConfig) -> optuna.storages.RDBStorage:
     url = storage_url(cfg)
     # SQLite serialises writers; several local workers wait for the lock instead of failing.
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine,
-        heartbeat_interval=cfg.tune.heartbeat_seconds,
-        grace_period=max(cfg.tune.grace_seconds, 2 * cfg.tune.heartbeat_seconds),
-        heartbeat_stale_trial_callback=FailRunAndRetry(),
-    )
+    # Opening a new storage creates its schema: two first runs at once would interleave the migrations.
+    with store_lock(cfg.runtime.store_dir, "optuna-storage", "Optuna storage: another kdflow process is setting it up"):
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=cfg.tune.heartbeat_seconds,
+            grace_period=max(cfg.tune.grace_seconds, 2 * cfg.tune.heartbeat_seconds),
+            heartbeat_stale_trial_callback=FailRunAndRetry(),
+        )
 
 
 def open_study(cfg: PipelineConfig, study_name: str, epochs: int) -> optuna.Study:

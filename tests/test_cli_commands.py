@@ -131,7 +131,9 @@ def test_dry_run_checks_without_training_or_caching(capsys, tmp_path, monkeypatc
     assert code == 0 and out.strip().endswith("digits is ready to run")
     assert "data: digits readable, 10 classes" in out
     assert not (tmp_path / "mlruns" / "cache").exists() and not (tmp_path / "mlruns" / "mlflow.db").exists()
-    code, _, err = run(capsys, "run", "--dry-run", "--set", "student.train.weight_decay=0")
-    assert code == 2 and "weight_decay=0 lies outside its search range" in err
+    code, out, _ = run(capsys, "run", "--dry-run", "--set", "student.train.weight_decay=0")
+    assert code == 0 and "warm start moved into tune.space: weight_decay 0 -> 1e-06" in out
+    code, _, err = run(capsys, "run", "--dry-run", "--set", "distill.method=at")  # AT on an MLP student
+    assert code == 2 and "feature maps" in err
     code, _, err = run(capsys, "run", "--dry-run", "--preset", "fashion_mnist", "--set", f"data.root={tmp_path}/none")
     assert code == 1 and err.startswith("kdflow: data error: fashion_mnist files not found")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from pipelines.lifelong.state import LifelongState, model_blob, model_out
 from pipelines.registry import ServedInput, log_served_model, register_version
 from pipelines.stream import StreamStore
 from pipelines.threads import auto_choice, use_threads
-from pipelines.tracking import redact
+from pipelines.tracking import redact, use_tracking_uri, users_tracking_env
 
 log = logging.getLogger("kdflow")
 STATE_ARTIFACT = "lifelong/state.pt"
@@ -66,8 +65,8 @@ class RetrainResult:
 def tracking_uri(cfg: RetrainConfig) -> str:
     if cfg.tracking_uri:
         return cfg.tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    if users_tracking_env():
+        return users_tracking_env()
     store = Path(cfg.store_dir).resolve()
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
@@ -75,13 +74,14 @@ def tracking_uri(cfg: RetrainConfig) -> str:
 
 def setup_experiment(cfg: RetrainConfig) -> str:
     uri = tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)
+    default = not cfg.tracking_uri and not users_tracking_env()
+    use_tracking_uri(uri, chosen_by_kdflow=default)
     name = f"kdflow-lifelong-{cfg.stream}"
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     artifacts = None
-    if uri.startswith("sqlite:") and not cfg.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+    if uri.startswith("sqlite:") and default:
         artifacts = (Path(cfg.store_dir).resolve() / "artifacts").as_uri()
     return mlflow.create_experiment(name, artifact_location=artifacts)
 

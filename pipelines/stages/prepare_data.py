@@ -8,26 +8,30 @@ from pathlib import Path
 
 from kdcore.data import DataBundle, DataError
 from kdcore.datasets import load_dataset
-from pipelines.cache import cache_dir, cache_key
+from pipelines.cache import cache_dir, cache_key, verified_entry
 from pipelines.checkpoint import read_spec, save_atomic
 from pipelines.config import PipelineConfig
+from pipelines.method_fit import check_methods_fit
 from pipelines.results import PreparedData
+from pipelines.store_reachability import check_stores_reachable
 
 log = logging.getLogger("kdflow")
 
 
 def prepare_data(cfg: PipelineConfig) -> PreparedData:
+    check_stores_reachable(cfg)  # a store that is away fails now, in one line, not after training
     d = cfg.data
     path = (
         cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
     )
-    if path.exists():
+    if verified_entry(path):
         bundle = DataBundle.load(str(path))
         log.info("data: reusing prepared %s splits from %s", d.dataset, path)
     else:
         bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
         save_atomic(bundle.state_dict(), path)
     check_teacher_fits(cfg, bundle)
+    check_methods_fit(cfg, bundle)  # a feature method on models without feature maps: refused before training
     sizes = {name: len(split) for name, split in bundle.splits().items()}
     log.info(
         "data: %s %s, %d classes, input %s, augmentation %s",

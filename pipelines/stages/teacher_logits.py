@@ -17,7 +17,7 @@ from kdcore.data import DataBundle
 from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
 from kdcore.teacher_views import TeacherViews
-from pipelines.cache import cache_dir, cache_key
+from pipelines.cache import cache_dir, cache_key, verified_entry
 from pipelines.checkpoint import load_model, save_atomic, weights_digest
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
@@ -42,7 +42,7 @@ def compute_teacher_logits(cfg: PipelineConfig, data: PreparedData, teacher: Tra
     logits_path = teacher_logits_path(cfg, data, weights)
     views_path = teacher_views_path(cfg, data, weights) if k else None
     for path in (logits_path, views_path):  # one digest is either plain or augmented: at most one of them exists
-        if path is not None and path.exists():
+        if path is not None and verified_entry(path):
             log.info("teacher %s: reusing %s", "views" if path == views_path else "logits", path)
             return str(path)
     bundle = DataBundle.load(data.path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 
@@ -14,10 +13,11 @@ from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from kdcore.evaluate import evaluate
 from kdcore.models import count_parameters
-from pipelines.cache import cache_dir, cache_key
+from pipelines.cache import cache_dir, cache_key, verified_entry, write_entry_text
 from pipelines.checkpoint import load_model, read_spec
 from pipelines.config import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
+from pipelines.store_lock import store_lock
 from pipelines.tracking import loggable_params, redact, stage_run, tracking_uri
 from pipelines.training import settings_for, train_model
 
@@ -33,9 +33,16 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
     if cfg.teacher.checkpoint:
         return given_teacher(cfg, data, parent_run_id)
     key = teacher_cache_key(cfg, data.digest)
+    # One process trains a given teacher; another run that needs it waits here, then reuses it.
+    waiting = f"teacher: another kdflow process is training this teacher ({key}); waiting to reuse it"
+    with store_lock(cfg.runtime.store_dir, f"teacher-{key}", waiting):
+        return cached_or_trained_teacher(cfg, data, parent_run_id, key)
+
+
+def cached_or_trained_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str, key: str) -> TrainedModel:
     folder = cache_dir(cfg.runtime.store_dir, "teacher")
     checkpoint, record = folder / f"{key}.pt", folder / f"{key}.json"
-    if checkpoint.exists() and record.exists():
+    if verified_entry(checkpoint) and verified_entry(record):  # a damaged entry is reported, deleted, retrained
         cached = TrainedModel.model_validate_json(record.read_text())
         log.info("teacher: reusing %s from MLflow run %s (same data and teacher config)", cached.arch, cached.run_id)
         return cached.model_copy(update={"reused": True, "seconds": 0.0})
@@ -59,9 +66,7 @@ def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -
             checkpoint,
             extra_params=extra_params,
         )
-    tmp = record.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result.model_dump()))
-    os.replace(tmp, record)  # the record appears only once checkpoint and run are complete
+    write_entry_text(record, json.dumps(result.model_dump()))  # appears only once checkpoint and run are complete
     return result
 
 

@@ -18,6 +18,7 @@ from pipelines.config import PipelineConfig
 from pipelines.methods import searched_methods
 from pipelines.progress import report_trials
 from pipelines.results import PreparedData, TrainedModel, TuneResult
+from pipelines.store_lock import store_lock
 from pipelines.tracking import redact
 from pipelines.tune_worker import TuneJob, pull_trials, study_progress
 from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, storage_url, warm_starts
@@ -86,10 +87,12 @@ def tune_student(
         )
 
     epochs = cfg.tune.epochs or cfg.student.train.epochs
-    study = open_study(cfg, study_name, epochs)
-    if not study.trials:
-        for params in warm_starts(cfg)[: cfg.tune.n_trials]:  # known-good values first; none left queued past n_trials
-            study.enqueue_trial(params)
+    # Two runs sharing a study (same data, teacher and search) must not both queue the warm starts.
+    with store_lock(cfg.runtime.store_dir, f"study-{cache_key(study_name)}"):
+        study = open_study(cfg, study_name, epochs)
+        if not study.trials:
+            for params in warm_starts(cfg)[: cfg.tune.n_trials]:  # known-good values first; none queued past n_trials
+                study.enqueue_trial(params)
     finished = sum(count(study, s) for s in FINISHED)
     log.info(
         "tune: study %s has %d finished trials; %d wanted, %d worker(s)",
