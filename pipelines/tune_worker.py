@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -163,13 +164,23 @@ def pull_trials(cfg: PipelineConfig, job: TuneJob, worker: str, poll_seconds: fl
             time.sleep(poll_seconds)
 
 
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: Optuna fails the running trial and MLflow ends its run (FAILED) on the way out."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """A local worker process: `{"config": ..., "job": ..., "worker": ..., "threads": N}` on stdin."""
     request = json.loads(sys.stdin.read())
+    signal.signal(signal.SIGTERM, interrupt)  # stopped by the stage: end the trial's run rather than vanish
     logging.basicConfig(level=logging.INFO, format="%(asctime)s  %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(int(request.get("threads") or torch.get_num_threads()))  # the run chose for its workers
     cfg = PipelineConfig.model_validate(request["config"])
-    ran = pull_trials(cfg, TuneJob.model_validate(request["job"]), request["worker"])
+    try:
+        ran = pull_trials(cfg, TuneJob.model_validate(request["job"]), request["worker"])
+    except KeyboardInterrupt:
+        log.info("tune: worker %s stopped; its trial failed and its run ended", request["worker"])
+        return 128 + signal.SIGTERM
     log.info("tune: worker %s ran %d trials", request["worker"], ran)
     return 0
 
