@@ -93,7 +93,9 @@ def test_list_models_counts_parameters_at_the_default_width(capsys):
 
 
 def registered_store(root: Path) -> str:
-    """A real SQLite MLflow store holding one registered model with two versions, v2 the champion."""
+    """A real SQLite MLflow store holding one registered model with two versions, v2 the champion.
+
+    Sets MLflow's global tracking URI (and MLFLOW_TRACKING_URI): the caller restores both."""
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("kdflow-demo")
@@ -111,7 +113,11 @@ def registered_store(root: Path) -> str:
 
 def test_models_reads_versions_aliases_and_decisions_from_mlflow(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset after the store is made")  # restored after the test
-    registered_store(tmp_path / "store")  # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI
+    previous = mlflow.get_tracking_uri()
+    try:
+        registered_store(tmp_path / "store")  # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI
+    finally:
+        mlflow.set_tracking_uri(previous)  # later tests in this process see the store they had
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     code, out, _ = run(capsys, "models", "--store-dir", str(tmp_path / "store"))
     assert code == 0

@@ -16,6 +16,7 @@ from importlib.metadata import version
 from flows.cli import commands as command_modules
 from flows.cli.log import setup_logging
 from pipelines.config import ConfigError
+from pipelines.credentials import CredentialsMasked, mask_credentials_in_logs
 
 
 def command_names() -> list[str]:
@@ -40,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars in logs help nobody
     args = parse_args(argv)
     setup_logging()
+    mask_credentials_in_logs()  # whichever library logs a URI with a password, the password is not shown
     try:
         return args.handler(args)
     except ConfigError as e:
         print(f"kdflow: {e}", file=sys.stderr)
         return 2
+    except CredentialsMasked as e:  # an error that quoted a store's URI: its words, the password masked
+        print(f"kdflow: {e}", file=sys.stderr)
+        return 1

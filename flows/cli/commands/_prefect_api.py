@@ -17,10 +17,11 @@ def connect_prefect(command: str) -> str | None:
         os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value() or DEFAULT_API_URL
     url = os.environ["PREFECT_API_URL"].rstrip("/")
     from flows.local_ui import healthy
+    from pipelines.tracking import redact
 
     if not healthy(f"{url}/health"):
         print(
-            f"kdflow {command}: no Prefect server answers at {url}; start one with `kdflow ui` "
+            f"kdflow {command}: no Prefect server answers at {redact(url)}; start one with `kdflow ui` "
             f"(or `prefect server start`) or point PREFECT_API_URL at yours",
             file=sys.stderr,
         )

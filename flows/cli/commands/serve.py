@@ -11,6 +11,7 @@ import os
 import sys
 
 from flows.cli.commands._prefect_api import connect_prefect
+from pipelines.tracking import redact
 
 
 def add_parser(commands) -> None:
@@ -34,7 +35,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from flows.deployments import DEPLOYMENTS, serve_all
 
     print(
-        f"kdflow serve-flows: serving {', '.join(d.name for d in DEPLOYMENTS)} from {os.environ['PREFECT_API_URL']}; "
+        f"kdflow serve-flows: serving {', '.join(d.name for d in DEPLOYMENTS)} "
+        f"from {redact(os.environ['PREFECT_API_URL'])}; "
         "trigger runs from the Prefect UI; Ctrl-C stops",
         flush=True,
     )
