@@ -11,12 +11,14 @@ from kdcore.datasets import load_dataset
 from pipelines.cache import cache_dir, cache_key
 from pipelines.checkpoint import read_spec, save_atomic
 from pipelines.config import PipelineConfig
+from pipelines.pretrained import check_pretrained
 from pipelines.results import PreparedData
 
 log = logging.getLogger("kdflow")
 
 
 def prepare_data(cfg: PipelineConfig) -> PreparedData:
+    check_pretrained(cfg)  # first: the weights at hand (downloaded once, here) and fitting teacher.arch
     d = cfg.data
     path = (
         cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"
