@@ -42,6 +42,13 @@ class TrainSettings:
         False  # torch.compile the model for training: compiling costs tens of seconds, so only long runs gain
     )
     early_stop_patience: int | None = None  # stop once val/acc has not improved for this many epochs; None: never
+    # fine-tuning pretrained weights: every layer but the head (the last nn.Linear) learns at lr * this factor,
+    backbone_lr_factor: float = 1.0
+    freeze_backbone_epochs: int = 0  # and, for this many first epochs, not at all (only the head learns)
+
+    @property
+    def splits_backbone(self) -> bool:
+        return self.backbone_lr_factor != 1.0 or self.freeze_backbone_epochs > 0
 
 
 class History(list):
@@ -65,11 +72,28 @@ def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {s.optimizer!r}; choose 'adam' or 'sgd'")
 
 
+def param_groups(model: nn.Module, distiller: Distiller, s: TrainSettings) -> tuple[list, list[nn.Parameter]]:
+    """The optimiser's parameter groups, and the backbone's parameters (empty unless the settings split them)."""
+    params = list(model.parameters()) + list(distiller.parameters())
+    if not s.splits_backbone:
+        return params, []
+    from kdcore.models.pretrained import head_name
+
+    head = head_name(model) + "."
+    backbone = [p for name, p in model.named_parameters() if not name.startswith(head)]
+    ids = {id(p) for p in backbone}
+    rest = [p for p in params if id(p) not in ids]
+    return [{"params": backbone, "lr": s.lr * s.backbone_lr_factor}, {"params": rest, "lr": s.lr}], backbone
+
+
 def make_schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, steps_per_epoch: int):
     """Stepped once per batch."""
     if s.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=s.lr, total_steps=s.epochs * steps_per_epoch, pct_start=0.15
+            optimizer,
+            max_lr=[group["lr"] for group in optimizer.param_groups],  # each group's own peak (backbone, head)
+            total_steps=s.epochs * steps_per_epoch,
+            pct_start=0.15,
         )
     if s.schedule == "step":
         milestones = [round(s.epochs * k / 8) * steps_per_epoch for k in (5, 6, 7)]
@@ -136,7 +160,7 @@ def _fit(
     device = train.x.device
     teacher_logits, teacher_views, teacher = targets.logits, targets.views, targets.teacher
     forward = torch.compile(model) if settings.compile else model  # shares the weights; compiles on the first batch
-    params = list(model.parameters()) + list(distiller.parameters())
+    params, backbone = param_groups(model, distiller, settings)
     optimizer = make_optimizer(params, settings)
     steps_per_epoch = -(-len(train) // settings.batch_size)
     schedule = make_schedule(optimizer, settings, steps_per_epoch)
@@ -149,6 +173,8 @@ def _fit(
     best = BestEpoch(model)
     for epoch in range(1, settings.epochs + 1):
         model.train()
+        for p in backbone:  # frozen: no gradient, so the optimiser skips it (its BatchNorm statistics still adapt)
+            p.requires_grad_(epoch > settings.freeze_backbone_epochs)
         order = torch.randperm(len(train), generator=generator).to(device)
         choice = teacher_views.choose(augment_generator) if teacher_views is not None else None
         step_terms, step_sizes = [], []  # per step: one stacked tensor, summed once per epoch (no sync per step)
@@ -205,6 +231,8 @@ def _fit(
         best.offer(epoch, metrics["val/acc"])
         if settings.early_stop_patience is not None and epoch - best.epoch >= settings.early_stop_patience:
             break
+    for p in backbone:
+        p.requires_grad_(True)
     if val is not None:
         best.restore()
         history.kept_epoch = best.epoch

@@ -135,7 +135,8 @@ class DataConfig(Section):
     download: bool = Field(
         True,
         description=(
-            "Download missing mnist / fashion_mnist / cifar files into data.root when the network is reachable."
+            "Download missing mnist / fashion_mnist / cifar files into data.root, and named pretrained teacher "
+            "weights into TORCH_HOME, when the network is reachable."
         ),
     )
     limit_train: int | None = Field(
@@ -204,6 +205,24 @@ class TrainConfig(Section):
             "Stop once validation accuracy has not improved for this many epochs; empty: train every epoch. "
             "Either way the best validation epoch's weights are kept."
         ),
+    )
+
+
+class TeacherTrainConfig(TrainConfig):
+    backbone_lr_factor: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Fine-tuning: every layer but the classifier head learns at lr times this factor "
+            "(e.g. 0.1 for a pretrained teacher, whose backbone needs only small steps)."
+        ),
+    )
+    freeze_backbone_epochs: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="Fine-tuning: for this many first epochs only the new classifier head learns.",
     )
 
 
@@ -382,9 +401,50 @@ class TeacherConfig(ModelConfig):
             "A kdflow teacher checkpoint (.pt) to use instead of training one; its class count must match the data."
         ),
     )
+    pretrained: str | None = Field(
+        None,
+        description=(
+            "Start from pretrained weights and fine-tune them: torchvision's weights of teacher.arch by name "
+            "(IMAGENET1K_V1, DEFAULT or ResNet18_Weights.IMAGENET1K_V1; downloaded into TORCH_HOME when absent and "
+            "data.download allows), or a path to a state dict saved with torch.save(model.state_dict()). The "
+            "classifier head is replaced for the data's classes; the teacher sees the images resized and normalised "
+            "as its weights expect, the student at data.image_size with the data's own normalisation."
+        ),
+    )
+    image_size: int | None = Field(
+        None,
+        ge=16,
+        le=1024,
+        description=(
+            "With teacher.pretrained: side in pixels of the teacher's input (default: the weights' own crop, "
+            "224 for ImageNet weights; a local file without metadata: 224)."
+        ),
+    )
+    train: TeacherTrainConfig = Field(default_factory=TeacherTrainConfig, description="How the teacher is trained.")
     distributed: DistributedConfig = Field(
         default_factory=DistributedConfig, description="Data-parallel teacher training."
     )
+
+    @model_validator(mode="after")
+    def _pretrained_fits(self) -> TeacherConfig:
+        """Names, families and combinations are checked here; files (cache, shapes) before the run's first stage."""
+        if self.pretrained is None:
+            if self.image_size is not None:
+                raise ValueError("teacher.image_size applies only with teacher.pretrained; leave it empty")
+            return self
+        from kdcore.models.pretrained import check_pretrainable, is_path, named_weights
+
+        if self.checkpoint:
+            raise ValueError("teacher.pretrained and teacher.checkpoint exclude each other; set only one")
+        if self.distributed.nproc > 1 and self.train.freeze_backbone_epochs:
+            raise ValueError(
+                "teacher.train.freeze_backbone_epochs does not work under DDP (teacher.distributed.nproc > 1); "
+                "set it to 0 or use backbone_lr_factor"
+            )
+        check_pretrainable(self.arch)
+        if not is_path(self.pretrained):
+            named_weights(self.arch, self.pretrained)
+        return self
 
 
 class DistillConfig(Section):
@@ -742,7 +802,9 @@ def validate(tree: dict[str, Any]) -> PipelineConfig:
         where = ".".join(str(p) for p in first["loc"])
         if not where:  # a check across sections: its message names the fields
             raise ConfigError(f"invalid config: {first['msg'].removeprefix('Value error, ')}") from None
-        if first["type"] == "extra_forbidden":
+        if first["type"] == "extra_forbidden" and tuple(first["loc"]) == ("student", "pretrained"):
+            reason = "only the teacher starts from pretrained weights (teacher.pretrained); the student is trained here"
+        elif first["type"] == "extra_forbidden":
             reason = "unknown key" + did_you_mean(first["loc"][-1], section_keys(first["loc"]))
         elif first["type"] == "literal_error":
             reason = first["msg"] + did_you_mean(

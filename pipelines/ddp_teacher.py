@@ -22,14 +22,13 @@ from torch.nn.parallel import DistributedDataParallel
 from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from kdcore.distributed import shard
-from kdcore.models import build_model
 from kdcore.speed import forward_mode
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
 from pipelines.results import TrainedModel
 from pipelines.threads import choose_threads, model_parameters
 from pipelines.tracking import tracking_uri
-from pipelines.training import settings_for, train_model
+from pipelines.training import initial_model, settings_for, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,13 +130,7 @@ def train_rank(request: dict) -> None:
             Path(request["result"]).write_text(result.model_dump_json())
         else:
             torch.manual_seed(settings.seed)
-            model = build_model(
-                cfg.teacher.arch,
-                bundle.input_shape,
-                bundle.num_classes,
-                **cfg.teacher.options(),
-                **bundle.model_options(),
-            )
+            model, _ = initial_model(cfg.teacher, bundle, cfg.data.download)
             fit(wrap(model), bundle.train, bundle.val, settings, LabelsOnly(), view=bundle.view)
         dist.barrier()
     finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 from kdcore.datasets import load_dataset
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.method_fit import check_methods_fit
+from pipelines.pretrained import check_pretrained
 from pipelines.stages.prepare_data import check_teacher_fits
 from pipelines.store_reachability import check_stores_reachable
 from pipelines.tracking import redact, tracking_uri
@@ -53,4 +54,4 @@ def check_search(cfg: PipelineConfig) -> str:
 
 
 def check_run(cfg: PipelineConfig) -> list[str]:
-    return [check_store(cfg), check_search(cfg), check_data(cfg)]
+    return [check_store(cfg), check_search(cfg), *filter(None, [check_pretrained(cfg)]), check_data(cfg)]

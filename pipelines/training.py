@@ -26,6 +26,16 @@ from pipelines.tracking import EpochLogger, loggable_params, stage_run
 log = logging.getLogger("kdflow")
 
 
+def initial_model(spec: ModelConfig, bundle: DataBundle, download: bool) -> tuple[torch.nn.Module, dict]:
+    """The model before training, and the build options its checkpoint records."""
+    if getattr(spec, "pretrained", None):  # teachers only
+        from pipelines.pretrained import pretrained_teacher
+
+        return pretrained_teacher(spec, bundle, download)
+    options = {**spec.options(), **bundle.model_options()}  # text models: + vocab_size
+    return build_model(spec.arch, bundle.input_shape, bundle.num_classes, **options), options
+
+
 def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainSettings:
     values = dict(
         epochs=train.epochs,
@@ -40,6 +50,8 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
         precision=cfg.runtime.precision,
         channels_last=cfg.runtime.channels_last,
         compile=cfg.runtime.compile,
+        backbone_lr_factor=getattr(train, "backbone_lr_factor", 1.0),  # teachers only
+        freeze_backbone_epochs=getattr(train, "freeze_backbone_epochs", 0),
     )
     values.update(overrides)
     return TrainSettings(**values)
@@ -71,8 +83,7 @@ def train_model(
     """`wrap` puts the model in a training harness (DDP) for `fit`; the unwrapped model is what gets saved."""
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
-    options = {**spec.options(), **bundle.model_options()}  # text models: + vocab_size
-    model = build_model(spec.arch, bundle.input_shape, bundle.num_classes, **options)
+    model, options = initial_model(spec, bundle, cfg.data.download)
     n_params = count_parameters(model)
     with stage_run(role, parent_run_id) as run:
         mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})

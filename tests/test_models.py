@@ -5,9 +5,10 @@ import torch
 
 from kdcore.models import MODELS, build_model, count_parameters
 from kdcore.models.text import TEXT_MODELS
+from kdcore.models.torchvision_models import PRETRAINABLE
 from pipelines.config import ConfigError, load_config
 
-IMAGENET = {"resnet18", "resnet34", "mobilenet_v3_small"}
+IMAGENET = PRETRAINABLE  # torchvision's ImageNet models
 
 
 def shapes(name):

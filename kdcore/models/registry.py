@@ -31,10 +31,20 @@ def models_of(modality: str) -> tuple[str, ...]:
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **options) -> nn.Module:
-    """Build `name` for inputs of `input_shape` (C, H, W) and `num_classes` outputs."""
+    """Build `name` for inputs of `input_shape` (C, H, W) and `num_classes` outputs.
+
+    `input_adapter` (an InputAdapter's state dict, pretrained teachers): the network is built for the input its
+    weights expect and takes the data's `input_shape` through the adapter.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, **options)
+    adapter_state = options.pop("input_adapter", None)
+    if adapter_state is None:
+        return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes, **options)
+    from kdcore.models.input_adapter import InputAdapter, adapt_input
+
+    adapter = InputAdapter.from_state_dict(adapter_state)
+    return adapt_input(MODELS[name](input_shape=adapter.input_shape, num_classes=num_classes, **options), adapter)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,6 +12,7 @@ from pipelines.cache import cache_dir, cache_key, verified_entry
 from pipelines.checkpoint import read_spec, save_atomic
 from pipelines.config import PipelineConfig
 from pipelines.method_fit import check_methods_fit
+from pipelines.pretrained import check_pretrained
 from pipelines.results import PreparedData
 from pipelines.store_reachability import check_stores_reachable
 
@@ -20,6 +21,7 @@ log = logging.getLogger("kdflow")
 
 def prepare_data(cfg: PipelineConfig) -> PreparedData:
     check_stores_reachable(cfg)  # a store that is away fails now, in one line, not after training
+    check_pretrained(cfg)  # the weights at hand (downloaded once, here) and fitting teacher.arch
     d = cfg.data
     path = (
         cache_dir(cfg.runtime.store_dir, "data") / f"{d.dataset}-{cache_key(d.model_dump(), source_stamp(d.root))}.pt"

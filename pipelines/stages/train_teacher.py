@@ -16,6 +16,7 @@ from kdcore.models import count_parameters
 from pipelines.cache import cache_dir, cache_key, verified_entry, write_entry_text
 from pipelines.checkpoint import load_model, read_spec
 from pipelines.config import PipelineConfig
+from pipelines.pretrained import pretrained_stamp
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.store_lock import store_lock
 from pipelines.tracking import loggable_params, redact, stage_run, tracking_uri
@@ -26,7 +27,14 @@ log = logging.getLogger("kdflow")
 
 def teacher_cache_key(cfg: PipelineConfig, data_digest: str) -> str:
     """What determines the teacher: the data, its own config, the seed, the run store and the code."""
-    return cache_key("teacher", data_digest, cfg.teacher.model_dump(), cfg.runtime.seed, redact(tracking_uri(cfg)))
+    return cache_key(
+        "teacher",
+        data_digest,
+        cfg.teacher.model_dump(),
+        cfg.runtime.seed,
+        redact(tracking_uri(cfg)),
+        *filter(None, [pretrained_stamp(cfg.teacher)]),  # only when used: other teachers keep their cache keys
+    )
 
 
 def train_teacher(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -> TrainedModel:
