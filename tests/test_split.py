@@ -1,6 +1,7 @@
 """The data split: stratified, seeded, disjoint, and normalised with train statistics only."""
 
 import numpy as np
+import pytest
 import torch
 
 from kdcore.data import stratified_split
@@ -33,3 +34,12 @@ def test_digits_bundle_sizes_and_train_only_normalisation():
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-3
     assert bundle.digest == load_dataset("digits", None, 0.15, 0.2, seed=0).digest
     assert bundle.digest != load_dataset("digits", None, 0.15, 0.2, seed=1).digest
+
+
+def test_a_split_too_small_for_every_class_is_one_sentence_not_a_traceback():
+    from kdcore.data import DataError
+
+    with pytest.raises(
+        DataError, match=r"6 samples of 3 classes leave 2 for the test split \(data.test_fraction=0.2\)"
+    ):
+        stratified_split(np.array([0, 0, 1, 1, 2, 2]), 0.15, 0.2, seed=0)

@@ -102,7 +102,7 @@ def load_imagefolder(req: DataRequest) -> DataBundle:
         x, y = train[0], train[1]
         if "test" not in parts:  # hold the test split out of train first, so val never overlaps it
             check_class_sizes("imagefolder", y, classes, minimum=3 if "val" not in parts else 2)
-            kept, held = stratified_holdout(y, req.test_fraction, req.seed)
+            kept, held = stratified_holdout(y, req.test_fraction, req.seed, "test", "data.test_fraction")
             parts["test"], (x, y) = (x[held], y[held]), (x[kept], y[kept])
         if "val" not in parts:
             check_class_sizes("imagefolder", y, classes, minimum=2)

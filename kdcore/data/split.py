@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from kdcore.data.errors import DataError
 
 
 def train_test_split(*args, **kwargs):
@@ -12,6 +16,17 @@ def train_test_split(*args, **kwargs):
     return split(*args, **kwargs)
 
 
+def check_room(labels: np.ndarray, fraction: float, part: str, field: str) -> None:
+    """A stratified part holds at least one sample of each class: say so before scikit-learn fails on it."""
+    classes, held = len(np.unique(labels)), math.ceil(fraction * len(labels))
+    if held < classes or len(labels) - held < classes:
+        raise DataError(
+            f"{len(labels)} samples of {classes} classes leave {held} for the {part} split ({field}={fraction:g}) "
+            f"and {len(labels) - held} for the rest; each needs one sample of every class: add samples or change "
+            f"{field}"
+        )
+
+
 def stratified_split(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -19,15 +34,20 @@ def stratified_split(
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError("val_fraction and test_fraction must be in (0, 1) and sum to less than 1")
     idx = np.arange(len(labels))
+    check_room(labels, test_fraction, "test", "data.test_fraction")
     rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
     val_of_rest = val_fraction / (1 - test_fraction)
+    check_room(labels[rest], val_of_rest, "validation", "data.val_fraction")
     train, val = train_test_split(rest, test_size=val_of_rest, stratify=labels[rest], random_state=seed)
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_holdout(
+    labels: np.ndarray, fraction: float, seed: int, part: str = "validation", field: str = "data.val_fraction"
+) -> tuple[np.ndarray, np.ndarray]:
     """Return disjoint index arrays (kept, held out) with `fraction` of each class held out."""
     idx = np.arange(len(labels))
+    check_room(labels, fraction, part, field)
     kept, held = train_test_split(idx, test_size=fraction, stratify=labels, random_state=seed)
     return np.sort(kept), np.sort(held)
 
