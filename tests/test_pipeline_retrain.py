@@ -51,7 +51,7 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
     proc, summary = kdflow("run", "--preset", "digits", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.MlflowClient()
-    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
 
     # a batch that does not fit the champion's model is refused at ingest, with one sentence
     np.savez(tmp_path / "rgb.npz", inputs=np.zeros((20, 3, 8, 8), np.uint8), labels=np.arange(20) % 10)
@@ -67,17 +67,17 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
     refused = retrain(tmp_path, "--tolerance", "-1")
     assert refused["status"] == "retrained" and not refused["promoted"], refused["reason"]
     assert refused["version"] == "2" and refused["champion_version"] == "1"
-    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     v2 = client.get_model_version(NAME, "2")
     assert v2.tags["kdflow.learned_batches"] == refused["learned_batches"][0] and v2.tags["kdflow.base_version"] == "1"
     assert set(refused["part_accuracies"]) == {"original", refused["learned_batches"][0]}
     assert len(refused["matrix"]) == 2 and len(refused["matrix"][-1]) == 2  # champion row, then after the batch
-    assert abs(refused["champion_part_accuracies"]["original"] - summary["test_acc"]["student"]) < 1e-6
+    assert abs(refused["champion_part_accuracies"]["original"] - summary["models"]["student"]["test_acc"]) < 1e-6
 
     # the same champion, the same batch, a tolerance that accepts: a new version becomes the champion
     accepted = retrain(tmp_path, "--tolerance", "1", "--mode", "student_only")
     assert accepted["promoted"] and accepted["version"] == "3"
-    assert client.get_model_version_by_alias(NAME, "champion").version == "3"
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "3"
 
     # a second batch: the same registered model learns it on top of the first, from v3's lineage
     write_digits_batch(tmp_path / "b2.npz", 300, 300, (1, 0))
@@ -100,7 +100,7 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
         0.02,
     )
     assert second["promoted"] == expected[0]
-    assert client.get_model_version_by_alias(NAME, "champion").version == ("4" if expected[0] else "3")
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == ("4" if expected[0] else "3")
     assert parts["original"] > 0.5  # it still reads digits through the champion's own input view
 
     # nothing new: nothing registered
