@@ -106,3 +106,16 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
     # nothing new: nothing registered
     assert retrain(tmp_path)["status"] in ("up-to-date", "already-tried")
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 4
+
+
+def test_retrain_pipeline_form_is_typed_and_the_event_names_the_pipeline():
+    from flows.deployments import DEPLOYMENTS, runner_deployments
+
+    deployment = runner_deployments([d for d in DEPLOYMENTS if d.name == "retrain-pipeline"])[0]
+    schema = deployment._parameter_openapi_schema.model_dump()
+    assert set(schema["properties"]) == {"pipeline", "store_dir", "retrain"}  # no raw JSON settings box
+    section = schema["definitions"]["RetrainSectionOverrides"]["properties"]
+    assert section["strategy"]["anyOf"][0]["enum"] == ["finetune", "lwf", "derpp", "joint"]
+    assert section["tolerance"]["description"]
+    (trigger,) = deployment.triggers
+    assert trigger.parameters["pipeline"] == "{{ event.payload.pipeline }}"
