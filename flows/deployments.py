@@ -40,6 +40,18 @@ def _retrain_options() -> dict:
     return retrain_deployment_options()
 
 
+def _retrain_pipeline() -> Flow:
+    from flows.retrain_pipeline import retrain_pipeline_flow
+
+    return retrain_pipeline_flow
+
+
+def _retrain_pipeline_options() -> dict:
+    from flows.retrain_pipeline import retrain_pipeline_options
+
+    return retrain_pipeline_options()
+
+
 DEPLOYMENTS: list[DeploymentSpec] = [
     DeploymentSpec(
         name="distill-pipeline",
@@ -55,6 +67,14 @@ DEPLOYMENTS: list[DeploymentSpec] = [
         "and nightly at 03:00); the new version becomes champion only if it passes the gate.",
         tags=("kdflow", "lifelong"),
         options=_retrain_options,
+    ),
+    DeploymentSpec(
+        name="retrain-pipeline",
+        flow=_retrain_pipeline,
+        description="A pipeline's champion learns the batches ingested for it (event kdflow.data.arrived, and nightly "
+        "at 03:00 for every pipeline); the new version becomes champion only by the retraining decision.",
+        tags=("kdflow", "lifelong"),
+        options=_retrain_pipeline_options,
     ),
 ]
 

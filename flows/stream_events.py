@@ -8,8 +8,11 @@ ARRIVED = "kdflow.data.arrived"
 RESOURCE_PREFIX = "kdflow.stream."
 
 
-def emit_arrival(stream: str, batch_id: str, store_dir: str, classes: list[str], counts: dict) -> bool:
-    """Send `kdflow.data.arrived` for `stream` to the configured Prefect server; False if none is configured.
+def emit_arrival(
+    stream: str, batch_id: str, store_dir: str, classes: list[str], counts: dict, pipeline: str | None = None
+) -> bool:
+    """Send `kdflow.data.arrived` for `stream` (bound to `pipeline`, if any) to the configured Prefect server;
+    False if none is configured.
 
     Without PREFECT_API_URL there is no server whose automations could react, so nothing is sent
     (Prefect would otherwise start a throw-away local server just to drop the event).
@@ -24,8 +27,18 @@ def emit_arrival(stream: str, batch_id: str, store_dir: str, classes: list[str],
 
     event = emit_event(
         event=ARRIVED,
-        resource={"prefect.resource.id": RESOURCE_PREFIX + stream, "prefect.resource.name": stream},
-        payload={"batch_id": batch_id, "store_dir": store_dir, "classes": classes, "counts": counts},
+        resource={
+            "prefect.resource.id": RESOURCE_PREFIX + stream,
+            "prefect.resource.name": stream,
+            "kdflow.pipeline": pipeline or "",
+        },
+        payload={
+            "batch_id": batch_id,
+            "store_dir": store_dir,
+            "classes": classes,
+            "counts": counts,
+            "pipeline": pipeline or "",
+        },
     )
     EventsWorker.drain_all(timeout=30)  # a CLI exits right after: deliver the event first
     return event is not None

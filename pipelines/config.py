@@ -665,6 +665,40 @@ class RuntimeConfig(Section):
     store_dir: str = Field("mlruns", description="Folder of the local stores and caches.")
 
 
+class RetrainSection(Section):
+    """How the pipeline's champion keeps learning as new data batches arrive (`kdflow retrain --pipeline NAME`)."""
+
+    policy: Literal["continual", "refit"] = Field(
+        "continual",
+        description=(
+            "continual: update the champion on the new batches with a lifelong strategy; "
+            "refit: rerun the pipeline on the original data plus every batch (not built yet)."
+        ),
+    )
+    strategy: Literal["finetune", "lwf", "derpp", "joint"] = Field(
+        "derpp", description="Lifelong-learning strategy of the continual policy."
+    )
+    mode: Literal["teacher_student", "student_only"] = Field(
+        "teacher_student",
+        description="Update the teacher then distil the student from it, or update the student alone (cheaper).",
+    )
+    tolerance: float = Field(
+        0.02,
+        ge=-1,
+        le=1,
+        description=(
+            "Accuracy a new version may lose and still replace the champion: on the original test split against the "
+            "lineage's best, and averaged over every test part against the champion re-scored now."
+        ),
+    )
+    buffer_size: int = Field(200, ge=1, le=1_000_000, description="DER++ replay buffer capacity (examples).")
+    alpha: float = Field(
+        0.2, ge=0, le=100, description="DER++ weight of the replayed-logits MSE; LwF weight of its distillation term."
+    )
+    beta: float = Field(1.0, ge=0, le=100, description="DER++ weight of the replayed-labels CE.")
+    replay_batch_size: int = Field(32, ge=1, le=65_536, description="DER++ examples replayed per step.")
+
+
 class PipelineConfig(Section):
     name: str = Field(
         "digits",
@@ -679,6 +713,7 @@ class PipelineConfig(Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    retrain: RetrainSection = Field(default_factory=RetrainSection)
 
     @model_validator(mode="after")
     def _models_read_the_data(self) -> PipelineConfig:

@@ -20,15 +20,32 @@ class LearnSettings:
     seed: int = 0
     kd_weight: float = 1.0  # weight of the distillation term when a teacher guides the model
     temperature: float = 2.0
+    optimizer: str = "sgd"  # "sgd" (plain, as in DER, unless `momentum`) | "adam" (AdamW, as kdcore.train.fit)
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    device: str = "cpu"
+
+
+def make_task_optimizer(model: nn.Module, s: LearnSettings) -> torch.optim.Optimizer:
+    if s.optimizer == "adam":
+        return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.momentum > 0
+        )
+    raise ValueError(f"unknown optimizer {s.optimizer!r}; choose 'adam' or 'sgd'")
 
 
 def learn_task(
     model: nn.Module, strategy: Strategy, train: Split, settings: LearnSettings, teacher: nn.Module | None = None
 ) -> dict[str, float]:
     """Train `model` on one task; with `teacher`, also distil its outputs. Returns mean loss terms."""
-    data = strategy.begin_task(model, train)
-    teacher_logits = None if teacher is None else predict_logits(teacher, data.x)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr)  # a fresh optimizer per task, as in DER
+    model.to(settings.device)
+    if teacher is not None:
+        teacher.to(settings.device)
+    data = strategy.begin_task(model, train).to(settings.device)
+    teacher_logits = None if teacher is None else predict_logits(teacher, data.x).to(settings.device)
+    optimizer = make_task_optimizer(model, settings)  # a fresh optimizer per task, as in DER
     generator = torch.Generator().manual_seed(settings.seed + strategy.tasks_seen)
     model.train()
     sums: dict[str, float] = {}

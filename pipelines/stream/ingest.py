@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,7 +87,7 @@ def known_labels(store: StreamStore) -> list[str] | None:
     return None if settings is None or settings["scenario"] == "class-il" else settings["classes"]
 
 
-def check_fits_stream(store: StreamStore, raw: RawBatch, scenario: str) -> dict:
+def check_fits_stream(store: StreamStore, raw: RawBatch, scenario: str, pipeline: str | None = None) -> dict:
     """The stream's settings (created by its first batch); rejects a batch that does not fit them."""
     settings = stream_settings(store)
     classes = sorted(set(raw.labels))
@@ -98,7 +99,13 @@ def check_fits_stream(store: StreamStore, raw: RawBatch, scenario: str) -> dict:
             "modality": raw.modality,
             "input_shape": input_shape,
             "classes": classes,
+            **({"pipeline": pipeline} if pipeline else {}),
         }
+    if pipeline and settings.get("pipeline") != pipeline:
+        bound = f"pipeline {settings['pipeline']!r}" if settings.get("pipeline") else "no pipeline"
+        raise BatchError(
+            f"stream {store.name!r} is bound to {bound}, not {pipeline!r}; pass another --stream for this pipeline"
+        )
     modality = settings.get("modality", "image")  # streams from before text batches hold images
     if raw.modality != modality:
         raise BatchError(
@@ -179,11 +186,14 @@ def ingest(
     test_fraction: float = 0.2,
     fmt: str = "auto",
     columns: TextColumns = TextColumns(),
+    pipeline: str | None = None,
+    fits: Callable[[RawBatch], None] | None = None,
 ) -> IngestResult:
     """Add `source` to `stream` as one immutable batch; a duplicate of an existing batch adds nothing.
 
     `fmt` is one of readers.FORMATS ("auto" tells it from the path); `columns` names the text and label
-    columns (CSV) or keys (JSONL) of a text batch.
+    columns (CSV) or keys (JSONL) of a text batch. `pipeline` binds the stream to that pipeline, whose
+    champion then learns its batches; `fits(raw)` raises BatchError if the batch does not fit its model.
     """
     if scenario not in SCENARIOS:
         raise StreamError(f"scenario {scenario!r} is not one of {', '.join(SCENARIOS)}")
@@ -192,10 +202,12 @@ def ingest(
     source = Path(source)
     store = StreamStore(store_root, stream)
     raw = read_batch(source, fmt, columns, known_labels(store))  # validates every record before anything is written
+    if fits is not None:
+        fits(raw)
     digest = content_digest(raw)
     with store.lock("ingest"):
         remove_stale_staging(store)
-        settings = check_fits_stream(store, raw, scenario)
+        settings = check_fits_stream(store, raw, scenario, pipeline)
         existing = store.batches()
         for b in existing:
             if b.manifest["content_sha256"] == digest:
@@ -216,6 +228,7 @@ def ingest(
             manifest = {
                 "id": batch_id,
                 "stream": stream,
+                **({"pipeline": pipeline} if pipeline else {}),
                 "arrived_at": datetime.now(UTC).isoformat(),
                 "source": str(source.resolve()),
                 "content_sha256": digest,

@@ -124,3 +124,13 @@ class StreamStore:
 def stream_names(store_root: str | Path) -> list[str]:
     streams = Path(store_root).resolve() / "streams"
     return sorted(p.name for p in streams.iterdir() if p.is_dir() and _NAME.match(p.name)) if streams.exists() else []
+
+
+def pipeline_batches(store_root: str | Path, pipeline: str) -> list[tuple[str, StoredBatch]]:
+    """Every batch of the streams bound to `pipeline`, in arrival order, keyed `stream/batch-id` (store-unique)."""
+    out = []
+    for name in stream_names(store_root):
+        store = StreamStore(store_root, name)
+        if (store.settings() or {}).get("pipeline") == pipeline:
+            out += [(f"{name}/{b.id}", b) for b in store.batches()]
+    return sorted(out, key=lambda kb: (kb[1].manifest.get("arrived_at", ""), kb[0]))

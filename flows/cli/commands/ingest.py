@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from flows.cli.commands._lifelong import lifelong_errors
@@ -17,7 +18,15 @@ def add_parser(commands) -> None:
         help="an image folder (one subfolder per class), a .pt / .npz file with inputs and "
         "labels, or texts: a .csv / .jsonl file with text and label, or a folder of .txt files per class",
     )
-    ingest.add_argument("--stream", required=True, help="stream name (letters, digits, - and _)")
+    ingest.add_argument(
+        "--pipeline",
+        help="the pipeline whose champion learns this batch (`kdflow run --preset NAME` made it); "
+        "the batch must fit its model",
+    )
+    ingest.add_argument(
+        "--stream",
+        help="stream name (letters, digits, - and _); default: the pipeline's name (one of the two is needed)",
+    )
     ingest.add_argument("--store", default="mlruns", help="stream store root (default: mlruns)")
     ingest.add_argument("--scenario", default="class-il", choices=SCENARIOS, help="set by a stream's first batch")
     ingest.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of each class (default 0.2)")
@@ -35,9 +44,21 @@ def add_parser(commands) -> None:
 
 def run_ingest(args) -> int:
     from flows.stream_events import emit_arrival
-    from pipelines.stream import ingest
+    from pipelines.stream import StreamError, ingest
     from pipelines.stream.readers import TextColumns
 
+    if not (args.pipeline or args.stream):
+        raise StreamError("name the pipeline whose model learns this batch: --pipeline NAME (or a --stream)")
+    args.stream = args.stream or args.pipeline
+    fits = None
+    if args.pipeline:
+        import mlflow
+
+        from pipelines.lifelong.continual import store_tracking_uri
+        from pipelines.lifelong.lineage import check_fits_champion
+
+        mlflow.set_tracking_uri(store_tracking_uri(args.store))
+        fits = functools.partial(check_fits_champion, args.pipeline)
     r = ingest(
         args.path,
         args.store,
@@ -46,6 +67,8 @@ def run_ingest(args) -> int:
         args.test_fraction,
         args.fmt,
         TextColumns(args.text_column, args.label_column),
+        pipeline=args.pipeline,
+        fits=fits,
     )
     if r.duplicate:
         print(
@@ -53,10 +76,13 @@ def run_ingest(args) -> int:
             "nothing ingested"
         )
         return 0
+    bound = f" for pipeline {args.pipeline}" if args.pipeline else ""
     print(
-        f"ingested {args.path} into stream {args.stream} as batch {r.batch_id}: classes {', '.join(r.classes)}; "
+        f"ingested {args.path} into stream {args.stream}{bound} as batch {r.batch_id}: classes {', '.join(r.classes)}; "
         f"train {sum(r.counts['train'].values())}, test {sum(r.counts['test'].values())}"
     )
-    sent = emit_arrival(args.stream, r.batch_id, str(Path(args.store).resolve()), r.classes, r.counts)
+    sent = emit_arrival(
+        args.stream, r.batch_id, str(Path(args.store).resolve()), r.classes, r.counts, pipeline=args.pipeline
+    )
     print("event kdflow.data.arrived sent" if sent else "no Prefect server configured (PREFECT_API_URL): no event sent")
     return 0
