@@ -1,4 +1,5 @@
-"""Text KD benchmark: teacher vs labels-only student vs KD student, accuracy, size and CPU speed.
+"""Text KD benchmark: teacher vs labels-only student vs KD student vs TF-IDF + logistic regression, accuracy, size
+and CPU speed, on the same split in the same run.
 
 Runs on whatever real text is here:
   IMDB:          python benchmarks/text_distill.py --imdb data/imdb
@@ -8,6 +9,10 @@ Runs on whatever real text is here:
                  (builds root/<section>/<page>.txt from the manual's groff sources: predict a page's section)
 
 Uses kdcore directly (no MLflow, Prefect or Optuna): the same `fit`, `LabelsOnly` and `KD` as the pipeline.
+The students are fasttext with word n-grams (--student-ngrams, default bigrams); a words-only labels-only student
+(ngrams 1) is trained beside them. scikit-learn's TF-IDF (word 1-2 grams) + logistic regression reads the same
+words the students read (the vocabulary's, the first --max-len), its C chosen on the validation split.
+--no-teacher skips the teacher and the KD student (labels-only students and TF-IDF + LR alone).
 Throughput: raw strings -> tokenizer -> model -> class, batch 256, on the CPU, teacher and student
 interleaved in the same process, the median of several passes over the test texts.
 """
@@ -32,6 +37,7 @@ from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.distill import KD, LabelsOnly  # noqa: E402
 from kdcore.evaluate import evaluate, predict_logits  # noqa: E402
 from kdcore.models import build_model, count_parameters  # noqa: E402
+from kdcore.models.text.bag import BUCKETS  # noqa: E402
 from kdcore.soft_targets import SoftTargets  # noqa: E402
 from kdcore.text.settings import TextSettings  # noqa: E402
 from kdcore.text.tokenizer import Tokenizer  # noqa: E402
@@ -77,10 +83,15 @@ def build_from_man(man_root: Path, out: Path, per_class: int, max_words: int, se
         print(f"man{section}: {kept} pages", file=sys.stderr)
 
 
-def train(arch, bundle, width, epochs, lr, distiller, logits, seed):
+def train(arch, bundle, width, epochs, lr, distiller, logits, seed, **options):
     torch.manual_seed(seed)
     model = build_model(
-        arch, bundle.input_shape, bundle.num_classes, **({"width": width} if width else {}), **bundle.model_options()
+        arch,
+        bundle.input_shape,
+        bundle.num_classes,
+        **({"width": width} if width else {}),
+        **bundle.model_options(),
+        **options,
     )
     settings = TrainSettings(epochs=epochs, batch_size=32, lr=lr, weight_decay=1e-4, seed=seed)
     started = time.perf_counter()
@@ -93,7 +104,34 @@ def train(arch, bundle, width, epochs, lr, distiller, logits, seed):
         soft_targets=SoftTargets(logits=logits),
         on_epoch=lambda e, m: print(f"  epoch {e}: val/acc {m['val/acc']:.4f}", file=sys.stderr),
     )
-    return model.eval(), history[-1]["val/acc"], time.perf_counter() - started
+    return model.eval(), history.kept["val/acc"], time.perf_counter() - started
+
+
+def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int) -> dict:
+    """TF-IDF of word 1-2 grams + logistic regression on the students' words; C chosen on validation."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.perf_counter()
+    texts = {name: [tokenizer.decode(row) for row in split.x] for name, split in bundle.splits().items()}
+    labels = {name: split.y.numpy() for name, split in bundle.splits().items()}
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+")
+    x = {"train": vectorizer.fit_transform(texts["train"])}
+    x.update({name: vectorizer.transform(texts[name]) for name in ("val", "test")})
+    fitted = {
+        c: LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x["train"], labels["train"])
+        for c in (1, 10, 100)
+    }
+    val = {c: m.score(x["val"], labels["val"]) for c, m in fitted.items()}
+    best = max(val, key=val.get)
+    return {
+        "arch": f"tfidf-1-2gram+lr(C={best})",
+        "test_acc": fitted[best].score(x["test"], labels["test"]),
+        "val_acc": val[best],
+        "parameters": int(fitted[best].coef_.size + fitted[best].intercept_.size),
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "texts_per_second": None,
+    }
 
 
 @torch.no_grad()
@@ -128,6 +166,9 @@ def main() -> None:
     p.add_argument("--student", default="fasttext")
     p.add_argument("--student-width", type=int, default=64)
     p.add_argument("--student-epochs", type=int, default=20)
+    p.add_argument("--student-ngrams", type=int, default=2, help="word n-grams of the fasttext students (1: words)")
+    p.add_argument("--buckets", type=int, default=BUCKETS, help="hash buckets of those n-grams")
+    p.add_argument("--no-teacher", action="store_true", help="labels-only students and TF-IDF + LR only")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--repeats", type=int, default=5, help="timed passes over the test texts per model")
@@ -153,28 +194,58 @@ def main() -> None:
         file=sys.stderr,
     )
 
-    print(f"teacher {a.teacher}:", file=sys.stderr)
-    teacher, _, teacher_s = train(
-        a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, a.seed
+    ngrams = {"ngrams": a.student_ngrams, "buckets": a.buckets} if a.student == "fasttext" else {}
+    trained = {}  # role: (arch, model, seconds, val acc)
+    if not a.no_teacher:
+        print(f"teacher {a.teacher}:", file=sys.stderr)
+        teacher, teacher_val, teacher_s = train(
+            a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, a.seed
+        )
+        trained["teacher"] = (a.teacher, teacher, teacher_s, teacher_val)
+    print(f"labels-only student {a.student} {ngrams}:", file=sys.stderr)
+    baseline, baseline_val, baseline_s = train(
+        a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed, **ngrams
     )
-    logits = predict_logits(teacher, bundle.train.x, 256)
-    print(f"labels-only student {a.student}:", file=sys.stderr)
-    baseline, _, baseline_s = train(
-        a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed
-    )
-    print(f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}):", file=sys.stderr)
-    student, _, student_s = train(
-        a.student, bundle, a.student_width, a.student_epochs, 5e-3, KD(a.temperature, a.alpha), logits, a.seed
-    )
+    trained["baseline"] = (a.student, baseline, baseline_s, baseline_val)
+    if ngrams and a.student_ngrams > 1:
+        print(f"labels-only student {a.student}, words only:", file=sys.stderr)
+        words, words_val, words_s = train(
+            a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed, ngrams=1
+        )
+        trained["baseline_words"] = (f"{a.student} (ngrams 1)", words, words_s, words_val)
+    if not a.no_teacher:
+        logits = predict_logits(teacher, bundle.train.x, 256)
+        print(f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}):", file=sys.stderr)
+        student, student_val, student_s = train(
+            a.student,
+            bundle,
+            a.student_width,
+            a.student_epochs,
+            5e-3,
+            KD(a.temperature, a.alpha),
+            logits,
+            a.seed,
+            **ngrams,
+        )
+        trained["kd_student"] = (a.student, student, student_s, student_val)
 
     tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
     test_texts = [tokenizer.decode(row) for row in bundle.test.x]  # the test texts as strings again
-    speed = texts_per_second({"teacher": teacher, "student": student}, tokenizer, test_texts, a.repeats)
-    rows = {
-        "teacher": (a.teacher, teacher, teacher_s, speed["teacher"]),
-        "baseline": (a.student, baseline, baseline_s, None),
-        "kd_student": (a.student, student, student_s, speed["student"]),
+    timed = {role: trained[role][1] for role in ("teacher", "kd_student", "baseline") if role in trained}
+    speed = texts_per_second(timed, tokenizer, test_texts, a.repeats)
+    models = {
+        role: {
+            "arch": arch,
+            "test_acc": evaluate(m, bundle.test, 256)["acc"],
+            "val_acc": val,
+            "parameters": count_parameters(m),
+            "train_seconds": round(s, 1),
+            "texts_per_second": round(speed[role], 1) if role in speed else None,
+        }
+        for role, (arch, m, s, val) in trained.items()
     }
+    print("TF-IDF + logistic regression:", file=sys.stderr)
+    models["tfidf_lr"] = tfidf_logistic_regression(bundle, tokenizer, a.seed)
     result = {
         "data": {
             "name": name,
@@ -185,24 +256,19 @@ def main() -> None:
             "padded_length": bundle.input_shape[0],
         },
         "kd": {"temperature": a.temperature, "alpha": a.alpha},
+        "student_ngrams": a.student_ngrams,
+        "buckets": a.buckets,
         "threads": a.threads,
-        "models": {
-            role: {
-                "arch": arch,
-                "test_acc": evaluate(m, bundle.test, 256)["acc"],
-                "parameters": count_parameters(m),
-                "train_seconds": round(s, 1),
-                "texts_per_second": None if tps is None else round(tps, 1),
-            }
-            for role, (arch, m, s, tps) in rows.items()
-        },
+        "models": models,
     }
-    result["speedup"] = round(speed["student"] / speed["teacher"], 1)
-    print(f"\n| model | arch | test accuracy | parameters | CPU texts/s ({a.threads} thread) |\n|---|---|---|---|---|")
+    header = f"| model | arch | val accuracy | test accuracy | parameters | CPU texts/s ({a.threads} thread) |"
+    print(f"\n{header}\n|---|---|---|---|---|---|")
     for role, m in result["models"].items():
         tps = "" if m["texts_per_second"] is None else f"{m['texts_per_second']:,.0f}"
-        print(f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | {tps} |")
-    print(f"\nstudent / teacher throughput: {result['speedup']}x")
+        print(f"| {role} | {m['arch']} | {m['val_acc']:.2%} | {m['test_acc']:.2%} | {m['parameters']:,} | {tps} |")
+    if "teacher" in speed:
+        result["speedup"] = round(speed["kd_student"] / speed["teacher"], 1)
+        print(f"\nstudent / teacher throughput: {result['speedup']}x")
     if a.output:
         a.output.write_text(json.dumps(result, indent=2))
 

@@ -10,6 +10,7 @@ from prefect.artifacts import (
 )
 
 from pipelines.progress import ProgressListener
+from pipelines.summary import kd_gain_sentence
 
 
 def run_link(tracking_uri: str | None, experiment_id: str, run_id: str) -> str:
@@ -36,6 +37,8 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
     t = summary["trials"]
     best_val = "n/a" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
     lines += [
+        "",
+        f"**{kd_gain_sentence(summary)}.**",
         "",
         (
             f"**Best hyper-parameters** (validation accuracy {best_val}; {t['complete']} complete, "

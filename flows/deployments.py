@@ -1,4 +1,4 @@
-"""The deployments kdflow offers, served in one process (`kdflow serve`) or put on a work pool (`kdflow deploy`).
+"""The deployments kdflow offers, served in one process (`kdflow serve-flows`) or put on a work pool (`kdflow deploy`).
 
 A new flow joins by adding one entry to DEPLOYMENTS; both commands pick it up.
 """

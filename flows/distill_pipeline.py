@@ -119,6 +119,6 @@ def run_stages(cfg, device: str) -> dict:
         summary = PipelineSummary.build(
             cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds
         )
-        mlflow.log_metrics({f"test/{role}_acc": acc for role, acc in ev.test_acc.items()})
+        mlflow.log_metrics({f"test/{role}_acc": acc for role, acc in ev.test_acc.items()} | summary.kd_gain.metrics())
         mlflow.log_dict(summary.model_dump(), "summary.json")
     return summary.model_dump()

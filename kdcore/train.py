@@ -41,6 +41,20 @@ class TrainSettings:
     compile: bool = (
         False  # torch.compile the model for training: compiling costs tens of seconds, so only long runs gain
     )
+    early_stop_patience: int | None = None  # stop once val/acc has not improved for this many epochs; None: never
+
+
+class History(list):
+    """Per-epoch metrics (a list, as before), plus the epoch whose weights the model holds after `fit`."""
+
+    def __init__(self, epochs=(), kept_epoch: int = 0):
+        super().__init__(epochs)
+        self.kept_epoch = kept_epoch
+
+    @property
+    def kept(self) -> dict[str, float]:
+        """The metrics of the kept epoch."""
+        return self[self.kept_epoch - 1]
 
 
 def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
@@ -73,8 +87,12 @@ def fit(
     soft_targets: SoftTargets = SoftTargets(),
     on_epoch: EpochCallback | None = None,
     view: InputView | None = None,
-) -> list[dict[str, float]]:
+) -> History:
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
+
+    With `val`, the model ends holding the weights of its best validation epoch (highest val/acc; the history's
+    `kept_epoch`), and training stops early once val/acc has not improved for `settings.early_stop_patience`
+    epochs. Without `val`, it keeps the last epoch's weights.
 
     `soft_targets` says where the teacher's soft targets come from (kdcore/soft_targets.py): none, logits cached
     for `train.x`, cached consistent views replayed to the student (each epoch every sample replays one of its K
@@ -114,7 +132,7 @@ def _fit(
     on_epoch: EpochCallback | None,
     view: InputView,
     mode: ForwardMode,
-) -> list[dict[str, float]]:
+) -> History:
     device = train.x.device
     teacher_logits, teacher_views, teacher = targets.logits, targets.views, targets.teacher
     forward = torch.compile(model) if settings.compile else model  # shares the weights; compiles on the first batch
@@ -127,7 +145,8 @@ def _fit(
     # Un-augmented inputs are the same every epoch: normalise them once where that costs little memory.
     once = not view.augments and teacher_views is None and train.x.numel() * 4 <= NORMALISE_ONCE_BYTES
     inputs = view.normalise(train.x) if once else None
-    history = []
+    history = History()
+    best = BestEpoch(model)
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = torch.randperm(len(train), generator=generator).to(device)
@@ -180,4 +199,34 @@ def _fit(
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
+        if val is None:
+            history.kept_epoch = epoch
+            continue
+        best.offer(epoch, metrics["val/acc"])
+        if settings.early_stop_patience is not None and epoch - best.epoch >= settings.early_stop_patience:
+            break
+    if val is not None:
+        best.restore()
+        history.kept_epoch = best.epoch
     return history
+
+
+class BestEpoch:
+    """A copy of the model's weights at its best validation accuracy so far.
+
+    Ties keep the earlier epoch: a later one must be strictly better, the same test early stopping counts
+    patience by; on small validation splits ties are common, and the earlier epoch is the cheaper count a
+    refit on train + validation will train for.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model, self.epoch, self.acc, self.state = model, 0, float("-inf"), None
+
+    def offer(self, epoch: int, acc: float) -> None:
+        if acc > self.acc:
+            self.epoch, self.acc = epoch, acc
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}  # on the device
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)

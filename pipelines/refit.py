@@ -4,6 +4,9 @@ The baseline and the tuned student then train on train + validation (10 % more d
 preset split, what the usual 60k-image figures train on); nothing is left to validate them on, so their runs
 log no val/* metrics. The test split is untouched either way. The student's soft targets must cover the
 validation samples as well: the teacher scores them the same way it scored the train split, once per cache key.
+With no validation split to pick its best epoch, the refit student trains for the best trial's best epoch count.
+The refit baseline trains for its configured epochs: it has no search of its own, and giving it the student's
+count would tune the baseline with the student's validation curve.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from kdcore.soft_targets import SoftTargets
 from kdcore.teacher_views import TeacherViews
 from pipelines.checkpoint import load_model, save_atomic
 from pipelines.config import PipelineConfig
+from pipelines.results import TuneResult
 
 log = logging.getLogger("kdflow")
 
@@ -37,6 +41,28 @@ def final_bundle(cfg: PipelineConfig, bundle: DataBundle) -> DataBundle:
     train = Split(torch.cat([bundle.train.x, bundle.val.x]), torch.cat([bundle.train.y, bundle.val.y]))
     log.info("refit: final model trains on train + validation, %d samples", len(train))
     return replace(bundle, train=train, val=None)
+
+
+def refit_epochs(cfg: PipelineConfig, tuned: TuneResult) -> int:
+    """The final student's epochs: under refit, the epoch the best trial peaked at on validation.
+
+    Only when the trials ran the student's own epoch count: a best epoch of a shorter (or longer) search belongs
+    to another learning-rate schedule, so the configured count stands.
+    """
+    epochs = cfg.student.train.epochs
+    searched = cfg.tune.epochs or epochs
+    if not refits(cfg) or tuned.best_epoch is None:
+        return epochs
+    if searched != epochs:
+        log.info("refit: trials ran %d epochs, not the student's %d; training for %d", searched, epochs, epochs)
+        return epochs
+    log.info(
+        "refit: the best trial peaked at epoch %d of %d; the final student trains for %d",
+        tuned.best_epoch,
+        epochs,
+        tuned.best_epoch,
+    )
+    return tuned.best_epoch
 
 
 def validation_outputs_path(train_outputs: str) -> Path:

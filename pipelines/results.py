@@ -20,7 +20,8 @@ class TrainedModel(BaseModel):
     run_id: str
     model_uri: str | None = None
     parameters: int
-    val_acc: float | None  # None: fit on train + validation (tune.refit), nothing held out
+    val_acc: float | None  # the kept epoch's; None: fit on train + validation (tune.refit), nothing held out
+    best_epoch: int | None = None  # the epoch whose weights were kept (the last one without a validation split)
     seconds: float
     reused: bool = False
 
@@ -30,7 +31,8 @@ class TuneResult(BaseModel):
     storage: str
     method: str = "kd"  # the chosen KD method; best_params are its weights (+ lr, weight_decay)
     best_params: dict[str, float]
-    best_value: float | None
+    best_value: float | None  # the best trial's val/acc at its best epoch
+    best_epoch: int | None = None  # that epoch: the count a refit on train + validation trains for
     complete: int
     pruned: int
     seconds: float

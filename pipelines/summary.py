@@ -15,6 +15,38 @@ class ModelFacts(BaseModel):
     mlflow_run_id: str
 
 
+class KDGain(BaseModel):
+    """KD's gain over labels-only: the distilled student's accuracy minus the baseline's, in points.
+
+    On validation, the student's figure is the tuning's best trial (at its best epoch) and the baseline's its own
+    best epoch; the student's is the best of several trials, so it leans optimistic: the test gain is the honest
+    one. `val` is None when either is missing (tune.refit=train+val holds no validation back, tune.n_trials=0).
+    """
+
+    val: float | None
+    test: float
+    student_val_acc: float | None
+    baseline_val_acc: float | None
+
+    @classmethod
+    def of(cls, baseline: TrainedModel, tuned: TuneResult, ev: Evaluation) -> KDGain:
+        student_val, baseline_val = tuned.best_value, baseline.val_acc
+        val = None if student_val is None or baseline_val is None else 100 * (student_val - baseline_val)
+        test = 100 * (ev.test_acc["student"] - ev.test_acc["baseline"])
+        return cls(val=val, test=test, student_val_acc=student_val, baseline_val_acc=baseline_val)
+
+    def metrics(self) -> dict[str, float]:
+        """For the parent MLflow run."""
+        return {f"kd_gain/{k}": v for k, v in (("val", self.val), ("test", self.test)) if v is not None}
+
+
+def kd_gain_sentence(summary: dict) -> str:
+    """One line for the terminal and the flow run's page."""
+    gain = summary["kd_gain"]
+    val = "n/a (no validation figure for both)" if gain["val"] is None else f"{gain['val']:+.2f} points"
+    return f"KD's gain over labels-only (student minus baseline): validation {val}, test {gain['test']:+.2f} points"
+
+
 class PipelineSummary(BaseModel):
     pipeline: str
     data_digest: str
@@ -22,6 +54,7 @@ class PipelineSummary(BaseModel):
     best_method: str
     best_params: dict[str, float]
     best_val_acc: float | None
+    kd_gain: KDGain
     trials: dict[str, int]
     mlflow: dict[str, str]
     optuna: dict[str, str]
@@ -57,6 +90,7 @@ class PipelineSummary(BaseModel):
             best_method=tuned.method,
             best_params=tuned.best_params,
             best_val_acc=tuned.best_value,
+            kd_gain=KDGain.of(baseline, tuned, ev),
             trials={"complete": tuned.complete, "pruned": tuned.pruned, "requested": cfg.tune.n_trials},
             mlflow={
                 "experiment_id": experiment_id,

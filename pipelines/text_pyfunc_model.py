@@ -1,4 +1,4 @@
-"""The MLflow model of a text classifier: raw strings in, class names out (MLflow models-from-code).
+"""The MLflow model of a text classifier: raw strings in, class names and probabilities out (models-from-code).
 
 MLflow runs this file when the model is loaded; it needs only kdcore (shipped with the model as
 code) and the two artifacts: our weights_only checkpoint and the tokenizer JSON.
@@ -30,16 +30,21 @@ class TextClassifier(PythonModel):
         self.model.load_state_dict(blob["state_dict"])
         self.model.eval()
 
-    def predict(self, context, model_input: list[str], params=None) -> list[str]:
-        """The predicted class name of each text."""
+    def predict(self, context, model_input, params=None):
+        """Texts (a list, or a DataFrame's first column) -> one row each: `class`, `probability`, `prob_<class>`."""
+        import pandas as pd
         import torch
 
-        texts, out = list(model_input), []
+        from kdcore.class_probabilities import class_probabilities
+
+        if isinstance(model_input, pd.DataFrame):
+            model_input = model_input.iloc[:, 0]
+        texts, logits = [str(t) for t in model_input], []
         with torch.no_grad():
             for start in range(0, len(texts), BATCH):
                 ids, _ = self.tokenizer.encode(texts[start : start + BATCH])
-                out += [self.classes[i] for i in self.model(ids).argmax(dim=1).tolist()]
-        return out
+                logits.append(self.model(ids))
+        return pd.DataFrame(class_probabilities(torch.cat(logits), self.classes))
 
 
 mlflow.models.set_model(TextClassifier())

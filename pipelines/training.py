@@ -19,8 +19,8 @@ from kdcore.train import TrainSettings, fit
 from pipelines.checkpoint import save_model
 from pipelines.config import ModelConfig, PipelineConfig, TrainConfig
 from pipelines.progress import report_epoch
+from pipelines.registry import ServedInput, log_served_model
 from pipelines.results import TrainedModel
-from pipelines.text_model_logging import log_text_model
 from pipelines.tracking import EpochLogger, loggable_params, stage_run
 
 log = logging.getLogger("kdflow")
@@ -34,6 +34,7 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
         weight_decay=train.weight_decay,
         optimizer=train.optimizer,
         schedule=train.schedule,
+        early_stop_patience=train.early_stop_patience,
         seed=cfg.runtime.seed,
         device=str(resolve_device(cfg.runtime.device)),
         precision=cfg.runtime.precision,
@@ -47,7 +48,7 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
 def progress(role: str, epochs: int):
     def report(epoch: int, metrics: dict[str, float]) -> None:
         val = f"  val/acc {metrics['val/acc']:.4f}" if "val/acc" in metrics else ""
-        log.info("%s: epoch %d/%d  train/loss %.4f%s", role, epoch, epochs, metrics["train/loss"], val)
+        log.debug("%s: epoch %d/%d  train/loss %.4f%s", role, epoch, epochs, metrics["train/loss"], val)  # -v
         report_epoch(role, epoch, epochs, metrics)
 
     return report
@@ -76,7 +77,12 @@ def train_model(
     with stage_run(role, parent_run_id) as run:
         mlflow.log_params({**loggable_params(cfg), **(extra_params or {})})
         mlflow.log_params(
-            {"model.parameters": n_params, "model.device": settings.device, "fit.samples": len(bundle.train)}
+            {
+                "model.parameters": n_params,
+                "model.device": settings.device,
+                "fit.samples": len(bundle.train),
+                "fit.epochs": settings.epochs,  # a refit's may differ from the configured count
+            }
         )
         report = progress(role, settings.epochs)
         with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
@@ -95,20 +101,15 @@ def train_model(
                 on_epoch=on_epoch,
                 view=bundle.view,
             )
+        val = f", val/acc {history[-1]['val/acc']:.4f}" if "val/acc" in history[-1] else ""
+        log.info(
+            "%s: %s trained %d epochs in %.1f s%s", role, spec.arch, len(history), time.perf_counter() - started, val
+        )
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
-        if bundle.tokenizer is not None:  # text: a pyfunc taking raw strings, the tokenizer inside
-            info = log_text_model(checkpoint, bundle)
-        else:
-            example = bundle.view.normalise(bundle.train.x[:2]).numpy()  # the model takes normalised float inputs
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=example,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
+        info = log_served_model(checkpoint, ServedInput.of_bundle(bundle))  # raw images / strings in
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
-        mlflow.log_metric("parameters", n_params)
+        mlflow.log_metrics({"parameters": n_params, "best_epoch": history.kept_epoch, "epochs_run": len(history)})
     return TrainedModel(
         role=role,
         arch=spec.arch,
@@ -116,6 +117,7 @@ def train_model(
         run_id=run.info.run_id,
         model_uri=info.model_uri,
         parameters=n_params,
-        val_acc=history[-1].get("val/acc"),
+        val_acc=history.kept.get("val/acc"),
+        best_epoch=history.kept_epoch,
         seconds=time.perf_counter() - started,
     )

@@ -124,10 +124,12 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
             if pruned_at:
                 mlflow.log_metric("pruned_at_epoch", pruned_at)
             else:
-                mlflow.log_metric("val/acc_final", history[-1]["val/acc"])
+                mlflow.log_metrics({"val/acc_final": history[-1]["val/acc"], "best_epoch": history.kept_epoch})
+                trial.set_user_attr("best_epoch", history.kept_epoch)
         if pruned_at:
             raise optuna.TrialPruned()
-        return history[-1]["val/acc"]
+        # The value is the best epoch's val/acc (each epoch's went to the pruner above): the weights fit keeps.
+        return history.kept["val/acc"]
 
     return objective
 

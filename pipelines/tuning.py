@@ -108,6 +108,7 @@ def open_storage(cfg: PipelineConfig) -> optuna.storages.RDBStorage:
 
 
 def open_study(cfg: PipelineConfig, study_name: str, epochs: int) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdflow logs each trial itself, naming its worker
     sampler = optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=max(3, min(10, cfg.tune.n_trials // 3)))
     return optuna.create_study(
         storage=open_storage(cfg),

@@ -5,7 +5,7 @@ import io
 from rich.console import Console
 
 from flows.artifacts import run_link, summary_markdown
-from flows.cli_progress import progress_bars, wants_bars
+from flows.cli.progress import progress_bars, wants_bars
 from pipelines.progress import report_epoch, report_trials
 
 SUMMARY = {
@@ -17,6 +17,7 @@ SUMMARY = {
     },
     "best_params": {"temperature": 3.2, "alpha": 0.71, "lr": 0.0031, "weight_decay": 1.5e-4},
     "best_val_acc": 0.985,
+    "kd_gain": {"val": 1.2, "test": 2.222, "student_val_acc": 0.985, "baseline_val_acc": 0.973},
     "trials": {"complete": 11, "pruned": 5, "requested": 16},
     "mlflow": {
         "experiment_id": "3",
@@ -42,6 +43,7 @@ def test_summary_has_models_side_by_side_params_and_links_on_a_tracking_server()
     assert "| student | mlp | 98.33% | 2,410 |" in md and "| baseline | mlp | 96.11% | 2,410 |" in md
     assert "| temperature | 3.2 |" in md and "| weight_decay | 0.00015 |" in md
     assert "11 complete, 5 pruned of 16 trials" in md and "**reused**" in md
+    assert "validation +1.20 points, test +2.22 points" in md  # KD's gain over labels-only
     assert "(http://127.0.0.1:5000/#/experiments/3/runs/" + "p" * 32 + ")" in md  # the parent run
 
 

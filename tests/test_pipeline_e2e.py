@@ -1,6 +1,7 @@
 """End to end: the real CLI, a temporary Prefect server, a SQLite MLflow store and an Optuna study."""
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from kdcore.teacher_views import TeacherViews
@@ -16,6 +17,9 @@ def test_kdflow_run_builds_the_run_tree_registry_and_study(kdflow, tmp_path):
     proc, summary = kdflow("run", *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "teacher" in proc.stdout and "student" in proc.stdout  # the summary table
+    # piped: one line per stage and per trial, no epoch lines, no Optuna or MLflow INFO lines (-v shows them)
+    assert "epoch 1/" not in proc.stderr and "Trial 0 finished" not in proc.stderr
+    assert "teacher: cnn_medium trained 3 epochs" in proc.stderr and "tune: trial 2" in proc.stderr
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     ml = summary["mlflow"]
@@ -47,6 +51,18 @@ def test_kdflow_run_builds_the_run_tree_registry_and_study(kdflow, tmp_path):
     for role in ("teacher", "baseline", "student"):
         assert evaluation[f"test/{role}_acc"] == summary["models"][role]["test_acc"]
     assert summary["models"]["student"]["parameters"] * 5 <= summary["models"]["teacher"]["parameters"]
+
+    # KD's gain over labels-only, in points: test accuracies from the evaluation, validation from the baseline's
+    # best epoch and the search's best trial; on the parent run too.
+    gain, test = summary["kd_gain"], {r: summary["models"][r]["test_acc"] for r in ("student", "baseline")}
+    assert gain["test"] == pytest.approx(100 * (test["student"] - test["baseline"]))
+    baseline_val = max(m.value for m in client.get_metric_history(children["baseline"].info.run_id, "val/acc"))
+    assert (
+        gain["baseline_val_acc"] == pytest.approx(baseline_val) and gain["student_val_acc"] == summary["best_val_acc"]
+    )
+    assert gain["val"] == pytest.approx(100 * (summary["best_val_acc"] - baseline_val))
+    assert parent.data.metrics["kd_gain/test"] == pytest.approx(gain["test"])
+    assert parent.data.metrics["kd_gain/val"] == pytest.approx(gain["val"])
 
     name = "kdflow-digits-student"
     assert ml["registered_model"] == name

@@ -1,4 +1,4 @@
-"""A real Prefect server on loopback, `kdflow serve`, runs triggered through the API the way the UI does.
+"""A real Prefect server on loopback, `kdflow serve-flows`, runs triggered through the API the way the UI does.
 
 Every process started here runs in its own process group and is killed with it, also on failure.
 """
@@ -107,12 +107,12 @@ def client(prefect_server):
 
 @pytest.fixture(scope="module")
 def served(prefect_server, client, tmp_path_factory):
-    """`kdflow serve` in a subprocess, pointed at the server; yields the deployment once registered."""
+    """`kdflow serve-flows` in a subprocess, pointed at the server; yields the deployment once registered."""
     work = tmp_path_factory.mktemp("serve")
     env = isolated_env(work)
     env.update(PREFECT_API_URL=prefect_server, PREFECT_RUNNER_POLL_FREQUENCY="1")
     log = work / "serve.log"
-    proc = start([sys.executable, "-m", "flows.cli", "serve"], env, work, log)
+    proc = start([sys.executable, "-m", "flows.cli", "serve-flows"], env, work, log)
     try:
         yield wait_until(lambda: _deployment(client), "the distill-pipeline deployment", 180, proc, log), work, log
     finally:
@@ -344,10 +344,19 @@ def test_deploy_creates_the_process_pool_and_the_deployments_on_it(prefect_serve
 def test_serve_without_a_server_says_how_to_start_one(tmp_path):
     env = isolated_env(tmp_path)
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
-    proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.strip().startswith(
-        f"kdflow serve: no Prefect server answers at {env['PREFECT_API_URL']}; start one with `kdflow ui`"
-    )
+    for command in ("serve-flows", "serve"):  # the old name still works, and names the new one
+        proc = subprocess.run(
+            [sys.executable, "-m", "flows.cli", command],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1
+        if command == "serve":
+            assert lines.pop(0) == "kdflow serve is now `kdflow serve-flows` (it serves Prefect flows, not models)"
+        assert lines[0].startswith(
+            f"kdflow serve-flows: no Prefect server answers at {env['PREFECT_API_URL']}; start one with `kdflow ui`"
+        )

@@ -15,7 +15,7 @@ from kdcore.train import TrainSettings, fit
 from pipelines import stages
 from pipelines.checkpoint import load_model
 from pipelines.config import load_config
-from pipelines.refit import final_bundle, final_targets, validation_outputs_path
+from pipelines.refit import final_bundle, final_targets, refit_epochs, validation_outputs_path
 from pipelines.results import TuneResult
 from pipelines.teacher_targets import teacher_targets
 from pipelines.tracking import setup_experiment
@@ -144,3 +144,31 @@ def test_without_refit_the_final_models_keep_their_validation_curve(pipeline):
     run = MlflowClient().get_run(baseline.run_id)
     assert run.data.params["fit.samples"] == str(len(DataBundle.load(data.path).train))
     assert baseline.val_acc is not None and "val/acc" in run.data.metrics
+    accs = [client_val(baseline.run_id, epoch) for epoch in (1, 2)]
+    assert baseline.best_epoch == 1 + accs.index(max(accs))  # the best validation epoch, ties to the earlier
+
+
+def client_val(run_id: str, epoch: int) -> float:
+    return {m.step: m.value for m in MlflowClient().get_metric_history(run_id, "val/acc")}[epoch]
+
+
+def test_the_refit_student_trains_for_the_epoch_count_the_search_found_best(pipeline):
+    cfg, data, teacher, pid = pipeline
+    cfg = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"n_trials": 1, "epochs": None})})
+    logits = stages.compute_teacher_logits(cfg, data, teacher)
+    tuned = stages.tune_student(cfg, data, teacher, logits, pid)
+    trial = MlflowClient().search_runs(
+        [MlflowClient().get_run(pid).info.experiment_id], f"tags.`optuna.study` = '{tuned.study_name}'"
+    )[0]
+    assert tuned.best_epoch == trial.data.metrics["best_epoch"] in (1, 2)
+    assert tuned.best_value == client_val(trial.info.run_id, tuned.best_epoch)  # the best epoch's, not the last's
+
+    searched = tuned.model_copy(update={"best_epoch": 1})  # a search that peaked before the student's 2 epochs
+    student = stages.distill_final(cfg, data, logits, searched, pid, teacher)
+    baseline = stages.train_baseline(cfg, data, pid)
+    client = MlflowClient()
+    assert [m.step for m in client.get_metric_history(student.run_id, "train/loss")] == [1]
+    assert client.get_run(student.run_id).data.params["fit.epochs"] == "1" and student.best_epoch == 1
+    assert [m.step for m in client.get_metric_history(baseline.run_id, "train/loss")] == [1, 2]  # configured count
+    longer = cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"epochs": 3})})
+    assert refit_epochs(longer, searched) == 2  # another schedule's best epoch does not carry over

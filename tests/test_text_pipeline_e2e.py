@@ -65,8 +65,10 @@ def test_text_csv_pipeline_registers_a_student_that_reads_raw_strings(kdflow, tm
     inputs = model.metadata.get_input_schema().inputs
     assert [i.type for i in inputs] == [DataType.string]
     texts = ["A great, wonderful movie!", "boring awful waste of a film", "", "zzz unknown words only"]
-    predicted = model.predict(texts)
+    answer = model.predict(texts)
+    predicted = list(answer["class"])
     assert len(predicted) == 4 and set(predicted) <= {"neg", "pos"}
+    assert (answer["prob_neg"] + answer["prob_pos"]).round(5).eq(1).all()  # every class's probability
 
     # The same predictions, computed here from the registered version's checkpoint artifact.
     version = client.get_model_version_by_alias(name, "champion")

@@ -12,7 +12,7 @@ from kdcore.data.request import DataRequest
 
 @register_dataset("digits")
 def load_digits(req: DataRequest) -> DataBundle:
-    """1,797 images, 10 classes, integer pixel values 0..16."""
+    """scikit-learn's 8x8 handwritten digits: 1,797 images, 10 classes, integer pixel values 0..16."""
     from sklearn.datasets import load_digits as sk_digits
 
     d = sk_digits()

@@ -54,6 +54,6 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("mobilenetv2")
+@register_model("mobilenetv2", "MobileNetV2 for 32x32 inputs (Sandler et al. 2018), `width_multiplier`")
 def mobilenetv2(input_shape, num_classes, width_multiplier: float = 1.0) -> nn.Module:
     return MobileNetV2(input_shape[0], num_classes, width_multiplier)

@@ -64,6 +64,12 @@ def cifar_resnet(default_depth: int, default_width: int, wide_stem: bool):
 
 
 for _name, _depth in (("resnet8", 8), ("resnet20", 20), ("resnet32", 32), ("resnet56", 56), ("resnet110", 110)):
-    register_model(_name)(cifar_resnet(_depth, 16, wide_stem=False))
-register_model("resnet8x4")(cifar_resnet(8, 64, wide_stem=True))
-register_model("resnet32x4")(cifar_resnet(32, 64, wide_stem=True))
+    register_model(_name, f"CIFAR ResNet-{_depth} (He et al. 2016), 16-32-64 channels")(
+        cifar_resnet(_depth, 16, wide_stem=False)
+    )
+register_model("resnet8x4", "CIFAR ResNet-8 at 4x width (64-128-256): the CRD student")(
+    cifar_resnet(8, 64, wide_stem=True)
+)
+register_model("resnet32x4", "CIFAR ResNet-32 at 4x width (64-128-256): the CRD teacher")(
+    cifar_resnet(32, 64, wide_stem=True)
+)

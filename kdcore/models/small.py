@@ -7,7 +7,7 @@ import torch.nn as nn
 from kdcore.models.registry import register_model
 
 
-@register_model("mlp")
+@register_model("mlp", "fully connected: flatten -> `depth` hidden ReLU layers of `width` -> classifier")
 def mlp(input_shape, num_classes, width: int = 64, depth: int = 1, input_dropout: float = 0.0, **_) -> nn.Module:
     c, h, w = input_shape
     layers: list[nn.Module] = [nn.Flatten()]
@@ -57,11 +57,11 @@ class ConvNet(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-@register_model("cnn_small")
+@register_model("cnn_small", "two conv blocks of `width` and 2x`width` channels -> classifier; a tiny student")
 def cnn_small(input_shape, num_classes, width: int = 16, **_) -> nn.Module:
     return ConvNet(input_shape, num_classes, [width, width * 2], hidden=0)
 
 
-@register_model("cnn_medium")
+@register_model("cnn_medium", "three conv blocks (`width` x1, x2, x4) and a hidden layer; the default teacher")
 def cnn_medium(input_shape, num_classes, width: int = 32, **_) -> nn.Module:
     return ConvNet(input_shape, num_classes, [width, width * 2, width * 4], hidden=width * 4)

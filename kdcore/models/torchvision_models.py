@@ -30,11 +30,15 @@ def torchvision_resnet(name: str):
     return build
 
 
-register_model("resnet18")(torchvision_resnet("resnet18"))
-register_model("resnet34")(torchvision_resnet("resnet34"))
+register_model("resnet18", "torchvision ResNet-18 (ImageNet-size), first conv fitted to the channels")(
+    torchvision_resnet("resnet18")
+)
+register_model("resnet34", "torchvision ResNet-34 (ImageNet-size), first conv fitted to the channels")(
+    torchvision_resnet("resnet34")
+)
 
 
-@register_model("mobilenet_v3_small")
+@register_model("mobilenet_v3_small", "torchvision MobileNetV3-Small, `width_multiplier`")
 def mobilenet_v3_small(input_shape, num_classes, width_multiplier: float = 1.0) -> nn.Module:
     import torchvision.models as tvm
 

@@ -6,6 +6,7 @@ Each loader returns a DataBundle whose x is right-padded token ids (long, pad id
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def text_dataset(name: str):
     """Register a text loader `(root, val, test, seed, text)` as dataset `name`, adapted to the DataRequest."""
 
     def add(loader):
+        @functools.wraps(loader)
         def load(req: DataRequest) -> DataBundle:
             text = req.text or TextSettings()  # strict unless told otherwise
             return loader(req.root, req.val_fraction, req.test_fraction, req.seed, text=text)

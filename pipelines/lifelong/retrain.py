@@ -25,6 +25,8 @@ from pathlib import Path
 import mlflow
 import torch
 
+from kdcore.data.image_input import ImagePreprocessing
+from kdcore.data.view import InputView
 from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, grow_head, learn_task, summarise
 from kdcore.models import build_model, count_parameters
 from kdcore.text.tokenizer import Tokenizer
@@ -32,8 +34,8 @@ from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.promotion import promotion_decision
 from pipelines.lifelong.state import LifelongState, model_blob, model_out
+from pipelines.registry import ServedInput, log_served_model, register_version
 from pipelines.stream import StreamStore
-from pipelines.text_model_logging import log_text_classifier
 from pipelines.threads import auto_choice, use_threads
 from pipelines.tracking import redact
 
@@ -161,21 +163,18 @@ def champion_score(state: LifelongState, batches) -> float:
     return sum(accuracy_row(state.student, [b.load("test", index, tokenizer) for b in batches])) / len(batches)
 
 
-def log_served_model(state: LifelongState, tokenizer: Tokenizer | None, example: torch.Tensor, tmp: Path):
-    """The student as MLflow serves it: a PyTorch model on tensors, or for text a pyfunc on raw strings
-    that carries the vocabulary (the same model the distillation pipeline registers for text)."""
+def log_student(state: LifelongState, tokenizer: Tokenizer | None, example: torch.Tensor, tmp: Path):
+    """The student as MLflow serves it, through the one registration path: a pyfunc on raw images (stream
+    pixels are 8-bit scaled to [0, 1]) or raw strings (the vocabulary inside), like the pipeline's students."""
     student = state.student.cpu().eval()
-    if tokenizer is None:
-        return mlflow.pytorch.log_model(
-            student,
-            name="model",
-            input_example=example.numpy(),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
     checkpoint = tmp / "student.pt"
     torch.save(model_blob(student, state.student_spec), checkpoint)
+    if tokenizer is None:
+        pre = ImagePreprocessing.for_data(state.student_spec["input_shape"], InputView(scale=1 / 255))
+        pixels = list((example * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+        return log_served_model(checkpoint, ServedInput(list(state.classes), pixels, preprocessing=pre))
     examples = [tokenizer.decode(row) or "unknown" for row in example]
-    return log_text_classifier(checkpoint, state.tokenizer, list(state.classes), examples)
+    return log_served_model(checkpoint, ServedInput(list(state.classes), examples, tokenizer=state.tokenizer))
 
 
 def retrain_stream(
@@ -336,7 +335,7 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
                 ),
             )
             mlflow.log_artifact(str(Path(tmp) / "accuracy_matrix.png"), artifact_path="lifelong")
-            info = log_served_model(state, tokenizer, tests[-1].x[:2], Path(tmp))
+            info = log_student(state, tokenizer, tests[-1].x[:2], Path(tmp))
         mlflow.log_metrics(
             {
                 "final/avg_acc": scores["avg_acc"],
@@ -351,7 +350,6 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
             mlflow.log_metric("champion/avg_acc", champion_avg)
         promote, reason = promotion_decision(scores["avg_acc"], champion_avg, champion_version, cfg.tolerance)
         mlflow.set_tags({"kdflow.promoted": str(promote).lower(), "kdflow.decision": reason})
-    client = mlflow.MlflowClient()
     version_tags = {
         "kdflow.learned_batches": ",".join(state.learned),
         "kdflow.avg_acc": f"{scores['avg_acc']:.6f}",
@@ -362,21 +360,19 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         "kdflow.strategy": cfg.strategy,
         "kdflow.config_digest": cfg.digest(),
         "mlflow_run_id": run.info.run_id,
-        "champion_decision": reason,
     }
-    version = mlflow.register_model(info.model_uri, name, tags=version_tags)
-    if promote:  # the last write: until here the champion (and its buffer) is untouched
-        client.set_registered_model_alias(name, "champion", version.version)
-    log.info("retrain %s: registered %s v%s; %s", cfg.stream, name, version.version, reason)
+    # the alias moves last: until then the champion (and its buffer) is untouched
+    version = register_version(info.model_uri, name, version_tags, (promote, reason))
+    log.info("retrain %s: registered %s v%s; %s", cfg.stream, name, version, reason)
     return RetrainResult(
         cfg.stream,
         "retrained",
         reason,
         new_batches=[b.id for b in new],
         learned_batches=state.learned,
-        version=str(version.version),
+        version=version,
         promoted=promote,
-        champion_version=str(version.version) if promote else champion_version,
+        champion_version=version if promote else champion_version,
         matrix=matrix,
         metrics=scores,
         run_id=run.info.run_id,

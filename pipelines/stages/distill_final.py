@@ -7,7 +7,7 @@ from kdcore.data import DataBundle
 from pipelines.cache import cache_dir
 from pipelines.config import PipelineConfig
 from pipelines.methods import build_method, needs_teacher_model
-from pipelines.refit import final_bundle, final_targets
+from pipelines.refit import final_bundle, final_targets, refit_epochs
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.teacher_targets import teacher_targets
 from pipelines.training import settings_for, train_model
@@ -23,7 +23,9 @@ def distill_final(
 ) -> TrainedModel:
     """`teacher` is needed when the teacher runs online: augmented data without cached views, or a feature method."""
     p = tuned.best_params
-    settings = settings_for(cfg.student.train, cfg, lr=p["lr"], weight_decay=p["weight_decay"])
+    settings = settings_for(
+        cfg.student.train, cfg, epochs=refit_epochs(cfg, tuned), lr=p["lr"], weight_decay=p["weight_decay"]
+    )
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"student-{parent_run_id}.pt"
     bundle = DataBundle.load(data.path)
     if teacher is None and needs_teacher_model(tuned.method):

@@ -131,6 +131,7 @@ def tune_student(
         method=method,
         best_params=best_params,
         best_value=study.best_value if complete else None,
+        best_epoch=study.best_trial.user_attrs.get("best_epoch") if complete else None,  # None: a study run before
         complete=complete,
         pruned=count(study, State.PRUNED),
         seconds=time.perf_counter() - started,

@@ -39,7 +39,7 @@ class TextCNN(nn.Module):
         return self.classifier(self.dropout(torch.cat(pooled, dim=1)))
 
 
-@register_model("textcnn")
+@register_model("textcnn", "word embeddings -> parallel 1-D convolutions -> max-pool -> classifier (Kim 2014)", "text")
 def textcnn(
     input_shape,
     num_classes,

@@ -45,7 +45,7 @@ class LSTMClassifier(nn.Module):
         return self.classifier(self.dropout(last))
 
 
-@register_model("bilstm")
+@register_model("bilstm", "embedding -> bidirectional LSTM -> classifier; the classic text teacher", "text")
 def bilstm(
     input_shape,
     num_classes,
@@ -60,7 +60,7 @@ def bilstm(
     return LSTMClassifier(require_vocab("bilstm", vocab_size), num_classes, embed, width, layers, True, dropout)
 
 
-@register_model("lstm")
+@register_model("lstm", "embedding -> one-direction LSTM -> classifier; a small recurrent student", "text")
 def lstm(
     input_shape, num_classes, vocab_size: int | None = None, width: int = 64, embed: int = 64, dropout: float = 0.2, **_
 ) -> nn.Module:

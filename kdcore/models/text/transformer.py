@@ -35,7 +35,7 @@ class TransformerClassifier(nn.Module):
         return self.classifier(pooled)
 
 
-@register_model("transformer")
+@register_model("transformer", "token + position embeddings -> pre-norm encoder layers -> masked mean", "text")
 def transformer(
     input_shape,
     num_classes,

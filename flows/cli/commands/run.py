@@ -1,4 +1,4 @@
-"""The `kdflow` command line."""
+"""`kdflow run`: the distill-pipeline flow once, in the foreground, with a summary table."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from pipelines.config import ConfigError, load_config, preset_names
+from pipelines.config import load_config, preset_names
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="kdflow", description="Knowledge-distillation pipelines on Prefect, MLflow and Optuna."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands) -> None:
     run = commands.add_parser("run", help="run the distill-pipeline flow once")
     run.add_argument("--preset", default="digits", help=f"preset name ({', '.join(preset_names())}) or a YAML file")
     run.add_argument(
@@ -28,31 +25,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override one config field, e.g. --set tune.n_trials=20 (repeatable)",
     )
     run.add_argument("--output", type=Path, help="also write the summary as JSON to this file")
-    from flows.cli_servers import add_server_commands
-    from flows.stream_cli import add_commands as add_stream_commands  # ingest, retrain, stream simulate
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="log every epoch, and Prefect's and MLflow's own lines"
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="check the config, the data and the stores, then exit without training"
+    )
+    run.set_defaults(handler=run_command)
 
-    add_server_commands(commands)
-    add_stream_commands(commands)
-    return parser.parse_args(argv)
 
-
-def setup_logging(console=None) -> None:
-    if console is not None:  # log lines print above the progress bars instead of through them
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=console, show_path=False, show_level=False)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", "%H:%M:%S"))
-    log = logging.getLogger("kdflow")
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
+def quiet_libraries() -> None:
+    """One line per stage and per trial: the libraries' own progress lines need no action from a user."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", module=r"(mlflow|optuna|prefect|pydantic|torch|sklearn|alembic)(\.|$)")
 
 
 def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from pipelines.summary import kd_gain_sentence
 
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
     for column in ("model", "arch", "test acc", "parameters"):
@@ -61,6 +54,7 @@ def print_summary(summary: dict) -> None:
         table.add_row(role, m["arch"], f"{m['test_acc']:.2%}", f"{m['parameters']:,}")
     console = Console()
     console.print(table)
+    console.print(kd_gain_sentence(summary))
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
     console.print(
@@ -75,9 +69,29 @@ def print_summary(summary: dict) -> None:
     console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_seconds"].items()))
 
 
-def run(args: argparse.Namespace) -> int:
+def dry_run(cfg) -> int:
+    from kdcore.data import DataError
+    from pipelines.preflight import check_run
+
+    try:
+        for line in check_run(cfg):
+            print(line)
+    except DataError as e:
+        print(f"kdflow: data error: {e}", file=sys.stderr)
+        return 1
+    print(f"kdflow run --dry-run: {cfg.name} is ready to run")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
-    from flows.cli_progress import progress_bars, wants_bars
+    if args.verbose:
+        logging.getLogger("kdflow").setLevel(logging.DEBUG)
+    else:
+        quiet_libraries()
+    if args.dry_run:
+        return dry_run(cfg)
+    from flows.cli.progress import progress_bars, wants_bars
     from pipelines.stores import move_credentials_to_env
 
     cfg, secrets = move_credentials_to_env(cfg)  # passwords stay out of flow parameters and MLflow params
@@ -93,11 +107,12 @@ def run(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console(stderr=True)
-        setup_logging(console)
+        from flows.cli.log import setup_logging
+
+        setup_logging(console, logging.DEBUG if args.verbose else logging.INFO)
     try:
-        prepare_data(
-            cfg
-        )  # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
+        # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
+        prepare_data(cfg)
         with progress_bars(console):
             summary = distill_pipeline(preset=preset, config=cfg)
     except DataError as e:
@@ -108,25 +123,3 @@ def run(args: argparse.Namespace) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(summary, indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from an offline box
-    # The temporary server's 20 s default is too short on a busy machine (measured: 2 cores, load 15).
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    args = parse_args(argv)
-    setup_logging()
-    try:
-        if args.command in ("ingest", "retrain", "stream"):
-            from flows.stream_cli import run_stream_command
-
-            return run_stream_command(args)
-        handler = getattr(args, "handler", None) or {"run": run}[args.command]
-        return handler(args)
-    except ConfigError as e:
-        print(f"kdflow: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `kdflow` command; modules starting with _ hold what several commands share."""

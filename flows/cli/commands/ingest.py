@@ -1,0 +1,62 @@
+"""`kdflow ingest`: a batch of new data into a stream, atomically, then the kdflow.data.arrived event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.cli.commands._lifelong import lifelong_errors
+from pipelines.stream import SCENARIOS
+from pipelines.stream.readers import FORMATS
+
+
+def add_parser(commands) -> None:
+    ingest = commands.add_parser("ingest", help="add a batch of new data to a stream (and emit kdflow.data.arrived)")
+    ingest.add_argument(
+        "path",
+        type=Path,
+        help="an image folder (one subfolder per class), a .pt / .npz file with inputs and "
+        "labels, or texts: a .csv / .jsonl file with text and label, or a folder of .txt files per class",
+    )
+    ingest.add_argument("--stream", required=True, help="stream name (letters, digits, - and _)")
+    ingest.add_argument("--store", default="mlruns", help="stream store root (default: mlruns)")
+    ingest.add_argument("--scenario", default="class-il", choices=SCENARIOS, help="set by a stream's first batch")
+    ingest.add_argument("--test-fraction", type=float, default=0.2, help="held-out share of each class (default 0.2)")
+    ingest.add_argument(
+        "--format",
+        dest="fmt",
+        default="auto",
+        choices=FORMATS,
+        help="batch format (default: from the path: folder contents or file suffix)",
+    )
+    ingest.add_argument("--text-column", default="text", help="CSV column / JSONL key of the text (default: text)")
+    ingest.add_argument("--label-column", default="label", help="CSV column / JSONL key of the label (default: label)")
+    ingest.set_defaults(handler=lifelong_errors(run_ingest))
+
+
+def run_ingest(args) -> int:
+    from flows.stream_events import emit_arrival
+    from pipelines.stream import ingest
+    from pipelines.stream.readers import TextColumns
+
+    r = ingest(
+        args.path,
+        args.store,
+        args.stream,
+        args.scenario,
+        args.test_fraction,
+        args.fmt,
+        TextColumns(args.text_column, args.label_column),
+    )
+    if r.duplicate:
+        print(
+            f"duplicate: {args.path} has the same content as batch {r.batch_id} of stream {args.stream}; "
+            "nothing ingested"
+        )
+        return 0
+    print(
+        f"ingested {args.path} into stream {args.stream} as batch {r.batch_id}: classes {', '.join(r.classes)}; "
+        f"train {sum(r.counts['train'].values())}, test {sum(r.counts['test'].values())}"
+    )
+    sent = emit_arrival(args.stream, r.batch_id, str(Path(args.store).resolve()), r.classes, r.counts)
+    print("event kdflow.data.arrived sent" if sent else "no Prefect server configured (PREFECT_API_URL): no event sent")
+    return 0
