@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -566,6 +567,22 @@ class RuntimeConfig(Section):
     store_dir: str = Field("mlruns", description="Folder of the local stores and caches.")
 
 
+class RegisterConfig(Section):
+    tolerance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Accuracy (0-1) a new version may lose and still become champion: it must reach the champion's accuracy "
+            "minus this and the best any version reached on the same test data minus this, so losses cannot add up."
+        ),
+    )
+
+
+# `register` is the stage's name (register.tolerance); it hides ABCMeta.register, which no config uses.
+warnings.filterwarnings("ignore", message='Field name "register" in ', category=UserWarning)
+
+
 class PipelineConfig(Section):
     name: str = Field(
         "digits",
@@ -580,6 +597,7 @@ class PipelineConfig(Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    register: RegisterConfig = Field(default_factory=RegisterConfig)
 
     @model_validator(mode="after")
     def _models_read_the_data(self) -> PipelineConfig:
