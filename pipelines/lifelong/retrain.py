@@ -30,7 +30,7 @@ from kdcore.data.view import InputView
 from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, grow_head, learn_task, summarise
 from kdcore.models import build_model
 from kdcore.text.tokenizer import Tokenizer
-from pipelines.gate import Candidate, eval_digest
+from pipelines.gate import Candidate, eval_digest, promotion_lock
 from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.promotion import promotion_decision
@@ -213,8 +213,9 @@ def retrain_stream(
                 float(tried.tags["kdflow.avg_acc"]), champion_avg, champion_version, cfg.tolerance
             )
             if promote:
-                mlflow.MlflowClient().set_registered_model_alias(name, "champion", tried.version)
-                mlflow.MlflowClient().set_model_version_tag(name, tried.version, "champion_decision", reason)
+                with promotion_lock(name):  # the alias moves under the gate's lock, as in every registration
+                    mlflow.MlflowClient().set_registered_model_alias(name, "champion", tried.version)
+                    mlflow.MlflowClient().set_model_version_tag(name, tried.version, "champion_decision", reason)
             return RetrainResult(
                 cfg.stream,
                 "already-tried",

@@ -61,7 +61,7 @@ def print_summary(summary: dict) -> None:
         f"best method: {summary['best_method']}; hyper-parameters: {best}  "
         f"(trials: {t['complete']} complete, {t['pruned']} pruned)"
     )
-    console.print(champion_sentence(summary), highlight=False)
+    console.print(champion_sentence(summary), highlight=False, soft_wrap=True)
     console.print(
         f"MLflow experiment {ml['experiment_id']}, parent run {ml['parent_run_id']}; "
         f"Optuna study {summary['optuna']['study_name']}"
