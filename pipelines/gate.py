@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -182,8 +183,10 @@ def read_versions(client: mlflow.MlflowClient, name: str) -> list[Scored]:
 
 
 def sqlite_path(uri: str) -> Path | None:
+    """The database file of a SQLite store: sqlite:///relative.db or sqlite:////absolute.db (SQLAlchemy's form)."""
     parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:") else None
+    path = unquote(parsed.path)[1:]
+    return Path(path) if parsed.scheme == "sqlite" and path not in ("", ":memory:") else None
 
 
 @contextmanager
@@ -194,7 +197,8 @@ def promotion_lock(name: str, kind: str | None = None) -> Iterator[str]:
     db = sqlite_path(uri)
     kind = kind or ("file" if db is not None else "tag")
     if kind == "file":
-        lock_file = (db or Path(".")).resolve().parent / f"{(db.name if db else 'mlflow')}.{name}.promotion.lock"
+        folder, db_name = (db.resolve().parent, db.name) if db else (Path.cwd(), "mlflow")
+        lock_file = folder / f"{db_name}.{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.promotion.lock"
         with open(lock_file, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # blocks; the OS releases it if we are killed
             try:

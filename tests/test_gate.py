@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -23,12 +24,14 @@ from pipelines.gate import (
     decide,
     eval_digest,
     promotion_lock,
+    sqlite_path,
 )
 from pipelines.registry import register_version
 from pipelines.results import Evaluation, PreparedData, TrainedModel, TuneResult
 from pipelines.stages.register import register_student
 from pipelines.summary import champion_sentence
 
+pytestmark = pytest.mark.filterwarnings("ignore:Add type hints to the `predict` method")
 NAME = "kdflow-gate-student"
 A, B = "a" * 16, "b" * 16  # two evaluation-data digests
 
@@ -235,6 +238,12 @@ def test_two_concurrent_promotions_end_with_the_better_one_and_coherent_decision
     assert better[:2] == [True, "2"] and better[3] == "1" and better[2].startswith("promoted over v1")
     assert champion() == "2"
     assert mlflow.MlflowClient().get_registered_model(NAME).tags.get("kdflow.promotion_lock") is None  # released
+
+
+def test_the_lock_file_is_found_beside_relative_and_absolute_sqlite_stores():
+    assert sqlite_path("sqlite:///mlruns/mlflow.db") == Path("mlruns/mlflow.db")
+    assert sqlite_path("sqlite:////srv/kd/mlflow.db") == Path("/srv/kd/mlflow.db")
+    assert sqlite_path("http://127.0.0.1:5000") is None and sqlite_path("sqlite:///:memory:") is None
 
 
 def test_the_tag_lock_takes_over_an_expired_lease_and_releases_its_own(store):
