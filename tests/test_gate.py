@@ -31,7 +31,7 @@ from pipelines.results import Evaluation, PreparedData, TrainedModel, TuneResult
 from pipelines.stages.register import register_student
 from pipelines.summary import champion_sentence
 
-pytestmark = pytest.mark.filterwarnings("ignore:Add type hints to the `predict` method")
+pytestmark = pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")
 NAME = "kdflow-gate-student"
 A, B = "a" * 16, "b" * 16  # two evaluation-data digests
 
