@@ -31,13 +31,12 @@ from pipelines.results import Evaluation, PreparedData, TrainedModel, TuneResult
 from pipelines.stages.register import register_student
 from pipelines.summary import champion_sentence
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method")
 NAME = "kdflow-gate-student"
 A, B = "a" * 16, "b" * 16  # two evaluation-data digests
 
 
 class Echo(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input):
+    def predict(self, model_input: list[str]) -> list[str]:
         return model_input
 
 
