@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -9,15 +11,36 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from flows.local_ui import DEFAULT_MLFLOW_PORT, HOST
 from pipelines.progress import ProgressListener
-from pipelines.summary import kd_gain_sentence
+from pipelines.summary import champion_sentence, kd_gain_sentence
+
+
+def mlflow_ui(tracking_uri: str | None) -> str | None:
+    """The MLflow UI that shows this store: the tracking server itself, or for a local SQLite store the one
+    `kdflow ui` serves it on; None for other stores. Never with credentials."""
+    if not tracking_uri:
+        return None
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme in ("http", "https"):
+        host = parsed.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.scheme}://{netloc}{parsed.path.rstrip('/')}"
+    if parsed.scheme == "sqlite":
+        return f"http://{HOST}:{DEFAULT_MLFLOW_PORT}"
+    return None
+
+
+def run_url(tracking_uri: str | None, experiment_id: str, run_id: str) -> str | None:
+    ui = mlflow_ui(tracking_uri)
+    return None if ui is None else f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def run_link(tracking_uri: str | None, experiment_id: str, run_id: str) -> str:
-    """A link into the MLflow UI when the store is a server, else the bare run id to paste into one."""
-    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
-        return f"[{run_id[:8]}]({tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id})"
-    return f"`{run_id}`"
+    """A link into the MLflow UI that shows the store, else the bare run id to paste into one."""
+    url = run_url(tracking_uri, experiment_id, run_id)
+    return f"`{run_id}`" if url is None else f"[{run_id[:8]}]({url})"
 
 
 def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
@@ -49,10 +72,11 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
         "|---|---:|",
         *(f"| {k} | {v:.4g} |" for k, v in summary["best_params"].items()),
         "",
-        f"**Registered** `{ml['registered_model']}` v{ml['version']}; champion: {summary['champion']['reason']}.",
+        f"**{champion_sentence(summary)}**",
         "",
         f"**MLflow** experiment `{exp}`, parent run {run_link(tracking_uri, exp, ml['parent_run_id'])}, "
-        f"evaluation run {run_link(tracking_uri, exp, ml['evaluation_run_id'])}; tracking store `{tracking_uri}`.",
+        f"evaluation run {run_link(tracking_uri, exp, ml['evaluation_run_id'])}; tracking store `{tracking_uri}`"
+        + ("; links open the MLflow UI of `kdflow ui`." if tracking_uri and tracking_uri.startswith("sqlite") else "."),
         "",
         f"**Optuna** study `{summary['optuna']['study_name']}` in `{summary['optuna']['storage']}`.",
     ]

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 
-from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials
+from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials, run_url
 from flows.masked_errors import credentials_masked, masking_credentials
 from flows.retries import RETRIES, RETRY_DELAYS_SECONDS, retry_on_transient
 from flows.tune_workers import worker_launcher
@@ -119,10 +119,11 @@ def run_stages(cfg, device: str) -> dict:
         tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid, worker_launcher(cfg))
         student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid, teacher)
         ev = timed("evaluate", evaluate, cfg, data, [teacher, baseline, student], pid)
-        reg = timed("register", register, cfg, data, student, ev)
+        reg = timed("register", register, cfg, data, student, baseline, tuned, ev, pid)
         summary = PipelineSummary.build(
             cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds
         )
         mlflow.log_metrics({f"test/{role}_acc": acc for role, acc in ev.test_acc.items()} | summary.kd_gain.metrics())
+        summary.mlflow["parent_run_url"] = run_url(redact(tracking_uri(cfg)), experiment_id, pid) or ""
         mlflow.log_dict(summary.model_dump(), "summary.json")
     return summary.model_dump()

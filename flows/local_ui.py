@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"  # loopback only: these UIs have no authentication
+DEFAULT_MLFLOW_PORT = 5000  # where `kdflow ui` serves the local store's MLflow UI; run summaries link there
 
 
 class UiError(RuntimeError):

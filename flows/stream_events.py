@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 ARRIVED = "kdflow.data.arrived"
@@ -40,5 +41,13 @@ def emit_arrival(
             "pipeline": pipeline or "",
         },
     )
-    EventsWorker.drain_all(timeout=30)  # a CLI exits right after: deliver the event first
+    # A CLI exits right after: deliver the event first. While it waits, the worker's logger (named after its class)
+    # warns "Still processing items: 1 items remaining..." about the very event being sent; that is no news.
+    worker_log = logging.getLogger(EventsWorker.__name__)
+    level = worker_log.level
+    worker_log.setLevel(logging.ERROR)
+    try:
+        EventsWorker.drain_all(timeout=30)
+    finally:
+        worker_log.setLevel(level)
     return event is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -699,6 +700,22 @@ class RetrainSection(Section):
     replay_batch_size: int = Field(32, ge=1, le=65_536, description="DER++ examples replayed per step.")
 
 
+class RegisterConfig(Section):
+    tolerance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Accuracy (0-1) a new version may lose and still become champion: it must reach the champion's accuracy "
+            "minus this and the best any version reached on the same test data minus this, so losses cannot add up."
+        ),
+    )
+
+
+# `register` is the stage's name (register.tolerance); it hides ABCMeta.register, which no config uses.
+warnings.filterwarnings("ignore", message='Field name "register" in ', category=UserWarning)
+
+
 class PipelineConfig(Section):
     name: str = Field(
         "digits",
@@ -713,6 +730,7 @@ class PipelineConfig(Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    register: RegisterConfig = Field(default_factory=RegisterConfig)
     retrain: RetrainSection = Field(default_factory=RetrainSection)
 
     @model_validator(mode="after")

@@ -25,6 +25,7 @@ SECTION_DESCRIPTIONS = {
     "distill": "The distillation method and its loss weights.",
     "tune": "The Optuna search over the distillation hyper-parameters.",
     "runtime": "Device, seeds and where runs, models and caches are stored.",
+    "register": "When a new registered version becomes the champion.",
     "train": "How this model is trained.",
 }
 

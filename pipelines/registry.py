@@ -4,7 +4,8 @@ Every logged student (the distillation pipeline's, the lifelong retraining's) go
 which decides its format: an MLflow pyfunc that takes what a user has (raw images or raw strings) and answers
 class names and probabilities, with the preprocessing, the class names and kdcore inside it, so it loads
 where kdflow is not installed. Every registered version goes through `register_version`, which applies the
-decision of a gate. Models registered before this (bare `mlflow.pytorch` models) still load as they were.
+one gate (pipelines/gate.py) under its lock. Models registered before this (bare `mlflow.pytorch` models) still
+load as they were.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import io
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -28,6 +29,17 @@ from kdcore.class_probabilities import probability_column
 from kdcore.data import DataBundle
 from kdcore.data.image_input import ImagePreprocessing
 from kdcore.text.tokenizer import Tokenizer
+from pipelines.gate import (
+    PROMOTION_RUN_TAG,
+    Candidate,
+    Decision,
+    decide,
+    promotion_line,
+    promotion_lock,
+    read_champion,
+    read_versions,
+    version_tags,
+)
 
 log = logging.getLogger("kdflow")
 
@@ -125,27 +137,32 @@ def log_served_model(checkpoint: Path, served: ServedInput) -> mlflow.models.mod
         )
 
 
-def champion_gate(
-    acc: float, champion_acc: float | None, champion_version: str | None, champion_error: str | None
-) -> tuple[bool, str]:
-    """Whether a new version becomes the champion, and why: the rule of the distillation pipeline today."""
-    if champion_version is None:
-        return True, "no champion yet"
-    if champion_error is not None:
-        return False, f"champion v{champion_version} could not be scored on this test split ({champion_error}); kept"
-    if acc > champion_acc:
-        return True, (
-            f"test/acc {acc:.4f} beats champion v{champion_version} ({champion_acc:.4f}) on the same test split"
-        )
-    return False, f"test/acc {acc:.4f} does not beat champion v{champion_version} ({champion_acc:.4f})"
+def register_version(
+    name: str,
+    candidate: Candidate,
+    tolerance: float,
+    run_id: str | None = None,
+    also: tuple[bool, str] | None = None,
+) -> Decision:
+    """Register `candidate` as a new version of `name`; the `champion` alias moves last, only if the gate says so.
 
-
-def register_version(model_uri: str, name: str, tags: dict[str, str], decision: tuple[bool, str]) -> str:
-    """Register `model_uri` as a new version of `name` with `tags` and the gate's decision; the `champion`
-    alias moves last, only if the decision says so. Returns the version."""
-    promote, reason = decision
-    version = mlflow.register_model(model_uri, name, tags={**tags, "champion_decision": reason})
-    if promote:
-        mlflow.MlflowClient().set_registered_model_alias(name, "champion", version.version)
-    log.info("register: %s v%s; champion %s: %s", name, version.version, "moved" if promote else "kept", reason)
-    return str(version.version)
+    Under one lock per registered model: read the champion and the versions -> decide -> register -> move the
+    alias. The decision and its reason are the version's `champion_decision` tag and `run_id`'s `kdflow.promotion`.
+    `also`: a condition of the caller's that must hold as well, with its reason (a retraining's average over every
+    test part against the champion re-scored there).
+    """
+    client = mlflow.MlflowClient()
+    with promotion_lock(name):
+        decision = decide(candidate, read_champion(client, name), read_versions(client, name), tolerance)
+        if also is not None:
+            promote = decision.promote and also[0]
+            reason = also[1] if decision.promote or not also[0] else f"{decision.reason}; {also[1]}"
+            decision = replace(decision, promote=promote, reason=reason)
+        version = mlflow.register_model(candidate.model_uri, name, tags=version_tags(candidate, decision))
+        decision = replace(decision, version=str(version.version))
+        if decision.promote:
+            client.set_registered_model_alias(name, "champion", version.version)
+    if run_id is not None:
+        client.set_tag(run_id, PROMOTION_RUN_TAG, promotion_line(name, decision))
+    log.info("register: %s", promotion_line(name, decision))
+    return decision

@@ -42,13 +42,16 @@ class Evaluation(BaseModel):
     run_id: str
     test_acc: dict[str, float]
     parameters: dict[str, int]
-    champion_test_acc: float | None = None
-    champion_version: str | None = None
-    champion_error: str | None = None
+    eval_digest: str  # of the test split: versions compare only on equal digests
 
 
 class Registration(BaseModel):
     name: str
     version: str
-    champion: bool
-    reason: str
+    role: str  # "student" (distilled) or "baseline" (labels only): the better on validation
+    choice: str  # why that one
+    test_acc: float
+    champion: bool  # this version is now the champion
+    reason: str  # the gate's
+    comparable: bool = True  # False: the champion was scored on other test data
+    champion_before: str | None = None

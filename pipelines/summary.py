@@ -47,6 +47,17 @@ def kd_gain_sentence(summary: dict) -> str:
     return f"KD's gain over labels-only (student minus baseline): validation {val}, test {gain['test']:+.2f} points"
 
 
+def champion_sentence(summary: dict) -> str:
+    """Which model was registered, why that one, and whether it is now the champion (and why)."""
+    reg, ml, champ = summary["registered"], summary["mlflow"], summary["champion"]
+    head = f"registered {ml['registered_model']} v{ml['version']}, {reg['choice']}"
+    if champ["moved"] and champ.get("before") is None:
+        return f"{head}. v{ml['version']} is now champion (no champion before)."
+    if champ["moved"]:
+        return f"{head}. v{ml['version']} is now champion, {champ['reason']}."
+    return f"{head}. Not champion: {champ['reason']}."
+
+
 class PipelineSummary(BaseModel):
     pipeline: str
     data_digest: str
@@ -58,7 +69,8 @@ class PipelineSummary(BaseModel):
     trials: dict[str, int]
     mlflow: dict[str, str]
     optuna: dict[str, str]
-    champion: dict[str, str | bool]
+    registered: dict[str, str | float]  # role ("student" or "baseline"), why that one, its test acc
+    champion: dict[str, str | bool | None]  # moved, the gate's reason, comparable, the champion before
     stage_seconds: dict[str, float]
     teacher_reused: bool = False
 
@@ -100,7 +112,13 @@ class PipelineSummary(BaseModel):
                 "version": reg.version,
             },
             optuna={"storage": tuned.storage, "study_name": tuned.study_name},
-            champion={"moved": reg.champion, "reason": reg.reason},
+            registered={"role": reg.role, "choice": reg.choice, "test_acc": reg.test_acc},
+            champion={
+                "moved": reg.champion,
+                "reason": reg.reason,
+                "comparable": reg.comparable,
+                "before": reg.champion_before,
+            },
             stage_seconds={**seconds, "total": round(sum(seconds.values()), 3)},
             teacher_reused=teacher.reused,
         )

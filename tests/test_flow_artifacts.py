@@ -27,7 +27,8 @@ SUMMARY = {
         "version": "2",
     },
     "optuna": {"storage": "sqlite:///x/optuna.db", "study_name": "kdflow-digits-abc"},
-    "champion": {"moved": True, "reason": "no champion yet"},
+    "registered": {"role": "student", "choice": "the KD student: validation acc 0.9850 vs ...", "test_acc": 0.9833},
+    "champion": {"moved": True, "reason": "no champion before", "comparable": True, "before": None},
     "teacher_reused": True,
 }
 
@@ -47,10 +48,23 @@ def test_summary_has_models_side_by_side_params_and_links_on_a_tracking_server()
     assert "(http://127.0.0.1:5000/#/experiments/3/runs/" + "p" * 32 + ")" in md  # the parent run
 
 
-def test_summary_names_run_ids_when_the_store_is_a_file():
+def test_summary_links_a_local_store_to_the_mlflow_ui_of_kdflow_ui():
     md = summary_markdown(SUMMARY, "sqlite:////tmp/mlruns/mlflow.db")
-    assert "`" + "a" * 32 + "`" in md and "](" not in md
+    assert "[aaaaaaaa](http://127.0.0.1:5000/#/experiments/3/runs/" + "a" * 32 + ")" in md
+    assert "MLflow UI of `kdflow ui`" in md
     assert run_link("https://mlflow.example.org", "1", "r") == "[r](https://mlflow.example.org/#/experiments/1/runs/r)"
+    assert run_link("postgresql://db/mlflow", "1", "r") == "`r`"  # no UI known for a bare database
+
+
+def test_links_never_carry_credentials():
+    link = run_link("https://kd:S3cretPW2@mlflow.example.org:8443/base/", "1", "r")
+    assert link == "[r](https://mlflow.example.org:8443/base/#/experiments/1/runs/r)"
+
+
+def test_summary_says_which_model_was_registered_and_that_v1_is_now_champion():
+    md = summary_markdown(SUMMARY, None)
+    assert "registered kdflow-digits-student v2, the KD student: validation acc 0.9850" in md
+    assert "v2 is now champion (no champion before)" in md and "no champion yet" not in md
 
 
 def test_progress_bars_show_epochs_and_trials_on_a_terminal():

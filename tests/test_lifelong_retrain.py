@@ -55,7 +55,7 @@ def test_retraining_learns_new_batches_and_gates_promotion(tmp_path):
     ids = [ingest(b, store, "blobs").batch_id for b in (b0, b1)]
 
     first = retrain_stream(cfg)
-    assert first.status == "retrained" and first.promoted and first.reason == "no champion yet"
+    assert first.status == "retrained" and first.promoted and first.reason == "no champion before"
     assert first.learned_batches == ids and len(first.matrix) == 2 and np.isnan(first.matrix[0][1])
     v1 = champion(cfg)
     assert v1.tags["kdflow.learned_batches"] == ",".join(ids)

@@ -27,6 +27,7 @@ from pipelines.checkpoint import load_model
 from pipelines.config import load_config
 from pipelines.predict import PredictError, predict
 from pipelines.registry import eight_bit, png_base64
+from pipelines.results import TuneResult
 from pipelines.tracking import setup_experiment
 from tests.loopback_servers import Processes, free_port, wait_http
 from tests.test_text_pipeline_e2e import COLUMNS, write_reviews
@@ -42,7 +43,10 @@ def register_champion(cfg) -> tuple[DataBundle, str]:
         data = stages.prepare_data(cfg)
         student = stages.train_baseline(cfg, data, parent.info.run_id).model_copy(update={"role": "student"})
         ev = stages.evaluate_models(cfg, data, [student], parent.info.run_id)
-        assert stages.register_student(cfg, data, student, ev).champion
+        untuned = TuneResult(
+            study_name="-", storage="-", best_params={}, best_value=None, complete=0, pruned=0, seconds=0
+        )
+        assert stages.register_student(cfg, data, student, student, untuned, ev).champion  # no search: the student
     return DataBundle.load(data.path), student.checkpoint
 
 

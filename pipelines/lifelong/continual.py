@@ -35,6 +35,7 @@ from kdcore.lifelong.remember import remember
 from kdcore.text.tokenizer import Tokenizer
 from pipelines.checkpoint import load_model, read_checkpoint, save_model
 from pipelines.config import RetrainSection
+from pipelines.gate import Candidate, eval_digest
 from pipelines.lifelong import lineage as tags
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.lineage import Lineage, LineageError, original_data, rebuild_lineage, registered_name
@@ -317,7 +318,6 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
                 "seconds": time.perf_counter() - started,
             }
         )
-        mlflow.set_tags({"kdflow.promoted": str(decision[0]).lower(), "kdflow.decision": decision[1]})
         with tempfile.TemporaryDirectory() as tmp:
             info = log_version(Path(tmp), student, spec, teacher, t_spec, bundle, classes, tokenizer, pre)
             blob = {
@@ -362,8 +362,21 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
         version_tags[tags.TEACHER_RUN_TAG] = lineage.teacher_run_id or ""
     elif lineage.teacher_run_id:
         version_tags[tags.TEACHER_RUN_TAG] = lineage.teacher_run_id
-    # the alias moves last, through the one registration path: until then the champion is untouched
-    version = register_version(info.model_uri, registered_name(pipeline), version_tags, decision)
+    # the alias moves last, through the one registration path and its gate, under the model's lock: the gate
+    # compares on the original test split (same digest as the pipeline's versions), `decision` adds the average
+    candidate = Candidate(
+        model_uri=info.model_uri,
+        acc=accs[ORIGINAL],
+        eval_digest=eval_digest(bundle.test, tokenizer=bundle.tokenizer),
+        metric="original test acc",
+        tags=version_tags,
+        champion_rescored=(lineage.version, champion_accs[ORIGINAL]),
+    )
+    gated = register_version(registered_name(pipeline), candidate, settings.tolerance, run.info.run_id, decision)
+    decision, version = (gated.promote, gated.reason), gated.version
+    client = mlflow.MlflowClient()
+    client.set_tag(run.info.run_id, "kdflow.promoted", str(gated.promote).lower())
+    client.set_tag(run.info.run_id, "kdflow.decision", gated.reason)
     return PipelineRetrainResult(
         pipeline,
         "retrained",

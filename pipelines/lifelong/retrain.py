@@ -29,6 +29,7 @@ from kdcore.data.view import InputView
 from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, grow_head, learn_task, summarise
 from kdcore.models import build_model, count_parameters
 from kdcore.text.tokenizer import Tokenizer
+from pipelines.gate import Candidate, eval_digest, promotion_lock
 from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.promotion import promotion_decision
@@ -213,8 +214,9 @@ def retrain_stream(
                 float(tried.tags["kdflow.avg_acc"]), champion_avg, champion_version, cfg.tolerance
             )
             if promote:
-                mlflow.MlflowClient().set_registered_model_alias(name, "champion", tried.version)
-                mlflow.MlflowClient().set_model_version_tag(name, tried.version, "champion_decision", reason)
+                with promotion_lock(name):  # the alias moves under the gate's lock, as in every registration
+                    mlflow.MlflowClient().set_registered_model_alias(name, "champion", tried.version)
+                    mlflow.MlflowClient().set_model_version_tag(name, tried.version, "champion_decision", reason)
             return RetrainResult(
                 cfg.stream,
                 "already-tried",
@@ -348,8 +350,6 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         if champion_student is not None:  # the champion on the very same test parts, new batches included
             champion_avg = sum(accuracy_row(champion_student, tests)) / len(tests)
             mlflow.log_metric("champion/avg_acc", champion_avg)
-        promote, reason = promotion_decision(scores["avg_acc"], champion_avg, champion_version, cfg.tolerance)
-        mlflow.set_tags({"kdflow.promoted": str(promote).lower(), "kdflow.decision": reason})
     version_tags = {
         "kdflow.learned_batches": ",".join(state.learned),
         "kdflow.avg_acc": f"{scores['avg_acc']:.6f}",
@@ -362,7 +362,19 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         "mlflow_run_id": run.info.run_id,
     }
     # the alias moves last: until then the champion (and its buffer) is untouched
-    version = register_version(info.model_uri, name, version_tags, (promote, reason))
+    candidate = Candidate(
+        info.model_uri,
+        scores["avg_acc"],
+        eval_digest(*tests, tokenizer=state.tokenizer),  # every test part seen, in order
+        metric="average accuracy over all batches seen",
+        tags=version_tags,
+        champion_rescored=None if champion_avg is None else (champion_version, champion_avg),
+    )
+    decision = register_version(name, candidate, cfg.tolerance, run_id=run.info.run_id)
+    version, promote, reason = decision.version, decision.promote, decision.reason
+    client = mlflow.MlflowClient()
+    client.set_tag(run.info.run_id, "kdflow.promoted", str(promote).lower())
+    client.set_tag(run.info.run_id, "kdflow.decision", reason)
     log.info("retrain %s: registered %s v%s; %s", cfg.stream, name, version, reason)
     return RetrainResult(
         cfg.stream,

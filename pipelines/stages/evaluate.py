@@ -1,4 +1,5 @@
-"""Stage 7: the one and only use of the test split: teacher, baseline, student and champion side by side."""
+"""Stage 7: the one and only use of the test split: teacher, baseline and student side by side, and the split's
+digest, so the gate compares versions only on equal test data."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import mlflow
 
 from kdcore.data import DataBundle
 from kdcore.evaluate import evaluate
-from pipelines.checkpoint import checkpoint_tokenizer, load_model
+from pipelines.checkpoint import load_model
 from pipelines.config import PipelineConfig
+from pipelines.gate import eval_digest
 from pipelines.results import Evaluation, PreparedData, TrainedModel
 from pipelines.tracking import stage_run
 
@@ -18,28 +20,6 @@ log = logging.getLogger("kdflow")
 
 def registered_name(cfg: PipelineConfig) -> str:
     return f"kdflow-{cfg.name}-student"
-
-
-def champion_accuracy(
-    cfg: PipelineConfig, test, tokenizer: dict | None = None, transform=None
-) -> tuple[float | None, str | None, str | None]:
-    """(accuracy, version, error) of the current champion on this test split; all None without one."""
-    client = mlflow.MlflowClient()
-    name = registered_name(cfg)
-    try:
-        version = client.get_model_version_by_alias(name, "champion")
-    except mlflow.exceptions.MlflowException:
-        return None, None, None
-    try:  # our own checkpoint artifact: rebuilt from the registry, loaded with weights_only=True
-        path = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=version.tags["kdflow.checkpoint"]
-        )
-        if checkpoint_tokenizer(path) != tokenizer:  # token ids of another vocabulary mean other words
-            raise ValueError("its vocabulary differs from this data's")
-        return evaluate(load_model(path), test, transform=transform)["acc"], str(version.version), None
-    except Exception as e:  # a champion we cannot score on this split is kept, never silently replaced
-        log.warning("evaluate: champion v%s cannot be scored on this test split (%s)", version.version, e)
-        return None, str(version.version), f"{type(e).__name__}: {e}"
 
 
 def evaluate_models(
@@ -54,17 +34,13 @@ def evaluate_models(
             accs[m.role], params[m.role] = metrics["acc"], m.parameters
             mlflow.log_metrics({f"test/{m.role}_acc": metrics["acc"], f"test/{m.role}_loss": metrics["loss"]})
             mlflow.log_param(f"{m.role}.parameters", m.parameters)
-        champion_acc, champion_version, champion_error = champion_accuracy(cfg, test, bundle.tokenizer, normalise)
-        if champion_acc is not None:
-            mlflow.log_metric("test/champion_acc", champion_acc)
-        mlflow.log_param("data.digest", data.digest)
+        digest = eval_digest(test, tokenizer=bundle.tokenizer)
+        mlflow.log_params({"data.digest": data.digest, "eval.digest": digest})
     for role, acc in accs.items():
         log.info("evaluate: %s test/acc %.4f (%d parameters)", role, acc, params[role])
     return Evaluation(
         run_id=run.info.run_id,
         test_acc=accs,
         parameters=params,
-        champion_test_acc=champion_acc,
-        champion_version=champion_version,
-        champion_error=champion_error,
+        eval_digest=digest,
     )

@@ -1,24 +1,48 @@
-"""Stage 8: register the student; the `champion` alias moves only to a better model."""
+"""Stage 8: register the better of the KD student and the labels-only baseline on validation; the gate decides
+whether it becomes `champion` (pipelines/gate.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from pipelines.config import PipelineConfig
-from pipelines.registry import champion_gate, register_version
-from pipelines.results import Evaluation, PreparedData, Registration, TrainedModel
+from pipelines.gate import Candidate, choose_on_validation
+from pipelines.registry import register_version
+from pipelines.results import Evaluation, PreparedData, Registration, TrainedModel, TuneResult
 from pipelines.stages.evaluate import registered_name
 
 
-def register_student(cfg: PipelineConfig, data: PreparedData, student: TrainedModel, ev: Evaluation) -> Registration:
+def register_student(
+    cfg: PipelineConfig,
+    data: PreparedData,
+    student: TrainedModel,
+    baseline: TrainedModel,
+    tuned: TuneResult,
+    ev: Evaluation,
+    parent_run_id: str | None = None,
+) -> Registration:
     name = registered_name(cfg)
-    acc = ev.test_acc["student"]
+    role, choice = choose_on_validation(tuned.best_value, baseline.val_acc)
+    chosen = student if role == "student" else baseline
+    acc = ev.test_acc[role]
     tags = {
         "data.digest": data.digest,
-        "kdflow.checkpoint": f"checkpoint/{Path(student.checkpoint).name}",
+        "kdflow.checkpoint": f"checkpoint/{Path(chosen.checkpoint).name}",
+        "kdflow.role": role,
+        "kdflow.choice": choice,
         "test_acc": f"{acc:.6f}",
-        "mlflow_run_id": student.run_id,
+        "mlflow_run_id": chosen.run_id,
     }
-    decision = champion_gate(acc, ev.champion_test_acc, ev.champion_version, ev.champion_error)
-    version = register_version(student.model_uri, name, tags, decision)
-    return Registration(name=name, version=version, champion=decision[0], reason=decision[1])
+    candidate = Candidate(chosen.model_uri, acc, ev.eval_digest, metric="test acc", tags=tags)
+    decision = register_version(name, candidate, cfg.register.tolerance, run_id=parent_run_id)
+    return Registration(
+        name=name,
+        version=decision.version,
+        role=role,
+        choice=choice,
+        test_acc=acc,
+        champion=decision.promote,
+        reason=decision.reason,
+        comparable=decision.comparable,
+        champion_before=decision.champion_before,
+    )

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-DEFAULT_PREFECT_PORT, DEFAULT_MLFLOW_PORT = 4200, 5000
+from flows.local_ui import DEFAULT_MLFLOW_PORT
+
+DEFAULT_PREFECT_PORT = 4200
+__all__ = ["DEFAULT_MLFLOW_PORT", "DEFAULT_PREFECT_PORT", "DEFAULT_API_URL", "connect_prefect"]
 DEFAULT_API_URL = f"http://127.0.0.1:{DEFAULT_PREFECT_PORT}/api"
 
 

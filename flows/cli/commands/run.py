@@ -45,7 +45,7 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.summary import kd_gain_sentence
+    from pipelines.summary import champion_sentence, kd_gain_sentence
 
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
     for column in ("model", "arch", "test acc", "parameters"):
@@ -61,11 +61,13 @@ def print_summary(summary: dict) -> None:
         f"best method: {summary['best_method']}; hyper-parameters: {best}  "
         f"(trials: {t['complete']} complete, {t['pruned']} pruned)"
     )
-    console.print(f"registered {ml['registered_model']} v{ml['version']}; champion: {summary['champion']['reason']}")
+    console.print(champion_sentence(summary), highlight=False, soft_wrap=True)
     console.print(
         f"MLflow experiment {ml['experiment_id']}, parent run {ml['parent_run_id']}; "
         f"Optuna study {summary['optuna']['study_name']}"
     )
+    if ml.get("parent_run_url"):  # a local store: the UI that `kdflow ui` serves it on
+        console.print(f"MLflow UI: {ml['parent_run_url']}", highlight=False, soft_wrap=True)
     console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_seconds"].items()))
 
 
