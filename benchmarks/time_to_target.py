@@ -94,7 +94,7 @@ def pipeline_arm(cfg: PipelineConfig) -> dict:
         mark("final student")
         ev = evaluate_models(cfg, data, [teacher, baseline, student], pid)
         mark("test accuracy")
-        register_student(cfg, data, student, ev)
+        register_student(cfg, data, student, baseline, tuned, ev, pid)
         mark("registered")
     return {
         "marks": marks,
