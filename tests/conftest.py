@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -22,6 +23,17 @@ TINY = [
     "--set",
     "tune.epochs=3",
 ]
+
+
+@pytest.fixture(autouse=True)
+def kdflow_logger_as_it_was():
+    """A test that calls the CLI in-process (`flows.cli.main`) reconfigures the `kdflow` logger (its own handler,
+    no propagation): put it back, or later tests' caplog sees nothing."""
+    log = logging.getLogger("kdflow")
+    handlers, level, propagate = log.handlers[:], log.level, log.propagate
+    yield
+    log.handlers[:], log.propagate = handlers, propagate
+    log.setLevel(level)
 
 
 def isolated_env(home: Path) -> dict[str, str]:
