@@ -26,6 +26,7 @@ SECTION_DESCRIPTIONS = {
     "tune": "The Optuna search over the distillation hyper-parameters.",
     "runtime": "Device, seeds and where runs, models and caches are stored.",
     "register": "When a new registered version becomes the champion.",
+    "retrain": "How the champion keeps learning as new data batches arrive (kdflow retrain --pipeline NAME).",
     "train": "How this model is trained.",
 }
 
