@@ -36,6 +36,28 @@ def kdflow_logger_as_it_was():
     log.setLevel(level)
 
 
+@pytest.fixture(autouse=True)
+def mlflow_globals_as_they_were():
+    """MLflow keeps the tracking URI, the active experiment and an active run process-wide, and exports the first
+    two as MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID: a test that set them (in-process stages, set_experiment)
+    would send later tests to an experiment id their own store does not have. Put all of it back."""
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+    env = {name: os.environ.get(name) for name in names}
+    uri, experiment = tracking._tracking_uri, fluent._active_experiment_id
+    yield
+    while fluent.active_run() is not None:
+        fluent.end_run()
+    tracking._tracking_uri, fluent._active_experiment_id = uri, experiment
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def isolated_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     env.update(PREFECT_HOME=str(home / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false", PYTHONUNBUFFERED="1")

@@ -240,7 +240,8 @@ def test_ui_triggered_run_builds_the_mlflow_tree_and_the_summary_artifact(first_
     assert summary.key == "kdflow-digits-summary"
     for role, arch in (("teacher", "cnn_medium"), ("baseline", "mlp"), ("student", "mlp")):
         assert f"| {role} | {arch} | {test_acc[f'test/{role}_acc']:.2%} |" in summary.data
-        assert f"`{children[role].info.run_id}`" in summary.data  # run ids: the store is a file, not a server
+        # a SQLite store is what `kdflow ui` shows: each run is a link into its MLflow UI
+        assert f"/#/experiments/{parent.info.experiment_id}/runs/{children[role].info.run_id})" in summary.data
     for name in ("temperature", "alpha", "lr", "weight_decay"):
         assert f"| {name} |" in summary.data
     (progress,) = by_type["progress"]

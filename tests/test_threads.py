@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,12 @@ def test_a_real_kdflow_run_process_is_counted(tmp_path):
     script = tmp_path / "kdflow"  # looks like the console script `kdflow run` to /proc
     script.write_text("import time\ntime.sleep(60)\n")
     child = subprocess.Popen([sys.executable, str(script), "run", "--set", "tune.n_trials=3"])
+    cmdline = Path(f"/proc/{child.pid}/cmdline")
     try:
+        for _ in range(200):  # until the forked child has exec'd: before that, /proc shows pytest's command line
+            if str(script).encode() in cmdline.read_bytes():
+                break
+            time.sleep(0.05)
         assert child.pid in kdflow_training_processes()
         assert os.getpid() not in kdflow_training_processes()  # pytest does not train
     finally:
