@@ -295,3 +295,16 @@ def test_kdflow_predict_command_uses_the_presets_champion_and_reports_skipped_fi
         assert f"skipped {tmp_path / 'digits' / '050.png'}" in err and "4 predictions written" in err
         assert main(["predict", "models:/kdflow-nope-student@champion", str(tmp_path / "digits"), *store]) == 1
         assert capsys.readouterr().err.startswith("kdflow predict: ")
+
+
+def test_the_logged_serving_example_is_answered_as_mlflow_models_serve_would(champions):
+    """`{"inputs": {"image": [...]}}`, the payload MLflow writes as the model's serving example: one class per image."""
+    import json
+
+    from mlflow.models import validate_serving_input
+
+    path = mlflow.artifacts.download_artifacts(DIGITS)
+    example = (Path(path) / "serving_input_example.json").read_text()
+    answer = validate_serving_input(DIGITS, example)
+    assert len(answer) == len(json.loads(example)["inputs"]["image"]) == 2
+    assert set(answer["class"]) <= {str(d) for d in range(10)}

@@ -129,4 +129,11 @@ def image_cells(model_input) -> list:
         raise ImageInputError(
             'the input has no column "image"; send {"dataframe_records": [{"image": "<base64 PNG>"}]}'
         ) from None
-    return list(column)
+    cells = []
+    for cell in column:
+        # {"inputs": {"image": ["<base64>", ...]}}: MLflow hands the whole list over as one cell
+        encoded = isinstance(cell, (list, tuple, np.ndarray)) and all(
+            isinstance(item, (str, bytes)) for item in np.asarray(cell, dtype=object).ravel()
+        )
+        cells.extend(np.asarray(cell, dtype=object).ravel().tolist() if encoded else [cell])
+    return cells
