@@ -37,7 +37,8 @@ def add_parser(commands) -> None:
 def quiet_libraries() -> None:
     """One line per stage and per trial: the libraries' own progress lines need no action from a user."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # for the processes this one starts
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # this one imported mlflow before reading the variable
     warnings.filterwarnings("ignore", module=r"(mlflow|optuna|prefect|pydantic|torch|sklearn|alembic)(\.|$)")
 
 
