@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcore.data.errors import DataError
-from kdcore.data.idx import find_idx_files, read_idx_dataset
+from kdcore.data.idx import find_idx_files, read_idx
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -20,6 +20,7 @@ def load_fashion_mnist_arrays(root: str | Path | None = None, part: str = "train
         raise DataError(
             f"Fashion-MNIST IDX files not found in {root}; install dataset-fashion-mnist or pass its folder"
         )
-    train, test = read_idx_dataset(files)
-    images, labels = train if part == "train" else test
-    return images[:, 0], labels
+    images, labels = read_idx(files[f"{part}_images"]), read_idx(files[f"{part}_labels"])  # this part's two files only
+    if images.ndim != 3 or len(images) != len(labels):
+        raise DataError(f"{files[f'{part}_images']} and {files[f'{part}_labels']} do not match; download them again")
+    return images.astype(np.uint8), labels.astype(np.int64)
