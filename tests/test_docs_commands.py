@@ -17,7 +17,8 @@ from tests.conftest import isolated_env
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "<!-- runnable -->"
-BLOCK = re.compile(re.escape(MARKER) + r"\s*\n```(?:bash|sh)\n(.*?)\n```", re.S)
+BLOCK = re.compile(r"^" + re.escape(MARKER) + r"\n```(?:bash|sh)\n(.*?)\n```", re.S | re.M)
+MARKER_LINE = re.compile(r"^" + re.escape(MARKER) + r"$", re.M)
 
 
 def runnable_blocks() -> list[tuple[str, str]]:
@@ -33,7 +34,9 @@ def runnable_blocks() -> list[tuple[str, str]]:
 def test_every_marker_precedes_a_shell_block():
     for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         text = doc.read_text()
-        assert text.count(MARKER) == len(BLOCK.findall(text)), f"{doc.name}: a {MARKER} not followed by a bash block"
+        assert len(MARKER_LINE.findall(text)) == len(BLOCK.findall(text)), (
+            f"{doc.name}: a {MARKER} not followed by a bash block"
+        )
 
 
 @pytest.fixture(scope="module")
