@@ -58,8 +58,10 @@ def model_card(
             f"{'-' if params is None else f'{params:,}'} | "
             f"{'-' if size is None else f'{size:.3f}'} | {ev.test_acc[r]:.2%} | {speed} |"
         )
-    gain = 100 * (ev.test_acc["student"] - ev.test_acc["baseline"])
-    lines += ["", f"**KD's gain** (student minus baseline, test): {gain:+.2f} points.", ""]
+    lines.append("")
+    if {"student", "baseline"} <= set(ev.test_acc):
+        gain = 100 * (ev.test_acc["student"] - ev.test_acc["baseline"])
+        lines += [f"**KD's gain** (student minus baseline, test): {gain:+.2f} points.", ""]
     if {"teacher", "student"} <= set(ev.size_mb):
         e = Evidence.of(ev)
         speed = (

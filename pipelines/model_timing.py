@@ -52,7 +52,7 @@ def device_name(device: torch.device) -> str:
     if cpuinfo.is_file():
         models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
         cpu = models[0] if models else cpu
-    return f"{cpu}, {torch.get_num_threads()} torch threads"
+    return f"{cpu}, torch threads: {torch.get_num_threads()}"
 
 
 def synchronize(device: torch.device) -> None:
