@@ -78,7 +78,7 @@ def test_the_evaluation_run_measures_size_latency_and_throughput_side_by_side(di
     assert f"the student is {evidence['size_ratio']:.1f}x smaller and {evidence['latency_ratio']:.1f}x faster" in (
         stdout.replace("\n", " ")
     )
-    assert "size MB" in stdout and "@256" in stdout
+    assert "MB" in stdout and "ms (p95)" in stdout and "/s @256" in stdout
 
 
 def test_the_evaluation_run_holds_confusion_matrices_and_per_class_reports(digits_run):

@@ -49,7 +49,7 @@ def print_summary(summary: dict) -> None:
     from pipelines.summary import champion_sentence, evidence_sentence, kd_gain_sentence, speed_cells
 
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
-    columns = ("model", "arch", "test acc", "parameters", "size MB", "latency ms (p95)", "samples/s @256")
+    columns = ("model", "arch", "test acc", "params", "MB", "ms (p95)", "/s @256")  # fits 80 columns
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "arch") else "right")
     for role, m in summary["models"].items():
