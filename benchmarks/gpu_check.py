@@ -11,7 +11,7 @@ Checks, each a subprocess with its own time limit, in this order:
   loop_vs_plain_bf16  ... under bf16 autocast + channels-last
   time_to_accuracy    benchmarks/time_to_accuracy.py, fp32 and bf16 + channels-last side by side
   HOOK vectorised_trials  benchmarks/vectorised_trials.py, when that script exists (another issue builds it)
-  HOOK onnx_parity        tests/test_onnx*.py -k cuda, when such tests exist (another issue builds them)
+  HOOK onnx_parity        tests/test_onnx*.py -k cuda (tests/test_onnx_export.py: a ResNet on CUDA vs ONNX Runtime)
 Writes gpu-check.json (the structure tests/test_gpu_check.py pins) and gpu-check.md into --out.
 Installs nothing; Fashion-MNIST is read from --fashion-root (default: data/fashion-mnist in this checkout,
 else /usr/share/datasets/fashion-mnist); without it the benchmarks fall back to digits and say so.

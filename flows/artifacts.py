@@ -13,7 +13,7 @@ from prefect.artifacts import (
 
 from flows.local_ui import DEFAULT_MLFLOW_PORT, HOST
 from pipelines.progress import ProgressListener
-from pipelines.summary import champion_sentence, kd_gain_sentence
+from pipelines.summary import champion_sentence, evidence_sentence, kd_gain_sentence, speed_cells
 
 
 def mlflow_ui(tracking_uri: str | None) -> str | None:
@@ -49,17 +49,19 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
     lines = [
         f"# kdflow `{summary['pipeline']}`",
         "",
-        "| model | arch | test accuracy | parameters | MLflow run |",
-        "|---|---|---:|---:|---|",
+        "| model | arch | test accuracy | parameters | size MB | latency ms (p95) | samples/s @256 | MLflow run |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for role, m in summary["models"].items():
         lines.append(
-            f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | "
+            f"| {role} | {m['arch']} | {m['test_acc']:.2%} | {m['parameters']:,} | {' | '.join(speed_cells(m))} | "
             f"{run_link(tracking_uri, exp, m['mlflow_run_id'])} |"
         )
     t = summary["trials"]
     best_val = "n/a" if summary["best_val_acc"] is None else f"{summary['best_val_acc']:.4f}"
     lines += [
+        "",
+        f"**{upper_first(evidence_sentence(summary))}.**",
         "",
         f"**{kd_gain_sentence(summary)}.**",
         "",
@@ -83,6 +85,10 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
     if summary.get("teacher_reused"):
         lines += ["", "The teacher was **reused** from an earlier run with the same data and teacher config."]
     return "\n".join(lines) + "\n"
+
+
+def upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def publish_summary(summary: dict, tracking_uri: str | None) -> None:

@@ -18,6 +18,7 @@ from flows.retries import RETRIES, RETRY_DELAYS_SECONDS, retry_on_transient
 from flows.tune_workers import worker_launcher
 from kdcore.device import resolve_device
 from pipelines import stages
+from pipelines.dataset_input import log_dataset
 from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
 from pipelines.progress import listening
 from pipelines.run_liveness import liveness_tags
@@ -112,6 +113,7 @@ def run_stages(cfg, device: str) -> dict:
         pid = parent.info.run_id
         mlflow.log_params({**loggable_params(cfg), "model.device": device, "runtime.threads_used": threads})
         mlflow.log_param("data.digest", data.digest)
+        log_dataset(cfg, data, context="train")  # the run's Datasets column
         teacher = timed("train_teacher", train_teacher, cfg, data, pid)
         mlflow.set_tags({"kdflow.teacher_run_id": teacher.run_id, "kdflow.teacher_reused": str(teacher.reused).lower()})
         logits = timed("teacher_logits", teacher_logits, cfg, data, teacher)

@@ -712,6 +712,19 @@ class RegisterConfig(Section):
     )
 
 
+class EvaluateConfig(Section):
+    timing: bool = Field(
+        True,
+        description=(
+            "Measure each model's latency (one sample) and throughput (batch 256) on the run's device, side by side; "
+            "false: sizes and accuracies only."
+        ),
+    )
+    timing_seconds: float = Field(
+        3.0, gt=0, le=600, description="Time budget of the latency and throughput calls, per model (seconds)."
+    )
+
+
 # `register` is the stage's name (register.tolerance); it hides ABCMeta.register, which no config uses.
 warnings.filterwarnings("ignore", message='Field name "register" in ', category=UserWarning)
 
@@ -730,6 +743,7 @@ class PipelineConfig(Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     register: RegisterConfig = Field(default_factory=RegisterConfig)
     retrain: RetrainSection = Field(default_factory=RetrainSection)
 

@@ -25,6 +25,7 @@ SECTION_DESCRIPTIONS = {
     "distill": "The distillation method and its loss weights.",
     "tune": "The Optuna search over the distillation hyper-parameters.",
     "runtime": "Device, seeds and where runs, models and caches are stored.",
+    "evaluate": "What the evaluation measures besides accuracy: size, latency and throughput on the run's device.",
     "register": "When a new registered version becomes the champion.",
     "retrain": "How the champion keeps learning as new data batches arrive (kdflow retrain --pipeline NAME).",
     "train": "How this model is trained.",

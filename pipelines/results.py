@@ -43,6 +43,9 @@ class Evaluation(BaseModel):
     test_acc: dict[str, float]
     parameters: dict[str, int]
     eval_digest: str  # of the test split: versions compare only on equal digests
+    size_mb: dict[str, float] = {}  # saved weights on disk
+    timing: dict[str, dict[str, float]] = {}  # per role: latency_ms_median, latency_ms_p95, throughput; {}: timing off
+    device_name: str = ""  # where the times were measured
 
 
 class Registration(BaseModel):

@@ -13,6 +13,57 @@ class ModelFacts(BaseModel):
     test_acc: float
     parameters: int
     mlflow_run_id: str
+    size_mb: float | None = None  # saved weights on disk
+    latency_ms: float | None = None  # one sample, median; None: evaluate.timing=false
+    latency_p95_ms: float | None = None
+    throughput: float | None = None  # samples (texts) per second at batch 256
+
+
+class Evidence(BaseModel):
+    """Why one distils: the KD student against its teacher, measured side by side in the evaluation run."""
+
+    size_ratio: float  # teacher size / student size: "N x smaller"
+    latency_ratio: float | None  # teacher latency / student latency: "M x faster"; None: timing off
+    throughput_ratio: float | None  # student throughput / teacher throughput
+    acc_points: float  # teacher minus student test accuracy, in points
+    device_name: str  # where the times were measured
+
+    @classmethod
+    def of(cls, ev: Evaluation) -> Evidence:
+        t, s = ev.timing.get("teacher"), ev.timing.get("student")
+        timed = t is not None and s is not None
+        return cls(
+            size_ratio=ev.size_mb["teacher"] / ev.size_mb["student"],
+            latency_ratio=t["latency_ms_median"] / s["latency_ms_median"] if timed else None,
+            throughput_ratio=s["throughput"] / t["throughput"] if timed else None,
+            acc_points=100 * (ev.test_acc["teacher"] - ev.test_acc["student"]),
+            device_name=ev.device_name,
+        )
+
+
+def speed_cells(facts: dict) -> list[str]:
+    """size MB, latency median (p95) in ms, throughput: the table cells of one model ("-" where not measured)."""
+    size = "-" if facts.get("size_mb") is None else f"{facts['size_mb']:.3f}"
+    if facts.get("latency_ms") is None:
+        return [size, "-", "-"]
+    return [size, f"{facts['latency_ms']:.3f} ({facts['latency_p95_ms']:.3f})", f"{facts['throughput']:,.0f}"]
+
+
+def evidence_sentence(summary: dict) -> str:
+    """The headline: the student is N x smaller and M x faster than its teacher, X points of accuracy apart."""
+    e = summary.get("evidence")
+    if not e:
+        return "no size or speed figures (the run predates them)"
+    apart = e["acc_points"]
+    ahead = "the teacher" if apart > 0 else "the student"
+    accuracy = f"{abs(apart):.2f} points of accuracy apart ({ahead} ahead)" if apart else "with the same accuracy"
+    if e["latency_ratio"] is None:
+        return f"the student is {e['size_ratio']:.1f}x smaller than its teacher, {accuracy} (timing off)"
+    return (
+        f"the student is {e['size_ratio']:.1f}x smaller and {e['latency_ratio']:.1f}x faster (one sample; "
+        f"{e['throughput_ratio']:.1f}x the throughput at batch 256) than its teacher, {accuracy}; "
+        f"measured on {e['device_name']}"
+    )
 
 
 class KDGain(BaseModel):
@@ -73,6 +124,7 @@ class PipelineSummary(BaseModel):
     champion: dict[str, str | bool | None]  # moved, the gate's reason, comparable, the champion before
     stage_seconds: dict[str, float]
     teacher_reused: bool = False
+    evidence: Evidence | None = None
 
     @classmethod
     def build(
@@ -89,12 +141,7 @@ class PipelineSummary(BaseModel):
         reg: Registration,
         seconds: dict[str, float],
     ) -> PipelineSummary:
-        models = {
-            m.role: ModelFacts(
-                arch=m.arch, test_acc=ev.test_acc[m.role], parameters=m.parameters, mlflow_run_id=m.run_id
-            )
-            for m in (teacher, baseline, student)
-        }
+        models = {m.role: model_facts(m, ev) for m in (teacher, baseline, student)}
         return cls(
             pipeline=cfg.name,
             data_digest=data.digest,
@@ -121,4 +168,19 @@ class PipelineSummary(BaseModel):
             },
             stage_seconds={**seconds, "total": round(sum(seconds.values()), 3)},
             teacher_reused=teacher.reused,
+            evidence=Evidence.of(ev),
         )
+
+
+def model_facts(m: TrainedModel, ev: Evaluation) -> ModelFacts:
+    timing = ev.timing.get(m.role, {})
+    return ModelFacts(
+        arch=m.arch,
+        test_acc=ev.test_acc[m.role],
+        parameters=m.parameters,
+        mlflow_run_id=m.run_id,
+        size_mb=ev.size_mb.get(m.role),
+        latency_ms=timing.get("latency_ms_median"),
+        latency_p95_ms=timing.get("latency_ms_p95"),
+        throughput=timing.get("throughput"),
+    )

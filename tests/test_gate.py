@@ -13,6 +13,9 @@ import pytest
 import torch
 
 from kdcore.data import Split
+from kdcore.datasets import load_dataset
+from kdcore.models import build_model
+from pipelines.checkpoint import save_atomic, save_model
 from pipelines.config import ConfigError, PipelineConfig, validate
 from pipelines.gate import (
     DECISION_TAG,
@@ -134,12 +137,21 @@ def test_register_tolerance_is_a_bounded_config_field():
             validate({"register": {"tolerance": bad}})
 
 
+def digits(folder: Path) -> PreparedData:
+    """Real prepared splits: the registration exports the chosen model to ONNX and checks it on the test split."""
+    bundle = load_dataset("digits", None, 0.2, 0.2, 0)
+    path = save_atomic(bundle.state_dict(), folder / "digits.pt")
+    return PreparedData(path=str(path), digest=bundle.digest, num_classes=10, input_shape=[1, 8, 8], sizes={})
+
+
 def trained(role: str, val_acc: float | None) -> TrainedModel:
     uri, run_id = logged_model()
+    folder = Path(mlflow.get_tracking_uri().removeprefix("sqlite:///")).parent
+    checkpoint = save_model(build_model("mlp", (1, 8, 8), 10), "mlp", (1, 8, 8), 10, {}, folder / f"{role}.pt")
     return TrainedModel(
         role=role,
         arch="mlp",
-        checkpoint=f"/tmp/{role}.pt",
+        checkpoint=str(checkpoint),
         run_id=run_id,
         model_uri=uri,
         parameters=10,
@@ -150,7 +162,7 @@ def trained(role: str, val_acc: float | None) -> TrainedModel:
 
 def test_the_labels_only_baseline_is_registered_when_it_beats_the_kd_student_on_validation(store):
     cfg = PipelineConfig(name="gate")
-    data = PreparedData(path="x", digest="d" * 16, num_classes=10, input_shape=[64], sizes={})
+    data = digits(store)
     student, baseline = trained("student", None), trained("baseline", 0.8972)
     tuned = TuneResult(study_name="s", storage="x", best_params={}, best_value=0.8056, complete=1, pruned=0, seconds=1)
     # on the test split the student happens to do better: the test split never chooses

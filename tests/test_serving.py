@@ -56,6 +56,7 @@ def champions(tmp_path_factory):
     store = tmp_path_factory.mktemp("serving")
     previous = mlflow.get_tracking_uri()
     common = [f"runtime.store_dir={store}", "runtime.device=cpu", "student.train.epochs=2"]
+    common.append("evaluate.timing_seconds=0.2")  # the evaluation's timing is not what is tested here
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(store)  # MLflow's default artifact root is ./mlruns: keep it out of the checkout
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)

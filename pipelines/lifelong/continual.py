@@ -41,6 +41,7 @@ from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.lineage import Lineage, LineageError, original_data, rebuild_lineage, registered_name
 from pipelines.lifelong.promotion import lifecycle_decision
 from pipelines.lifelong.state import model_out
+from pipelines.onnx_export import log_export
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
 from pipelines.stream import pipeline_batches
 from pipelines.tracking import loggable_params, setup_experiment
@@ -356,6 +357,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
         "kdflow.retrain_digest": settings_digest(lineage, settings),
         "kdflow.tolerance": f"{settings.tolerance:g}",
         "mlflow_run_id": run.info.run_id,
+        **log_export(student, bundle, run.info.run_id).tags(),  # its ONNX file and parity, or why there is none
     }
     if teacher is not None:
         version_tags[tags.TEACHER_CHECKPOINT_TAG] = "lifelong/teacher.pt"

@@ -19,6 +19,7 @@ from pipelines.methods import searched_methods
 from pipelines.progress import report_trials
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.store_lock import store_lock
+from pipelines.study_plots import log_study_plots
 from pipelines.tracking import redact
 from pipelines.tune_worker import TuneJob, pull_trials, study_progress
 from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, storage_url, warm_starts
@@ -125,6 +126,7 @@ def tune_student(
                 raise
 
     complete = count(study, State.COMPLETE)
+    log_study_plots(study, parent_run_id)
     best_params = dict(study.best_params) if complete else warm_starts(cfg)[0]
     method = best_params.pop("method", searched_methods(cfg)[0])
     log.info("tune: best method %s with %s", method, best_params)

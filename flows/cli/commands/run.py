@@ -46,15 +46,17 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.summary import champion_sentence, kd_gain_sentence
+    from pipelines.summary import champion_sentence, evidence_sentence, kd_gain_sentence, speed_cells
 
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
-    for column in ("model", "arch", "test acc", "parameters"):
-        table.add_column(column, justify="right" if column in ("test acc", "parameters") else "left")
+    columns = ("model", "arch", "test acc", "params", "MB", "ms (p95)", "/s @256")  # fits 80 columns
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "arch") else "right")
     for role, m in summary["models"].items():
-        table.add_row(role, m["arch"], f"{m['test_acc']:.2%}", f"{m['parameters']:,}")
+        table.add_row(role, m["arch"], f"{m['test_acc']:.2%}", f"{m['parameters']:,}", *speed_cells(m))
     console = Console()
     console.print(table)
+    console.print(evidence_sentence(summary), highlight=False, soft_wrap=True)
     console.print(kd_gain_sentence(summary))
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
