@@ -1,5 +1,10 @@
 """A reservoir replay buffer of inputs, labels and the logits the model gave them
-(Vitter 1985; DER, Buzzega et al. 2020)."""
+(Vitter 1985; DER, Buzzega et al. 2020).
+
+The random choices (which slot an example takes, which rows a replay reads) are drawn on the host from the
+buffer's own generator, ahead of the writes and reads that follow them; the rows themselves live on the
+model's device. So a training step never waits for the device to tell the host anything.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,13 @@ class ReservoirBuffer:
 
     Logits are kept at the width the head had when they were stored; `logit_width` says how many
     columns of each row are real, so replay after the head grew compares only those columns.
+    Storage has one row more than the capacity: the row where examples the reservoir does not keep are written.
     """
 
     def __init__(self, capacity: int, seed: int = 0):
         if capacity < 1:
             raise ValueError(f"buffer capacity must be at least 1, got {capacity}")
-        self.capacity, self.seen = capacity, 0
+        self.capacity, self.seen, self.filled = capacity, 0, 0
         self.x: torch.Tensor | None = None
         self.y = torch.empty(0, dtype=torch.long)
         self.logits = torch.empty(0, 0)
@@ -24,60 +30,93 @@ class ReservoirBuffer:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return len(self.y)
+        return self.filled
 
-    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
-        x, y, logits = x.detach().cpu(), y.detach().cpu(), logits.detach().cpu().float()
-        self._widen(logits.shape[1])
-        for k in range(len(y)):
-            if len(self) < self.capacity:
-                slot = len(self)
-                self._append(x[k], y[k], logits[k])
+    @property
+    def discard(self) -> int:
+        return self.capacity
+
+    def slots(self, n: int) -> list[int]:
+        """The reservoir's slot for each of the next `n` examples (`discard` if not kept); counts them as seen."""
+        out = []
+        for _ in range(n):
+            if self.filled < self.capacity:
+                slot, self.filled = self.filled, self.filled + 1
             else:
                 slot = int(torch.randint(0, self.seen + 1, (1,), generator=self.generator))
-                if slot < self.capacity:
-                    self.x[slot], self.y[slot] = x[k], y[k]
-                    self.logits[slot] = 0
-                    self.logits[slot, : logits.shape[1]] = logits[k]
-                    self.logit_width[slot] = logits.shape[1]
+                slot = slot if slot < self.capacity else self.discard
             self.seen += 1
+            out.append(slot)
+        # one write per slot: within a batch, the later example takes a slot both drew (as if added one by one)
+        last = {s: k for k, s in enumerate(out)}
+        return [s if s == self.discard or last[s] == k else self.discard for k, s in enumerate(out)]
+
+    def draw(self, size: int) -> list[int]:
+        """`size` distinct stored rows at random (fewer if fewer are stored)."""
+        return torch.randperm(self.filled, generator=self.generator)[: min(size, self.filled)].tolist()
+
+    def write(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
+        """Store example k in row slots[k] (a tensor on the rows' device, from `slots`)."""
+        x, y, logits = x.detach(), y.detach(), logits.detach().float()
+        if self.x is None:
+            self.x = x.new_zeros((self.capacity + 1, *x.shape[1:]))
+            self.y = y.new_zeros(self.capacity + 1)
+            self.logits = logits.new_zeros((self.capacity + 1, 0))
+            self.logit_width = torch.zeros(self.capacity + 1, dtype=torch.long, device=x.device)
+        if logits.shape[1] > self.logits.shape[1]:
+            pad = self.logits.new_zeros((len(self.logits), logits.shape[1] - self.logits.shape[1]))
+            self.logits = torch.cat([self.logits, pad], dim=1)
+        row = self.logits.new_zeros((len(y), self.logits.shape[1]))
+        row[:, : logits.shape[1]] = logits
+        self.x.index_copy_(0, slots, x.to(self.x.dtype))
+        self.y.index_copy_(0, slots, y)
+        self.logits.index_copy_(0, slots, row)
+        self.logit_width.index_copy_(0, slots, torch.full_like(slots, logits.shape[1]))
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
+        """Offer examples to the reservoir now (outside training: seeding the buffer from learned data)."""
+        device = x.device if self.x is None else self.x.device
+        self.write(torch.tensor(self.slots(len(y)), device=device), x.to(device), y.to(device), logits.to(device))
+
+    def rows(self, pick: torch.Tensor):
+        """(x, y, logits, mask) of the stored rows `pick`; mask marks the real logit columns."""
+        logits = self.logits[pick]
+        mask = torch.arange(logits.shape[1], device=logits.device)[None, :] < self.logit_width[pick][:, None]
+        return self.x[pick], self.y[pick], logits, mask
 
     def sample(self, size: int, device: torch.device | str = "cpu"):
-        """(x, y, logits, mask) of `size` random stored examples; mask marks the real logit columns."""
-        pick = torch.randperm(len(self), generator=self.generator)[: min(size, len(self))]
-        logits = self.logits[pick]
-        mask = torch.arange(logits.shape[1])[None, :] < self.logit_width[pick][:, None]
-        return self.x[pick].to(device), self.y[pick].to(device), logits.to(device), mask.to(device)
+        """(x, y, logits, mask) of `size` random stored examples, on `device`."""
+        pick = torch.tensor(self.draw(size), dtype=torch.long, device=self.x.device)
+        return tuple(t.to(device) for t in self.rows(pick))
 
-    def _widen(self, width: int) -> None:
-        if width > self.logits.shape[1]:
-            pad = torch.zeros(len(self), width - self.logits.shape[1])
-            self.logits = torch.cat([self.logits, pad], dim=1)
-
-    def _append(self, x, y, logits) -> None:
-        row = torch.zeros(1, self.logits.shape[1])
-        row[0, : len(logits)] = logits
-        self.x = x[None].clone() if self.x is None else torch.cat([self.x, x[None]])
-        self.y = torch.cat([self.y, y.view(1)])
-        self.logits = torch.cat([self.logits, row])
-        self.logit_width = torch.cat([self.logit_width, torch.tensor([len(logits)])])
+    def to(self, device: torch.device | str) -> ReservoirBuffer:
+        if self.x is not None:
+            self.x, self.y = self.x.to(device), self.y.to(device)
+            self.logits, self.logit_width = self.logits.to(device), self.logit_width.to(device)
+        return self
 
     def state_dict(self) -> dict:
         """Tensors and ints only, so it loads with torch.load(weights_only=True)."""
+        n = self.filled
         return {
             "capacity": self.capacity,
             "seen": self.seen,
-            "x": self.x,
-            "y": self.y,
-            "logits": self.logits,
-            "logit_width": self.logit_width,
+            "x": None if self.x is None else self.x[:n].cpu(),
+            "y": self.y[:n].cpu(),
+            "logits": self.logits[:n].cpu(),
+            "logit_width": self.logit_width[:n].cpu(),
             "rng": self.generator.get_state(),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> ReservoirBuffer:
         buffer = cls(state["capacity"])
-        buffer.seen, buffer.x, buffer.y = state["seen"], state["x"], state["y"]
-        buffer.logits, buffer.logit_width = state["logits"], state["logit_width"]
+        buffer.seen, buffer.filled = state["seen"], len(state["y"])
+        if state["x"] is not None and buffer.filled:
+            pad = buffer.capacity + 1 - buffer.filled
+            buffer.x = torch.cat([state["x"], state["x"].new_zeros((pad, *state["x"].shape[1:]))])
+            buffer.y = torch.cat([state["y"], state["y"].new_zeros(pad)])
+            buffer.logits = torch.cat([state["logits"], state["logits"].new_zeros((pad, state["logits"].shape[1]))])
+            buffer.logit_width = torch.cat([state["logit_width"], state["logit_width"].new_zeros(pad)])
         buffer.generator.set_state(state["rng"])
         return buffer

@@ -16,7 +16,7 @@ def remember(strategy: Strategy, model: nn.Module, learned: Split) -> Strategy:
     a reservoir sample of `learned` and the model's logits on it, joint trains on it again with each new batch."""
     learned = learned.to("cpu")
     if isinstance(strategy, DERpp):
-        strategy.buffer.add(learned.x, learned.y, predict_logits(model, learned.x))
+        strategy.buffer.add(learned.x, learned.y, predict_logits(model, learned.x).cpu())
     if isinstance(strategy, Joint):
         strategy.seen = learned
     strategy.tasks_seen = max(strategy.tasks_seen, 1)
