@@ -22,9 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdcore.data.bundle import Split  # noqa: E402
 from kdcore.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist_arrays  # noqa: E402
-from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, learn_task, summarise  # noqa: E402
+from kdcore.distill.base import LabelsOnly  # noqa: E402
+from kdcore.lifelong import accuracy_row, build_strategy, summarise  # noqa: E402
 from kdcore.lifelong.derpp import BEST  # noqa: E402
 from kdcore.models import build_model  # noqa: E402
+from kdcore.train import TrainSettings, fit  # noqa: E402
 
 RUNS = {  # row name -> (strategy, options)
     "finetune": ("finetune", {}),
@@ -50,14 +52,27 @@ def split_tasks(root: str, tasks: int = 5) -> list[tuple[Split, Split]]:
     return out
 
 
-def run(strategy: str, options: dict, tasks, seed: int) -> np.ndarray:
+def protocol(seed: int, task: int, device: str = "cpu") -> TrainSettings:
+    """One epoch, batch 10, plain SGD at a constant lr 0.03; each task's batch order from seed + task."""
+    return TrainSettings(
+        epochs=1,
+        batch_size=10,
+        lr=0.03,
+        optimizer="sgd",
+        momentum=0.0,
+        schedule="constant",
+        seed=seed + task,
+        device=device,
+    )
+
+
+def run(strategy: str, options: dict, tasks, seed: int, device: str = "cpu") -> np.ndarray:
     torch.manual_seed(seed)
     model = build_model("mlp", (1, 28, 28), 10, width=100, depth=2)
     method = build_strategy(strategy, seed=seed, **options)
-    settings = LearnSettings(epochs=1, batch_size=10, lr=0.03, seed=seed)
     rows = []
-    for train, _ in tasks:
-        learn_task(model, method, train, settings)
+    for task, (train, _) in enumerate(tasks):
+        fit(model, train, None, protocol(seed, task, device), LabelsOnly(), strategy=method)
         rows.append(accuracy_row(model, [test for _, test in tasks]))
     return np.array(rows)
 
@@ -67,6 +82,7 @@ def main() -> None:
     parser.add_argument("--root", default=DEFAULT_ROOT, help="folder with the four Fashion-MNIST IDX .gz files")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategies", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(1)
     tasks = split_tasks(args.root)
@@ -76,7 +92,7 @@ def main() -> None:
         scores, seconds = [], []
         for seed in range(args.seeds):
             started = time.perf_counter()
-            a = run(strategy, options, tasks, seed)
+            a = run(strategy, options, tasks, seed, args.device)
             seconds.append(time.perf_counter() - started)
             scores.append(summarise(a))
             print(f"{name} seed {seed}: {scores[-1]}  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)

@@ -23,11 +23,27 @@ class ReservoirBuffer:
         if capacity < 1:
             raise ValueError(f"buffer capacity must be at least 1, got {capacity}")
         self.capacity, self.seen, self.filled = capacity, 0, 0
-        self.x: torch.Tensor | None = None
-        self.y = torch.empty(0, dtype=torch.long)
-        self.logits = torch.empty(0, 0)
-        self.logit_width = torch.empty(0, dtype=torch.long)
+        self._x: torch.Tensor | None = None
+        self._y = torch.empty(0, dtype=torch.long)
+        self._logits = torch.empty(0, 0)
+        self._logit_width = torch.empty(0, dtype=torch.long)
         self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def x(self) -> torch.Tensor | None:
+        return None if self._x is None else self._x[: self.filled]
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self._y[: self.filled]
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self._logits[: self.filled]
+
+    @property
+    def logit_width(self) -> torch.Tensor:
+        return self._logit_width[: self.filled]
 
     def __len__(self) -> int:
         return self.filled
@@ -58,41 +74,41 @@ class ReservoirBuffer:
     def write(self, slots: torch.Tensor, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
         """Store example k in row slots[k] (a tensor on the rows' device, from `slots`)."""
         x, y, logits = x.detach(), y.detach(), logits.detach().float()
-        if self.x is None:
-            self.x = x.new_zeros((self.capacity + 1, *x.shape[1:]))
-            self.y = y.new_zeros(self.capacity + 1)
-            self.logits = logits.new_zeros((self.capacity + 1, 0))
-            self.logit_width = torch.zeros(self.capacity + 1, dtype=torch.long, device=x.device)
-        if logits.shape[1] > self.logits.shape[1]:
-            pad = self.logits.new_zeros((len(self.logits), logits.shape[1] - self.logits.shape[1]))
-            self.logits = torch.cat([self.logits, pad], dim=1)
-        row = self.logits.new_zeros((len(y), self.logits.shape[1]))
+        if self._x is None:
+            self._x = x.new_zeros((self.capacity + 1, *x.shape[1:]))
+            self._y = y.new_zeros(self.capacity + 1)
+            self._logits = logits.new_zeros((self.capacity + 1, 0))
+            self._logit_width = torch.zeros(self.capacity + 1, dtype=torch.long, device=x.device)
+        if logits.shape[1] > self._logits.shape[1]:
+            pad = self._logits.new_zeros((len(self._logits), logits.shape[1] - self._logits.shape[1]))
+            self._logits = torch.cat([self._logits, pad], dim=1)
+        row = self._logits.new_zeros((len(y), self._logits.shape[1]))
         row[:, : logits.shape[1]] = logits
-        self.x.index_copy_(0, slots, x.to(self.x.dtype))
-        self.y.index_copy_(0, slots, y)
-        self.logits.index_copy_(0, slots, row)
-        self.logit_width.index_copy_(0, slots, torch.full_like(slots, logits.shape[1]))
+        self._x.index_copy_(0, slots, x.to(self._x.dtype))
+        self._y.index_copy_(0, slots, y)
+        self._logits.index_copy_(0, slots, row)
+        self._logit_width.index_copy_(0, slots, torch.full_like(slots, logits.shape[1]))
 
     def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
         """Offer examples to the reservoir now (outside training: seeding the buffer from learned data)."""
-        device = x.device if self.x is None else self.x.device
+        device = x.device if self._x is None else self._x.device
         self.write(torch.tensor(self.slots(len(y)), device=device), x.to(device), y.to(device), logits.to(device))
 
     def rows(self, pick: torch.Tensor):
         """(x, y, logits, mask) of the stored rows `pick`; mask marks the real logit columns."""
-        logits = self.logits[pick]
-        mask = torch.arange(logits.shape[1], device=logits.device)[None, :] < self.logit_width[pick][:, None]
-        return self.x[pick], self.y[pick], logits, mask
+        logits = self._logits[pick]
+        mask = torch.arange(logits.shape[1], device=logits.device)[None, :] < self._logit_width[pick][:, None]
+        return self._x[pick], self._y[pick], logits, mask
 
     def sample(self, size: int, device: torch.device | str = "cpu"):
         """(x, y, logits, mask) of `size` random stored examples, on `device`."""
-        pick = torch.tensor(self.draw(size), dtype=torch.long, device=self.x.device)
+        pick = torch.tensor(self.draw(size), dtype=torch.long, device=self._x.device)
         return tuple(t.to(device) for t in self.rows(pick))
 
     def to(self, device: torch.device | str) -> ReservoirBuffer:
-        if self.x is not None:
-            self.x, self.y = self.x.to(device), self.y.to(device)
-            self.logits, self.logit_width = self.logits.to(device), self.logit_width.to(device)
+        if self._x is not None:
+            self._x, self._y = self._x.to(device), self._y.to(device)
+            self._logits, self._logit_width = self._logits.to(device), self._logit_width.to(device)
         return self
 
     def state_dict(self) -> dict:
@@ -101,10 +117,10 @@ class ReservoirBuffer:
         return {
             "capacity": self.capacity,
             "seen": self.seen,
-            "x": None if self.x is None else self.x[:n].cpu(),
-            "y": self.y[:n].cpu(),
-            "logits": self.logits[:n].cpu(),
-            "logit_width": self.logit_width[:n].cpu(),
+            "x": None if self._x is None else self._x[:n].cpu(),
+            "y": self._y[:n].cpu(),
+            "logits": self._logits[:n].cpu(),
+            "logit_width": self._logit_width[:n].cpu(),
             "rng": self.generator.get_state(),
         }
 
@@ -114,9 +130,9 @@ class ReservoirBuffer:
         buffer.seen, buffer.filled = state["seen"], len(state["y"])
         if state["x"] is not None and buffer.filled:
             pad = buffer.capacity + 1 - buffer.filled
-            buffer.x = torch.cat([state["x"], state["x"].new_zeros((pad, *state["x"].shape[1:]))])
-            buffer.y = torch.cat([state["y"], state["y"].new_zeros(pad)])
-            buffer.logits = torch.cat([state["logits"], state["logits"].new_zeros((pad, state["logits"].shape[1]))])
-            buffer.logit_width = torch.cat([state["logit_width"], state["logit_width"].new_zeros(pad)])
+            buffer._x = torch.cat([state["x"], state["x"].new_zeros((pad, *state["x"].shape[1:]))])
+            buffer._y = torch.cat([state["y"], state["y"].new_zeros(pad)])
+            buffer._logits = torch.cat([state["logits"], state["logits"].new_zeros((pad, state["logits"].shape[1]))])
+            buffer._logit_width = torch.cat([state["logit_width"], state["logit_width"].new_zeros(pad)])
         buffer.generator.set_state(state["rng"])
         return buffer

@@ -9,6 +9,7 @@ import torch
 
 from kdcore.distill.kd import kd_loss
 from kdcore.lifelong.base import Strategy
+from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.registry import register_strategy
 from kdcore.speed import ForwardMode
 
@@ -33,9 +34,11 @@ class LwF(Strategy):
     def __init__(self, options=None, seed: int = 0):
         super().__init__(options, seed)
         self.previous = None
+        self.learned_width: int | None = None  # the head's width when the last task ended: its classes are learned
 
     def before_task(self, model, train, settings):
-        # The model as it was before this task; nothing to keep on the very first task.
+        # The model as it was before this task; nothing to keep on the very first task. Its head may have grown
+        # since the last task: only the learned classes' outputs are distilled (new rows are untrained).
         self.previous = copy.deepcopy(model).eval().requires_grad_(False) if self.tasks_seen else None
         return train
 
@@ -44,8 +47,16 @@ class LwF(Strategy):
             return {}
         with torch.no_grad(), ForwardMode(batch.autocast).context(batch.x.device):
             old = self.previous(batch.x)
-        return {"lwf": lwf_term(logits, old.float(), self.options)}
+        return {"lwf": lwf_term(logits, old[:, : self.learned_width].float(), self.options)}
 
     def after_task(self, model):
         super().after_task(model)
+        self.learned_width = last_linear(model)[2].out_features
         self.previous = None  # a whole model's copy is not kept between tasks
+
+    def state_dict(self):
+        return {**super().state_dict(), "learned_width": self.learned_width}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.learned_width = state.get("learned_width")
