@@ -34,10 +34,20 @@ RUNS = {  # row name -> (strategy, options)
     "derpp (buffer 200)": ("derpp", {"buffer_size": 200, **BEST[200]}),
     "derpp (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500]}),
     "joint": ("joint", {}),
+    # DER++ with buffer 500 and the protocol unchanged: variants from its family, chosen with --validation
+    "derpp-ace (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "asymmetric_ce": True}),
+    "derpp-ace-rb32 (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "replay_batch_size": 32, "asymmetric_ce": True},
+    ),
+    "derpp-rb32 (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "replay_batch_size": 32}),
 }
+DEFAULT = ["finetune", "lwf", "derpp (buffer 200)", "derpp (buffer 500)", "joint"]
 
 
-def split_tasks(root: str, tasks: int = 5) -> list[tuple[Split, Split]]:
+def split_tasks(root: str, tasks: int = 5, validation: bool = False) -> list[tuple[Split, Split]]:
+    """Each task's train and test images; with `validation`, its test part is the last 1/6 of its train images
+    instead (the rest trains): variants are chosen on that stream, never on the test images."""
     parts = []
     for part in ("train", "test"):
         x, y = load_fashion_mnist_arrays(root, part)
@@ -48,7 +58,12 @@ def split_tasks(root: str, tasks: int = 5) -> list[tuple[Split, Split]]:
     for t in range(tasks):
         classes = torch.arange(t * per, (t + 1) * per)
         tr, te = torch.isin(ytr, classes), torch.isin(yte, classes)
-        out.append((Split(xtr[tr], ytr[tr]), Split(xte[te], yte[te])))
+        if validation:
+            x, y = xtr[tr], ytr[tr]
+            cut = len(y) * 5 // 6
+            out.append((Split(x[:cut], y[:cut]), Split(x[cut:], y[cut:])))
+        else:
+            out.append((Split(xtr[tr], ytr[tr]), Split(xte[te], yte[te])))
     return out
 
 
@@ -81,11 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=DEFAULT_ROOT, help="folder with the four Fashion-MNIST IDX .gz files")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--strategies", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--strategies", nargs="*", default=DEFAULT, choices=list(RUNS))
+    parser.add_argument("--validation", action="store_true", help="score on held-out train images, not the test ones")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tasks = split_tasks(args.root)
+    tasks = split_tasks(args.root, validation=args.validation)
     lines = ["| strategy | average accuracy (%) | forgetting (%) | seconds per run |", "|---|---|---|---|"]
     for name in args.strategies:
         strategy, options = RUNS[name]

@@ -133,7 +133,7 @@ def fit(
     `view` turns stored splits into inputs (augmented in training, if it says so); default: use them as they are.
     `strategy` (kdcore/lifelong) makes this call one task of a lifelong stream: its hooks run before the task (it
     may change the data to train on), on each batch (its anti-forgetting terms join the distiller's), after each
-    step and after the task.
+    step and after the task; a strategy's term named as one of the distiller's replaces it (ER-ACE's CE).
     """
     view = view or InputView()
     device = torch.device(settings.device)

@@ -178,3 +178,54 @@ def test_a_kd_method_and_a_strategy_combine():
     assert set(history[-1]) == {"train/ce", "train/kd", "train/replay_mse", "train/replay_ce", "train/loss"}
     assert history[-1]["train/kd"] > 0 and history[-1]["train/replay_ce"] > 0
     assert len(s_strategy.buffer) == 30 and s_strategy.buffer.seen == sum(len(s) for s in stream[:2]) * 3
+
+
+def test_asymmetric_ce_by_hand_float64():
+    from kdcore.lifelong.derpp import asymmetric_ce
+
+    logits = torch.tensor([[1.0, 2.0, 0.5, -1.0], [0.3, -0.2, 2.5, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([2, 1])  # classes 1 and 2 are present: classes 0 and 3 leave the softmax
+    expected = (
+        -(0.5) + math.log(math.exp(2.0) + math.exp(0.5)) - (-0.2) + math.log(math.exp(-0.2) + math.exp(2.5))
+    ) / 2
+    assert asymmetric_ce(logits, labels).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_asymmetric_ce_replaces_the_loops_ce():
+    strategy = build_strategy("derpp", buffer_size=20, asymmetric_ce=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    history = fit(model, tiny_stream()[0], None, settings, LabelsOnly(), strategy=strategy)
+    assert set(history[-1]) == {"train/ce", "train/replay_mse", "train/replay_ce", "train/loss"}
+    assert history[-1]["train/loss"] == pytest.approx(sum(v for k, v in history[-1].items() if k != "train/loss"))
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("name, options", STRATEGY_OPTIONS)
+def test_strategy_steps_never_wait_for_the_gpu(name, options):
+    """The host waits for the GPU a few times per task (metrics, the replay plan), never once per step."""
+    from tests.test_speed import sync_warnings
+
+    def run(repeat: int):
+        model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+        strategy = build_strategy(name, **options)
+        for t, task in enumerate(tiny_stream()):
+            settings = TrainSettings(
+                epochs=repeat,
+                batch_size=10,
+                lr=0.05,
+                optimizer="sgd",
+                momentum=0.0,
+                schedule="constant",
+                device="cuda",
+                seed=t,
+            )
+            fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+
+    run(1)  # warm-up: one-time CUDA set-up
+    few, many = sync_warnings(lambda: run(1)), sync_warnings(lambda: run(4))
+    steps_added = 3 * 3 * 8  # 3 more epochs of 8 steps on each of 3 tasks
+    assert many - few < steps_added / 4, (few, many)

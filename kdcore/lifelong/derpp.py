@@ -19,6 +19,9 @@ class DERppOptions:
     logit_weight: float = 0.2  # the paper's alpha: MSE between replayed examples' logits now and when stored
     label_weight: float = 1.0  # the paper's beta: CE on a second draw of replayed examples' labels
     replay_batch_size: int = 10  # examples in each of the two replay draws per step
+    # ER-ACE (Caccia et al. 2022): the new batch's CE counts only the classes present in it, so learning new classes
+    # does not push the old ones' logits down; this term then replaces the loop's own `ce`
+    asymmetric_ce: bool = False
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
@@ -39,6 +42,12 @@ def derpp_terms(
     """logit_weight * mean squared error over the stored (masked) columns + label_weight * CE on the labels."""
     mse = ((logits_now[:, : stored_logits.shape[1]] - stored_logits) ** 2 * mask).sum() / mask.sum()
     return {"replay_mse": o.logit_weight * mse, "replay_ce": o.label_weight * F.cross_entropy(label_logits, labels)}
+
+
+def asymmetric_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CE over the classes present in the batch only (the others' logits are left out of the softmax)."""
+    present = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device).index_fill_(0, labels, True)
+    return F.cross_entropy(logits.masked_fill(~present, float("-inf")), labels)
 
 
 @dataclass(frozen=True)
@@ -89,15 +98,16 @@ class DERpp(Strategy):
         return train
 
     def loss_terms(self, model, logits, batch):
+        current = {"ce": asymmetric_ce(logits, batch.y)} if self.options.asymmetric_ce else {}
         step = self.plan[self.step]
         if step.logit_rows is None:  # the very first step: nothing stored yet (zeros keep the terms' names)
             zero = logits.new_zeros(())
-            return {"replay_mse": zero, "replay_ce": zero}
+            return {**current, "replay_mse": zero, "replay_ce": zero}
         bx, _, stored, mask = self.buffer.rows(step.logit_rows)
         lx, ly, _, _ = self.buffer.rows(step.label_rows)
         with ForwardMode(batch.autocast).context(batch.x.device):
             now, label_logits = model(bx), model(lx)
-        return derpp_terms(now.float(), stored, mask, label_logits.float(), ly, self.options)
+        return {**current, **derpp_terms(now.float(), stored, mask, label_logits.float(), ly, self.options)}
 
     def after_step(self, batch, logits):
         self.buffer.write(self.plan[self.step].slots, batch.x, batch.y, logits)
