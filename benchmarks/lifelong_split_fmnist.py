@@ -41,6 +41,11 @@ RUNS = {  # row name -> (strategy, options)
         {"buffer_size": 500, **BEST[500], "replay_batch_size": 32, "asymmetric_ce": True},
     ),
     "derpp-rb32 (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "replay_batch_size": 32}),
+    "derpp-future (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "mask_future_logits": True}),
+    "derpp-ace-future (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "asymmetric_ce": True, "mask_future_logits": True},
+    ),
 }
 DEFAULT = ["finetune", "lwf", "derpp (buffer 200)", "derpp (buffer 500)", "joint"]
 

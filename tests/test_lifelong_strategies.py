@@ -229,3 +229,14 @@ def test_strategy_steps_never_wait_for_the_gpu(name, options):
     few, many = sync_warnings(lambda: run(1)), sync_warnings(lambda: run(4))
     steps_added = 3 * 3 * 8  # 3 more epochs of 8 steps on each of 3 tasks
     assert many - few < steps_added / 4, (few, many)
+
+
+def test_masked_future_logits_store_only_the_classes_seen():
+    strategy = build_strategy("derpp", buffer_size=100, mask_future_logits=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))  # a head for all 6 classes from the start
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    stream = tiny_stream()
+    fit(model, stream[0], None, settings, LabelsOnly(), strategy=strategy)
+    assert set(strategy.buffer.logit_width.tolist()) == {2}  # classes 2..5 not seen yet: their logits not kept
+    fit(model, stream[1], None, settings, LabelsOnly(), strategy=strategy)
+    assert set(strategy.buffer.logit_width.tolist()) == {2, 4}

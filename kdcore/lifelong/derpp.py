@@ -22,6 +22,9 @@ class DERppOptions:
     # ER-ACE (Caccia et al. 2022): the new batch's CE counts only the classes present in it, so learning new classes
     # does not push the old ones' logits down; this term then replaces the loop's own `ce`
     asymmetric_ce: bool = False
+    # X-DER (Boschini et al. 2022): the logits a stored example got for classes not seen yet are untrained noise;
+    # store only the columns of classes seen so far (labels arrive in index order), so replay leaves the others free
+    mask_future_logits: bool = False
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
@@ -69,12 +72,15 @@ class DERpp(Strategy):
         self.buffer = ReservoirBuffer(self.options.buffer_size, seed)
         self.plan: list[ReplayStep] = []
         self.step = 0
+        self.known_classes = 0  # 1 + the largest label trained on so far
 
     def before_task(self, model, train, settings):
         """Draw the whole task's replay and reservoir choices now, in the order the steps use them, and send
         them to the device at once: no step then moves an index between host and device."""
         device = next(model.parameters()).device
         self.buffer.to(device)
+        if self.options.mask_future_logits:  # one host read per task
+            self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
         n, size = len(train), settings.batch_size
         batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
         flat, spans, self.counts = [], [], []
@@ -110,6 +116,8 @@ class DERpp(Strategy):
         return {**current, **derpp_terms(now.float(), stored, mask, label_logits.float(), ly, self.options)}
 
     def after_step(self, batch, logits):
+        if self.options.mask_future_logits:
+            logits = logits[:, : self.known_classes]
         self.buffer.write(self.plan[self.step].slots, batch.x, batch.y, logits)
         self.step += 1
 
