@@ -41,6 +41,14 @@ RUNS = {  # row name -> (strategy, options)
         {"buffer_size": 500, **BEST[500], "replay_batch_size": 32, "asymmetric_ce": True},
     ),
     "derpp-rb32 (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "replay_batch_size": 32}),
+    "derpp-beta1-rb32 (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "label_weight": 1.0, "replay_batch_size": 32},
+    ),
+    "derpp-ace-beta2 (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "label_weight": 2.0, "asymmetric_ce": True},
+    ),
     "derpp-future (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "mask_future_logits": True}),
     "derpp-ace-future (buffer 500)": (
         "derpp",

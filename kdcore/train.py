@@ -136,12 +136,13 @@ def fit(
     step and after the task; a strategy's term named as one of the distiller's replaces it (ER-ACE's CE).
     """
     view = view or InputView()
+    soft_targets.check(train, view, distiller)  # before any work, and before a strategy draws its task's plan
     device = torch.device(settings.device)
     mode = forward_mode(settings.precision, settings.channels_last, device, train.x.dim())
     mode.prepare(model.to(device))
     if strategy is not None:
         train = strategy.before_task(model, train, settings)
-    soft_targets.check(train, view, distiller)
+        soft_targets.check(train, view, distiller)  # joint trains on more than the task's data
     train = train.to(device)  # once: every batch and every validation pass is indexed on the device
     val = None if val is None else val.to(device)
     teacher = soft_targets.teacher
