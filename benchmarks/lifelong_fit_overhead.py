@@ -6,6 +6,7 @@ shape): tensors in memory, a reservoir buffer of preallocated tensors, the two r
 alternate (plain, fit, plain, fit, ...) so both see the same load; prints fit's throughput over the plain loop's.
 
     OMP_NUM_THREADS=1 nice python benchmarks/lifelong_fit_overhead.py --rounds 2
+    OMP_NUM_THREADS=1 nice python benchmarks/lifelong_fit_overhead.py --rounds 6 --tasks 2
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=DEFAULT_ROOT)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=5, help="time the first N tasks only (shorter rounds)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tasks = split_tasks(args.root)
+    tasks = split_tasks(args.root)[: args.tasks]
     times = {"plain": [], "fit": []}
     for r in range(args.rounds):
         for name in ("plain", "fit"):

@@ -82,8 +82,10 @@ class ReservoirBuffer:
         if logits.shape[1] > self._logits.shape[1]:
             pad = self._logits.new_zeros((len(self._logits), logits.shape[1] - self._logits.shape[1]))
             self._logits = torch.cat([self._logits, pad], dim=1)
-        row = self._logits.new_zeros((len(y), self._logits.shape[1]))
-        row[:, : logits.shape[1]] = logits
+        row = logits
+        if logits.shape[1] < self._logits.shape[1]:  # stored before the head grew: pad the missing columns with 0
+            row = self._logits.new_zeros((len(y), self._logits.shape[1]))
+            row[:, : logits.shape[1]] = logits
         self._x.index_copy_(0, slots, x.to(self._x.dtype))
         self._y.index_copy_(0, slots, y)
         self._logits.index_copy_(0, slots, row)
