@@ -22,9 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kdcore.data.bundle import Split  # noqa: E402
 from kdcore.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist_arrays  # noqa: E402
-from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, learn_task, summarise  # noqa: E402
+from kdcore.distill.base import LabelsOnly  # noqa: E402
+from kdcore.lifelong import accuracy_row, build_strategy, summarise  # noqa: E402
 from kdcore.lifelong.derpp import BEST  # noqa: E402
 from kdcore.models import build_model  # noqa: E402
+from kdcore.train import TrainSettings, fit  # noqa: E402
 
 RUNS = {  # row name -> (strategy, options)
     "finetune": ("finetune", {}),
@@ -32,10 +34,33 @@ RUNS = {  # row name -> (strategy, options)
     "derpp (buffer 200)": ("derpp", {"buffer_size": 200, **BEST[200]}),
     "derpp (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500]}),
     "joint": ("joint", {}),
+    # DER++ with buffer 500 and the protocol unchanged: variants from its family, chosen with --validation
+    "derpp-ace (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "asymmetric_ce": True}),
+    "derpp-ace-rb32 (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "replay_batch_size": 32, "asymmetric_ce": True},
+    ),
+    "derpp-rb32 (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "replay_batch_size": 32}),
+    "derpp-beta1-rb32 (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "label_weight": 1.0, "replay_batch_size": 32},
+    ),
+    "derpp-ace-beta2 (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "label_weight": 2.0, "asymmetric_ce": True},
+    ),
+    "derpp-future (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "mask_future_logits": True}),
+    "derpp-ace-future (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "asymmetric_ce": True, "mask_future_logits": True},
+    ),
 }
+DEFAULT = ["finetune", "lwf", "derpp (buffer 200)", "derpp (buffer 500)", "joint"]
 
 
-def split_tasks(root: str, tasks: int = 5) -> list[tuple[Split, Split]]:
+def split_tasks(root: str, tasks: int = 5, validation: bool = False) -> list[tuple[Split, Split]]:
+    """Each task's train and test images; with `validation`, its test part is the last 1/6 of its train images
+    instead (the rest trains): variants are chosen on that stream, never on the test images."""
     parts = []
     for part in ("train", "test"):
         x, y = load_fashion_mnist_arrays(root, part)
@@ -46,18 +71,36 @@ def split_tasks(root: str, tasks: int = 5) -> list[tuple[Split, Split]]:
     for t in range(tasks):
         classes = torch.arange(t * per, (t + 1) * per)
         tr, te = torch.isin(ytr, classes), torch.isin(yte, classes)
-        out.append((Split(xtr[tr], ytr[tr]), Split(xte[te], yte[te])))
+        if validation:
+            x, y = xtr[tr], ytr[tr]
+            cut = len(y) * 5 // 6
+            out.append((Split(x[:cut], y[:cut]), Split(x[cut:], y[cut:])))
+        else:
+            out.append((Split(xtr[tr], ytr[tr]), Split(xte[te], yte[te])))
     return out
 
 
-def run(strategy: str, options: dict, tasks, seed: int) -> np.ndarray:
+def protocol(seed: int, task: int, device: str = "cpu") -> TrainSettings:
+    """One epoch, batch 10, plain SGD at a constant lr 0.03; each task's batch order from seed + task."""
+    return TrainSettings(
+        epochs=1,
+        batch_size=10,
+        lr=0.03,
+        optimizer="sgd",
+        momentum=0.0,
+        schedule="constant",
+        seed=seed + task,
+        device=device,
+    )
+
+
+def run(strategy: str, options: dict, tasks, seed: int, device: str = "cpu") -> np.ndarray:
     torch.manual_seed(seed)
     model = build_model("mlp", (1, 28, 28), 10, width=100, depth=2)
     method = build_strategy(strategy, seed=seed, **options)
-    settings = LearnSettings(epochs=1, batch_size=10, lr=0.03, seed=seed)
     rows = []
-    for train, _ in tasks:
-        learn_task(model, method, train, settings)
+    for task, (train, _) in enumerate(tasks):
+        fit(model, train, None, protocol(seed, task, device), LabelsOnly(), strategy=method)
         rows.append(accuracy_row(model, [test for _, test in tasks]))
     return np.array(rows)
 
@@ -66,17 +109,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=DEFAULT_ROOT, help="folder with the four Fashion-MNIST IDX .gz files")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--strategies", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--strategies", nargs="*", default=DEFAULT, choices=list(RUNS))
+    parser.add_argument("--validation", action="store_true", help="score on held-out train images, not the test ones")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tasks = split_tasks(args.root)
+    tasks = split_tasks(args.root, validation=args.validation)
     lines = ["| strategy | average accuracy (%) | forgetting (%) | seconds per run |", "|---|---|---|---|"]
     for name in args.strategies:
         strategy, options = RUNS[name]
         scores, seconds = [], []
         for seed in range(args.seeds):
             started = time.perf_counter()
-            a = run(strategy, options, tasks, seed)
+            a = run(strategy, options, tasks, seed, args.device)
             seconds.append(time.perf_counter() - started)
             scores.append(summarise(a))
             print(f"{name} seed {seed}: {scores[-1]}  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ from kdcore.data.bundle import Split
 from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
 from kdcore.evaluate import evaluate
+from kdcore.lifelong.base import Strategy
 from kdcore.soft_targets import SoftTargets
 from kdcore.speed import ForwardMode, forward_mode
 
@@ -30,7 +31,7 @@ class TrainSettings:
     optimizer: str = "adam"  # "adam" | "sgd"
     momentum: float = 0.9
     schedule: str = (
-        "onecycle"  # "onecycle" | "step" (x0.1 at 5/8, 6/8 and 7/8 of training, as in CRD's 240-epoch recipe)
+        "onecycle"  # "onecycle" | "step" (x0.1 at 5/8, 6/8 and 7/8 of training, as in CRD's recipe) | "constant"
     )
     seed: int = 0
     device: str = "cpu"
@@ -66,7 +67,8 @@ class History(list):
 
 def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
     if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=True)
+        nesterov = s.momentum > 0  # plain SGD (momentum 0) is the lifelong protocols' optimiser
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=nesterov)
     if s.optimizer == "adam":
         return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     raise ValueError(f"unknown optimizer {s.optimizer!r}; choose 'adam' or 'sgd'")
@@ -98,7 +100,9 @@ def make_schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, steps_per_
     if s.schedule == "step":
         milestones = [round(s.epochs * k / 8) * steps_per_epoch for k in (5, 6, 7)]
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-    raise ValueError(f"unknown schedule {s.schedule!r}; choose 'onecycle' or 'step'")
+    if s.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    raise ValueError(f"unknown schedule {s.schedule!r}; choose 'onecycle', 'step' or 'constant'")
 
 
 def fit(
@@ -111,6 +115,7 @@ def fit(
     soft_targets: SoftTargets = SoftTargets(),
     on_epoch: EpochCallback | None = None,
     view: InputView | None = None,
+    strategy: Strategy | None = None,
 ) -> History:
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
 
@@ -126,12 +131,18 @@ def fit(
     `val` gives the per-epoch val/* metrics; None when every labelled sample is in `train` (a final refit).
     `on_epoch(epoch, metrics)` may raise (e.g. to prune a trial): the exception propagates.
     `view` turns stored splits into inputs (augmented in training, if it says so); default: use them as they are.
+    `strategy` (kdcore/lifelong) makes this call one task of a lifelong stream: its hooks run before the task (it
+    may change the data to train on), on each batch (its anti-forgetting terms join the distiller's), after each
+    step and after the task; a strategy's term named as one of the distiller's replaces it (ER-ACE's CE).
     """
     view = view or InputView()
-    soft_targets.check(train, view, distiller)
+    soft_targets.check(train, view, distiller)  # before any work, and before a strategy draws its task's plan
     device = torch.device(settings.device)
     mode = forward_mode(settings.precision, settings.channels_last, device, train.x.dim())
     mode.prepare(model.to(device))
+    if strategy is not None:
+        train = strategy.before_task(model, train, settings)
+        soft_targets.check(train, view, distiller)  # joint trains on more than the task's data
     train = train.to(device)  # once: every batch and every validation pass is indexed on the device
     val = None if val is None else val.to(device)
     teacher = soft_targets.teacher
@@ -141,7 +152,10 @@ def fit(
         # before the optimiser: attach may create connectors; it probes shapes on model-ready inputs
         distiller.attach(model, teacher, train, sample=mode.inputs(view.normalise(train.x[:2])))
         distiller.to(device)
-        return _fit(model, train, val, settings, distiller, soft_targets.to(device), on_epoch, view, mode)
+        history = _fit(model, train, val, settings, distiller, soft_targets.to(device), on_epoch, view, mode, strategy)
+        if strategy is not None:
+            strategy.after_task(model)
+        return history
     finally:
         distiller.detach()
 
@@ -156,6 +170,7 @@ def _fit(
     on_epoch: EpochCallback | None,
     view: InputView,
     mode: ForwardMode,
+    strategy: Strategy | None,
 ) -> History:
     device = train.x.device
     teacher_logits, teacher_views, teacher = targets.logits, targets.views, targets.teacher
@@ -207,12 +222,17 @@ def _fit(
                 autocast=mode.autocast,
             )
             # outside autocast, on float32 logits: softmax / KL / log terms stay float32 (a no-op in fp32 mode)
-            terms = distiller.loss_terms(logits.float(), batch)
+            logits = logits.float()
+            terms = distiller.loss_terms(logits, batch)
+            if strategy is not None:
+                terms.update(strategy.loss_terms(model, logits, batch))
             loss = reduce(operator.add, terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+            if strategy is not None:
+                strategy.after_step(batch, logits.detach())
             step_terms.append(torch.stack([v.detach() for v in (*terms.values(), loss)]))
             step_sizes.append(len(index))
         sizes = torch.tensor(step_sizes, dtype=torch.float32, device=device)

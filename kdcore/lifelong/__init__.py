@@ -5,12 +5,10 @@ from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.buffer import ReservoirBuffer
 from kdcore.lifelong.evaluate import accuracy_row
 from kdcore.lifelong.head import grow_head
-from kdcore.lifelong.learn import LearnSettings, learn_task
 from kdcore.lifelong.metrics import average_accuracy, backward_transfer, forgetting, summarise
 from kdcore.lifelong.registry import STRATEGIES, build_strategy
 
 __all__ = [
-    "LearnSettings",
     "ReservoirBuffer",
     "accuracy_row",
     "STRATEGIES",
@@ -20,6 +18,5 @@ __all__ = [
     "build_strategy",
     "forgetting",
     "grow_head",
-    "learn_task",
     "summarise",
 ]

@@ -1,63 +1,54 @@
-"""The strategy contract: one `observe()` step per mini-batch, plus hooks around each task (batch of the stream)."""
+"""The strategy contract: a plug-in of `kdcore.train.fit`, with hooks named for when the loop calls them.
+
+One `fit` call learns one task. Before it, `before_task` may change the data to train on (joint) and keep what
+the method needs (LwF's previous model, DER++'s replay plan); on each batch, `loss_terms` adds the method's
+anti-forgetting terms to the distiller's; after each optimiser step, `after_step` sees the batch and the logits
+the model gave it (DER++ stores them); after the task, `after_task`. Nothing here reads a tensor on the host.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from kdcore.data.bundle import Split
-from kdcore.distill.kd import kd_loss
+from kdcore.distill.base import Batch
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A strategy without options of its own."""
 
 
 class Strategy:
-    """A continual-learning method. Subclasses add loss terms and keep whatever memory they need.
-
-    `observe` minimises CE on the new data, plus `kd_weight * kd_loss` towards a teacher's logits when
-    the caller distils a student, plus the method's own anti-forgetting terms (`extra_terms`).
-    """
+    """A continual-learning method: its options (a dataclass), its memory, and its loss terms."""
 
     name = "base"
+    Options: type = NoOptions
 
-    def __init__(self, seed: int = 0, **_):  # options meant for other strategies are ignored (one config for all)
+    def __init__(self, options=None, seed: int = 0):
+        self.options = options if options is not None else self.Options()
         self.seed, self.tasks_seen = seed, 0
 
-    def begin_task(self, model: nn.Module, train: Split) -> Split:
-        """Called before learning a task; returns the data to train on (the task's own, by default)."""
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls.Options)]
+
+    def before_task(self, model: nn.Module, train: Split, settings) -> Split:
+        """Called by `fit` before the task's first step (model on its device); returns the data to train on."""
         return train
 
-    def extra_terms(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def loss_terms(self, model: nn.Module, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """The method's terms on this batch (float32 `logits`, with gradient); the same names on every step."""
         return {}
 
-    def after_step(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
-        pass
+    def after_step(self, batch: Batch, logits: torch.Tensor) -> None:
+        """Called after each optimiser step with the batch and the (detached) logits it was trained on."""
 
-    def end_task(self, model: nn.Module) -> None:
+    def after_task(self, model: nn.Module) -> None:
         self.tasks_seen += 1
-
-    def observe(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        teacher_logits: torch.Tensor | None = None,
-        kd_weight: float = 1.0,
-        temperature: float = 2.0,
-    ) -> dict[str, float]:
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
-        terms: dict[str, torch.Tensor] = {"ce": F.cross_entropy(logits, y)}
-        if teacher_logits is not None:
-            terms["kd"] = kd_weight * kd_loss(logits, teacher_logits, temperature)
-        terms.update(self.extra_terms(model, x, y, logits))
-        loss = sum(terms.values())
-        loss.backward()
-        optimizer.step()
-        self.after_step(x, y, logits.detach())
-        return {k: float(v.detach()) for k, v in terms.items()}
 
     def state_dict(self) -> dict:
         """Tensors and primitives only (loads with weights_only=True)."""

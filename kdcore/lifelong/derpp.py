@@ -2,48 +2,130 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 import torch.nn.functional as F
 
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.buffer import ReservoirBuffer
 from kdcore.lifelong.registry import register_strategy
+from kdcore.speed import ForwardMode
+
+
+@dataclass(frozen=True)
+class DERppOptions:
+    buffer_size: int = 200  # examples kept (reservoir sampling over everything seen)
+    logit_weight: float = 0.2  # the paper's alpha: MSE between replayed examples' logits now and when stored
+    label_weight: float = 1.0  # the paper's beta: CE on a second draw of replayed examples' labels
+    replay_batch_size: int = 10  # examples in each of the two replay draws per step
+    # ER-ACE (Caccia et al. 2022): the new batch's CE counts only the classes present in it, so learning new classes
+    # does not push the old ones' logits down; this term then replaces the loop's own `ce`
+    asymmetric_ce: bool = False
+    # X-DER (Boschini et al. 2022): the logits a stored example got for classes not seen yet are untrained noise;
+    # store only the columns of classes seen so far (labels arrive in index order), so replay leaves the others free
+    mask_future_logits: bool = False
+
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
 BEST = {
-    200: {"alpha": 0.2, "beta": 1.0, "replay_batch_size": 128},
-    500: {"alpha": 1.0, "beta": 0.5, "replay_batch_size": 10},
+    200: {"logit_weight": 0.2, "label_weight": 1.0, "replay_batch_size": 128},
+    500: {"logit_weight": 1.0, "label_weight": 0.5, "replay_batch_size": 10},
 }
+
+
+def derpp_terms(
+    logits_now: torch.Tensor,
+    stored_logits: torch.Tensor,
+    mask: torch.Tensor,
+    label_logits: torch.Tensor,
+    labels: torch.Tensor,
+    o: DERppOptions,
+) -> dict[str, torch.Tensor]:
+    """logit_weight * mean squared error over the stored (masked) columns + label_weight * CE on the labels."""
+    mse = ((logits_now[:, : stored_logits.shape[1]] - stored_logits) ** 2 * mask).sum() / mask.sum()
+    return {"replay_mse": o.logit_weight * mse, "replay_ce": o.label_weight * F.cross_entropy(label_logits, labels)}
+
+
+def asymmetric_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CE over the classes present in the batch only (the others' logits are left out of the softmax)."""
+    present = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device).index_fill_(0, labels, True)
+    return F.cross_entropy(logits.masked_fill(~present, float("-inf")), labels)
+
+
+@dataclass(frozen=True)
+class ReplayStep:
+    """One step's draws: rows for the logits term and for the labels term (None: empty buffer), slots to write."""
+
+    logit_rows: torch.Tensor | None
+    label_rows: torch.Tensor | None
+    slots: torch.Tensor
 
 
 @register_strategy("derpp")
 class DERpp(Strategy):
     name = "derpp"
+    Options = DERppOptions
 
-    def __init__(
-        self,
-        buffer_size: int = 200,
-        alpha: float = 0.2,
-        beta: float = 1.0,
-        replay_batch_size: int = 10,
-        seed: int = 0,
-        **_,
-    ):
-        super().__init__(seed)
-        self.alpha, self.beta, self.replay_batch_size = alpha, beta, replay_batch_size
-        self.buffer = ReservoirBuffer(buffer_size, seed)
+    def __init__(self, options=None, seed: int = 0):
+        super().__init__(options, seed)
+        self.buffer = ReservoirBuffer(self.options.buffer_size, seed)
+        self.plan: list[ReplayStep] = []
+        self.step = 0
+        self.known_classes = 0  # 1 + the largest label trained on so far
 
-    def extra_terms(self, model, x, y, logits):
-        if len(self.buffer) == 0:
-            return {}
-        # Two independent draws, as in the paper: one for the logits term, one for the labels term.
-        bx, _, blogits, mask = self.buffer.sample(self.replay_batch_size, x.device)
-        out = model(bx)[:, : blogits.shape[1]]
-        mse = ((out - blogits) ** 2 * mask).sum() / mask.sum()
-        bx, by, _, _ = self.buffer.sample(self.replay_batch_size, x.device)
-        return {"replay_mse": self.alpha * mse, "replay_ce": self.beta * F.cross_entropy(model(bx), by)}
+    def before_task(self, model, train, settings):
+        """Draw the whole task's replay and reservoir choices now, in the order the steps use them, and send
+        them to the device at once: no step then moves an index between host and device."""
+        device = next(model.parameters()).device
+        self.buffer.to(device)
+        if self.options.mask_future_logits:  # one host read per task
+            self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
+        n, size = len(train), settings.batch_size
+        batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
+        flat, spans, self.counts = [], [], []
+        for b in batches:
+            draws = [self.buffer.draw(self.options.replay_batch_size) for _ in range(2)] if len(self.buffer) else []
+            spans.append([len(flat) + sum(map(len, draws[:k])) for k in range(len(draws) + 1)])
+            for d in draws:
+                flat += d
+            slots = self.buffer.slots(b)
+            spans[-1].append(spans[-1][-1] + b)
+            flat += slots
+            self.counts.append((self.buffer.seen, self.buffer.filled))
+        rows = torch.tensor(flat, dtype=torch.long, device=device)
+        self.plan = [
+            ReplayStep(rows[s[0] : s[1]], rows[s[1] : s[2]], rows[s[2] : s[3]])
+            if len(s) == 4
+            else ReplayStep(None, None, rows[s[0] : s[1]])
+            for s in spans
+        ]
+        self.step = 0
+        return train
 
-    def after_step(self, x, y, logits):
-        self.buffer.add(x, y, logits)
+    def loss_terms(self, model, logits, batch):
+        current = {"ce": asymmetric_ce(logits, batch.y)} if self.options.asymmetric_ce else {}
+        step = self.plan[self.step]
+        if step.logit_rows is None:  # the very first step: nothing stored yet (zeros keep the terms' names)
+            zero = logits.new_zeros(())
+            return {**current, "replay_mse": zero, "replay_ce": zero}
+        bx, _, stored, mask = self.buffer.rows(step.logit_rows)
+        lx, ly, _, _ = self.buffer.rows(step.label_rows)
+        with ForwardMode(batch.autocast).context(batch.x.device):
+            now, label_logits = model(bx), model(lx)
+        return {**current, **derpp_terms(now.float(), stored, mask, label_logits.float(), ly, self.options)}
+
+    def after_step(self, batch, logits):
+        if self.options.mask_future_logits:
+            logits = logits[:, : self.known_classes]
+        self.buffer.write(self.plan[self.step].slots, batch.x, batch.y, logits)
+        self.step += 1
+
+    def after_task(self, model):
+        super().after_task(model)
+        if 0 < self.step < len(self.plan):  # training stopped early: count only the examples that were offered
+            self.buffer.seen, self.buffer.filled = self.counts[self.step - 1]
+        self.plan = []
 
     def state_dict(self):
         return {**super().state_dict(), "buffer": self.buffer.state_dict()}

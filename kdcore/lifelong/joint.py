@@ -13,11 +13,11 @@ from kdcore.lifelong.registry import register_strategy
 class Joint(Strategy):
     name = "joint"
 
-    def __init__(self, seed: int = 0, **_):
-        super().__init__(seed)
+    def __init__(self, options=None, seed: int = 0):
+        super().__init__(options, seed)
         self.seen: Split | None = None
 
-    def begin_task(self, model, train):
+    def before_task(self, model, train, settings):
         train = train.to("cpu")
         self.seen = (
             train if self.seen is None else Split(torch.cat([self.seen.x, train.x]), torch.cat([self.seen.y, train.y]))

@@ -3,32 +3,60 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
 from kdcore.distill.kd import kd_loss
 from kdcore.lifelong.base import Strategy
+from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.registry import register_strategy
+from kdcore.speed import ForwardMode
+
+
+@dataclass(frozen=True)
+class LwFOptions:
+    kd_weight: float = 1.0  # weight of T^2 * KL(previous_T || model_T) beside the loop's own loss
+    temperature: float = 2.0
+
+
+def lwf_term(logits: torch.Tensor, previous_logits: torch.Tensor, o: LwFOptions) -> torch.Tensor:
+    """kd_weight * T^2 * KL over the outputs the previous model had (the head may have grown since)."""
+    width = previous_logits.shape[1]
+    return o.kd_weight * kd_loss(logits[:, :width], previous_logits, o.temperature)
 
 
 @register_strategy("lwf")
 class LwF(Strategy):
     name = "lwf"
+    Options = LwFOptions
 
-    def __init__(self, alpha: float = 1.0, temperature: float = 2.0, seed: int = 0, **_):
-        super().__init__(seed)
-        self.alpha, self.temperature = alpha, temperature
+    def __init__(self, options=None, seed: int = 0):
+        super().__init__(options, seed)
         self.previous = None
+        self.learned_width: int | None = None  # the head's width when the last task ended: its classes are learned
 
-    def begin_task(self, model, train):
-        # The model as it was before this task; nothing to keep on the very first task.
-        self.previous = copy.deepcopy(model).eval() if self.tasks_seen else None
+    def before_task(self, model, train, settings):
+        # The model as it was before this task; nothing to keep on the very first task. Its head may have grown
+        # since the last task: only the learned classes' outputs are distilled (new rows are untrained).
+        self.previous = copy.deepcopy(model).eval().requires_grad_(False) if self.tasks_seen else None
         return train
 
-    def extra_terms(self, model, x, y, logits):
+    def loss_terms(self, model, logits, batch):
         if self.previous is None:
             return {}
-        with torch.no_grad():
-            old = self.previous(x)
-        width = old.shape[1]  # only the outputs the previous model had (the head may have grown)
-        return {"lwf": self.alpha * kd_loss(logits[:, :width], old, self.temperature)}
+        with torch.no_grad(), ForwardMode(batch.autocast).context(batch.x.device):
+            old = self.previous(batch.x)
+        return {"lwf": lwf_term(logits, old[:, : self.learned_width].float(), self.options)}
+
+    def after_task(self, model):
+        super().after_task(model)
+        self.learned_width = last_linear(model)[2].out_features
+        self.previous = None  # a whole model's copy is not kept between tasks
+
+    def state_dict(self):
+        return {**super().state_dict(), "learned_width": self.learned_width}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.learned_width = state.get("learned_width")

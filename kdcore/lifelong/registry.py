@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-STRATEGIES: dict[str, Callable] = {}
+STRATEGIES: dict[str, type] = {}
 
 
 def register_strategy(name: str):
@@ -15,8 +13,16 @@ def register_strategy(name: str):
     return add
 
 
-def build_strategy(name: str, **options):
-    """Build strategy `name`; options a strategy does not use are ignored (one config for all)."""
+def build_strategy(name: str, seed: int = 0, **options):
+    """`build_strategy("derpp", buffer_size=500, logit_weight=1.0)`; an option the strategy lacks is an error."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {sorted(STRATEGIES)}")
-    return STRATEGIES[name](**options)
+    cls = STRATEGIES[name]
+    valid = cls.option_names()
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"strategy {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are {', '.join(valid) or 'none'}"
+        )
+    return cls(cls.Options(**options), seed=seed)

@@ -95,14 +95,17 @@ class RetrainConfig(BaseModel):
         return f"kdflow-{self.stream}-lifelong"
 
     def strategy_options(self) -> dict:
-        return {
-            "buffer_size": self.buffer_size,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "replay_batch_size": self.replay_batch_size,
-            "temperature": self.temperature,
-            "seed": self.seed,
-        }
+        from pipelines.lifelong.strategies import strategy_options
+
+        options = strategy_options(
+            self.strategy,
+            buffer_size=self.buffer_size,
+            alpha=self.alpha,
+            beta=self.beta,
+            replay_batch_size=self.replay_batch_size,
+            temperature=self.temperature,
+        )
+        return {**options, "seed": self.seed}
 
     def model_options(self, role: str) -> dict:
         arch = getattr(self, f"{role}_arch")

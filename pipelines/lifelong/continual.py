@@ -30,9 +30,10 @@ import torch
 from kdcore.data.bundle import Split
 from kdcore.data.image_input import ImagePreprocessing
 from kdcore.device import resolve_device
-from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, grow_head, learn_task, summarise
+from kdcore.lifelong import accuracy_row, build_strategy, grow_head, summarise
 from kdcore.lifelong.remember import remember
 from kdcore.text.tokenizer import Tokenizer
+from kdcore.train import TrainSettings
 from pipelines.checkpoint import load_model, read_checkpoint, save_model
 from pipelines.config import RetrainSection
 from pipelines.gate import Candidate, eval_digest
@@ -41,6 +42,7 @@ from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.lineage import Lineage, LineageError, original_data, rebuild_lineage, registered_name
 from pipelines.lifelong.promotion import lifecycle_decision
 from pipelines.lifelong.state import model_out
+from pipelines.lifelong.strategies import learn_task, strategy_options
 from pipelines.onnx_export import log_export
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
 from pipelines.stream import pipeline_batches
@@ -185,13 +187,14 @@ def image_inputs(pre: ImagePreprocessing, x: torch.Tensor) -> torch.Tensor:
 
 
 def strategy_for(settings: RetrainSection, state: dict | None, role: str, model, learned: Split, temperature: float):
-    options = {
-        "buffer_size": settings.buffer_size,
-        "alpha": settings.alpha,
-        "beta": settings.beta,
-        "replay_batch_size": settings.replay_batch_size,
-        "temperature": temperature,
-    }
+    options = strategy_options(
+        settings.strategy,
+        buffer_size=settings.buffer_size,
+        alpha=settings.alpha,
+        beta=settings.beta,
+        replay_batch_size=settings.replay_batch_size,
+        temperature=temperature,
+    )
     strategy = build_strategy(settings.strategy, **options)
     saved = (state or {}).get(f"{role}_strategy")
     if saved is not None and saved.get("name") == settings.strategy:
@@ -200,22 +203,26 @@ def strategy_for(settings: RetrainSection, state: dict | None, role: str, model,
     return remember(strategy, model, learned)  # the data the champion learned counts as its first task
 
 
-def learn_settings(lineage: Lineage, role: str, device: str) -> LearnSettings:
-    """The pipeline's own training settings for `role`; the student's learning rate is its tuned best."""
+def learn_settings(lineage: Lineage, role: str, device: str) -> TrainSettings:
+    """The pipeline's own training settings for `role` at a constant learning rate; the student's is its tuned best."""
     cfg, p = lineage.cfg, lineage.best_params
     train = getattr(cfg, role).train
     best = role == "student"
-    return LearnSettings(
+    return TrainSettings(
         epochs=train.epochs,
         batch_size=train.batch_size,
         lr=float(p.get("lr", train.lr)) if best else train.lr,
         weight_decay=float(p.get("weight_decay", train.weight_decay)) if best else train.weight_decay,
         optimizer=train.optimizer,
         momentum=0.9 if train.optimizer == "sgd" else 0.0,
+        schedule="constant",
         seed=cfg.runtime.seed,
-        temperature=float(p.get("temperature", cfg.distill.temperature)),
         device=device,
     )
+
+
+def kd_temperature(lineage: Lineage) -> float:
+    return float(lineage.best_params.get("temperature", lineage.cfg.distill.temperature))
 
 
 def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: list, on_batch, run_tags):
@@ -249,8 +256,9 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
         teacher, t_spec = load_model(lineage.teacher_checkpoint), read_checkpoint(lineage.teacher_checkpoint)["spec"]
     learned_split = bundle.inputs("train")
     s_settings = learn_settings(lineage, "student", device)
-    s_strategy = strategy_for(settings, state, "student", student, learned_split, s_settings.temperature)
-    t_strategy = teacher and strategy_for(settings, state, "teacher", teacher, learned_split, s_settings.temperature)
+    temperature = kd_temperature(lineage)
+    s_strategy = strategy_for(settings, state, "student", student, learned_split, temperature)
+    t_strategy = teacher and strategy_for(settings, state, "teacher", teacher, learned_split, temperature)
     parts = [ORIGINAL] + lineage.learned
     tests = [bundle.inputs("test")] + [part(k, "test") for k in lineage.learned]
     matrix = [list(map(lambda v: math.nan if v is None else v, r)) for r in state.get("matrix", [])]
@@ -277,7 +285,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
             if teacher is not None:
                 t_terms = learn_task(teacher, t_strategy, train, learn_settings(lineage, "teacher", device))
                 mlflow.log_metrics({f"teacher/{k}": v for k, v in t_terms.items()}, step=len(matrix))
-            s_terms = learn_task(student, s_strategy, train, s_settings, teacher=teacher)
+            s_terms = learn_task(student, s_strategy, train, s_settings, teacher=teacher, temperature=temperature)
             parts.append(key)
             tests.append(part(key, "test"))
             row = accuracy_row(student, tests)

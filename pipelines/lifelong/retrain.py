@@ -26,14 +26,16 @@ import torch
 
 from kdcore.data.image_input import ImagePreprocessing
 from kdcore.data.view import InputView
-from kdcore.lifelong import LearnSettings, accuracy_row, build_strategy, grow_head, learn_task, summarise
+from kdcore.lifelong import accuracy_row, build_strategy, grow_head, summarise
 from kdcore.models import build_model, count_parameters
 from kdcore.text.tokenizer import Tokenizer
+from kdcore.train import TrainSettings
 from pipelines.gate import Candidate, eval_digest, promotion_lock
 from pipelines.lifelong.config import RetrainConfig
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.promotion import promotion_decision
 from pipelines.lifelong.state import LifelongState, model_blob, model_out
+from pipelines.lifelong.strategies import learn_task
 from pipelines.registry import ServedInput, log_served_model, register_version
 from pipelines.stream import StreamStore
 from pipelines.threads import auto_choice, use_threads
@@ -253,13 +255,14 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
         )
     teacher = state.teacher if cfg.mode == "teacher_student" else None
     champion_student = copy.deepcopy(state.student) if champion else None  # learning below changes the state in place
-    settings = LearnSettings(
+    settings = TrainSettings(  # plain SGD at a constant lr, as in DER
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
+        optimizer="sgd",
+        momentum=0.0,
+        schedule="constant",
         seed=cfg.seed,
-        kd_weight=cfg.kd_weight,
-        temperature=cfg.temperature,
     )
     tokenizer = tokenizer_of(state)
     seen = [batch_by_id[i] for i in learned]
@@ -286,7 +289,15 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
             if teacher is not None:
                 t_terms = learn_task(teacher, state.teacher_strategy, train, settings)
                 mlflow.log_metrics({f"teacher/{k}": v for k, v in t_terms.items()}, step=len(matrix))
-            s_terms = learn_task(state.student, state.student_strategy, train, settings, teacher=teacher)
+            s_terms = learn_task(
+                state.student,
+                state.student_strategy,
+                train,
+                settings,
+                teacher=teacher,
+                temperature=cfg.temperature,
+                kd_weight=cfg.kd_weight,
+            )
             seen.append(b)
             tests.append(b.load("test", index, tokenizer))
             row = accuracy_row(state.student, tests)

@@ -1,0 +1,56 @@
+"""The retraining config's strategy fields under each strategy's own option names, and one task learned through fit."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from kdcore.data.bundle import Split
+from kdcore.distill.base import LabelsOnly
+from kdcore.distill.kd import KD
+from kdcore.lifelong.base import Strategy
+from kdcore.soft_targets import SoftTargets
+from kdcore.train import TrainSettings, fit
+
+
+def strategy_options(
+    name: str, *, buffer_size: int, alpha: float, beta: float, replay_batch_size: int, temperature: float
+) -> dict:
+    """`alpha` is DER++'s logit weight and LwF's KD weight; `beta` DER++'s label weight."""
+    if name == "derpp":
+        return {
+            "buffer_size": buffer_size,
+            "logit_weight": alpha,
+            "label_weight": beta,
+            "replay_batch_size": replay_batch_size,
+        }
+    if name == "lwf":
+        return {"kd_weight": alpha, "temperature": temperature}
+    return {}
+
+
+def learn_task(
+    model: nn.Module,
+    strategy: Strategy,
+    train: Split,
+    settings: TrainSettings,
+    teacher: nn.Module | None = None,
+    temperature: float = 2.0,
+    kd_weight: float = 1.0,
+) -> dict[str, float]:
+    """Train `model` on one batch of the stream; with `teacher`, CE and KD towards it (KD weighing `kd_weight`
+    times CE) beside the strategy's own terms. Returns the epoch-mean loss terms of the last epoch."""
+    if teacher is None:
+        history = fit(model, train, None, settings, LabelsOnly(), strategy=strategy)
+    else:
+        soft = SoftTargets(teacher=teacher.eval())
+        history = fit(
+            model,
+            train,
+            None,
+            settings,
+            KD(temperature, alpha=kd_weight / (1 + kd_weight)),
+            soft_targets=soft,
+            strategy=strategy,
+        )
+    model.eval()
+    return {k.removeprefix("train/"): v for k, v in history[-1].items()}

@@ -1,0 +1,242 @@
+"""Lifelong strategies as plug-ins of `fit`: each loss term against its formula in float64, `fit` with a strategy
+against a plain hand-written loop (same seeds, same batch order), typed options, and a KD method beside a strategy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kdcore.data.bundle import Split
+from kdcore.distill.base import LabelsOnly
+from kdcore.distill.kd import KD
+from kdcore.lifelong import build_strategy, grow_head
+from kdcore.lifelong.derpp import DERppOptions, derpp_terms
+from kdcore.lifelong.lwf import LwFOptions, lwf_term
+from kdcore.soft_targets import SoftTargets
+from kdcore.train import TrainSettings, fit
+
+
+def test_lwf_term_by_hand_float64():
+    g = torch.Generator().manual_seed(0)
+    logits, old = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g).double()
+    o = LwFOptions(kd_weight=0.7, temperature=3.0)
+    expected = 0.0
+    for i in range(4):  # T^2 * KL(softmax(old/T) || softmax(logits[:, :3]/T)), mean over rows, times kd_weight
+        p = [math.exp(v / 3) for v in old[i].tolist()]
+        q = [math.exp(v / 3) for v in logits[i, :3].tolist()]
+        p, q = [v / sum(p) for v in p], [v / sum(q) for v in q]
+        expected += sum(a * math.log(a / b) for a, b in zip(p, q)) / 4
+    assert lwf_term(logits, old, o).item() == pytest.approx(0.7 * 9 * expected, rel=1e-12)
+
+
+def test_derpp_terms_by_hand_float64():
+    g = torch.Generator().manual_seed(1)
+    now = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    stored = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)  # rows stored at width 2 or 4
+    label_logits, labels = torch.randn(2, 4, generator=g, dtype=torch.float64), torch.tensor([3, 0])
+    o = DERppOptions(logit_weight=0.3, label_weight=0.6)
+    cells = [(i, j) for i in range(3) for j in range(4) if mask[i, j]]
+    mse = sum((now[i, j].item() - stored[i, j].item()) ** 2 for i, j in cells) / len(cells)
+    ce = (
+        sum(
+            -label_logits[k, labels[k]].item() + math.log(sum(math.exp(v) for v in label_logits[k].tolist()))
+            for k in range(2)
+        )
+        / 2
+    )
+    terms = derpp_terms(now, stored, mask, label_logits, labels, o)
+    assert terms["replay_mse"].item() == pytest.approx(0.3 * mse, rel=1e-12)
+    assert terms["replay_ce"].item() == pytest.approx(0.6 * ce, rel=1e-12)
+
+
+@pytest.mark.parametrize("name, option", [("derpp", "alpha"), ("lwf", "beta"), ("finetune", "buffer_size")])
+def test_an_unknown_option_is_an_error_naming_the_valid_ones(name, option):
+    with pytest.raises(ValueError, match=f"strategy '{name}' has no option '{option}'; its options are") as err:
+        build_strategy(name, **{option: 1.0})
+    assert name != "derpp" or "logit_weight, label_weight" in str(err.value)
+
+
+def tiny_stream():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(6, 10, generator=g) * 1.5
+    out = []
+    for t in range(3):
+        x = torch.cat([centres[c] + torch.randn(37, 10, generator=g) for c in (2 * t, 2 * t + 1)])
+        out.append(Split(x, torch.cat([torch.full((37,), c) for c in (2 * t, 2 * t + 1)])))
+    return out
+
+
+def reference(name: str, options: dict, epochs=2, batch=10, lr=0.05, seed=5, strategy_seed=3):
+    """The lifelong loop as plain PyTorch, written out: a fresh SGD per task, the batch order from seed + task,
+    DER++'s reservoir and its two replay draws from one generator, in the order the paper's code takes them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2))
+    buf_x, buf_y, buf_l, seen, gen = [], [], [], 0, torch.Generator().manual_seed(strategy_seed)
+    every, previous = [], None
+    for t, task in enumerate(tiny_stream()):
+        grow_head(model, 2 * (t + 1))
+        every.append(task)
+        data = Split(torch.cat([s.x for s in every]), torch.cat([s.y for s in every])) if name == "joint" else task
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        order_gen = torch.Generator().manual_seed(seed + t)
+        for _ in range(epochs):
+            order = torch.randperm(len(data), generator=order_gen)
+            for start in range(0, len(data), batch):
+                i = order[start : start + batch]
+                x, y = data.x[i], data.y[i]
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                if name == "lwf" and previous is not None:
+                    with torch.no_grad():
+                        old = previous(x)
+                    p_old = F.softmax(old / 2.0, 1)
+                    kl = (p_old * (p_old.log() - F.log_softmax(logits[:, : old.shape[1]] / 2.0, 1))).sum(1).mean()
+                    loss = loss + options["kd_weight"] * 4.0 * kl
+                if name == "derpp" and buf_y:
+                    r = options["replay_batch_size"]
+                    a = torch.randperm(len(buf_y), generator=gen)[:r].tolist()
+                    width = max(len(buf_l[k]) for k in a)
+                    stored = torch.stack([F.pad(buf_l[k], (0, width - len(buf_l[k]))) for k in a])
+                    mask = torch.stack([torch.arange(width) < len(buf_l[k]) for k in a])
+                    out = model(torch.stack([buf_x[k] for k in a]))[:, :width]
+                    loss = loss + options["logit_weight"] * ((out - stored) ** 2 * mask).sum() / mask.sum()
+                    b = torch.randperm(len(buf_y), generator=gen)[:r].tolist()
+                    out = model(torch.stack([buf_x[k] for k in b]))
+                    loss = loss + options["label_weight"] * F.cross_entropy(out, torch.stack([buf_y[k] for k in b]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if name == "derpp":
+                    for k in range(len(y)):
+                        if len(buf_y) < options["buffer_size"]:
+                            buf_x.append(x[k]), buf_y.append(y[k]), buf_l.append(logits[k].detach())
+                        else:
+                            slot = int(torch.randint(0, seen + 1, (1,), generator=gen))
+                            if slot < options["buffer_size"]:
+                                buf_x[slot], buf_y[slot], buf_l[slot] = x[k], y[k], logits[k].detach()
+                        seen += 1
+        previous = copy_of(model)
+    return model
+
+
+def copy_of(model):
+    import copy
+
+    return copy.deepcopy(model).eval()
+
+
+STRATEGY_OPTIONS = [
+    ("finetune", {}),
+    ("lwf", {"kd_weight": 0.7}),
+    ("derpp", {"buffer_size": 20, "logit_weight": 0.3, "label_weight": 0.6, "replay_batch_size": 7}),
+    ("joint", {}),
+]
+
+
+@pytest.mark.parametrize("name, options", STRATEGY_OPTIONS)
+def test_fit_with_a_strategy_equals_the_plain_loop(name, options):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2))
+    strategy = build_strategy(name, seed=3, **options)
+    for t, task in enumerate(tiny_stream()):
+        grow_head(model, 2 * (t + 1))
+        settings = TrainSettings(
+            epochs=2, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant", seed=5 + t
+        )
+        history = fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+    expected = reference(name, options)
+    for (key, got), want in zip(model.state_dict().items(), expected.state_dict().values()):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=f"{name}: {key} differs from the plain loop")
+    names = {"lwf": ["train/lwf"], "derpp": ["train/replay_mse", "train/replay_ce"]}.get(name, [])
+    assert set(history[-1]) == {"train/ce", "train/loss", *names}
+
+
+def test_a_kd_method_and_a_strategy_combine():
+    stream = tiny_stream()
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+    student = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 2))
+    settings = TrainSettings(epochs=3, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    t_strategy, s_strategy = build_strategy("derpp", buffer_size=30), build_strategy("derpp", buffer_size=30)
+    for t, task in enumerate(stream[:2]):
+        grow_head(teacher, 2 * (t + 1)), grow_head(student, 2 * (t + 1))
+        fit(teacher, task, None, settings, LabelsOnly(), strategy=t_strategy)
+        history = fit(
+            student,
+            task,
+            None,
+            settings,
+            KD(temperature=2.0, alpha=0.5),
+            soft_targets=SoftTargets(teacher=teacher.eval()),
+            strategy=s_strategy,
+        )
+    assert set(history[-1]) == {"train/ce", "train/kd", "train/replay_mse", "train/replay_ce", "train/loss"}
+    assert history[-1]["train/kd"] > 0 and history[-1]["train/replay_ce"] > 0
+    assert len(s_strategy.buffer) == 30 and s_strategy.buffer.seen == sum(len(s) for s in stream[:2]) * 3
+
+
+def test_asymmetric_ce_by_hand_float64():
+    from kdcore.lifelong.derpp import asymmetric_ce
+
+    logits = torch.tensor([[1.0, 2.0, 0.5, -1.0], [0.3, -0.2, 2.5, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([2, 1])  # classes 1 and 2 are present: classes 0 and 3 leave the softmax
+    expected = (
+        -(0.5) + math.log(math.exp(2.0) + math.exp(0.5)) - (-0.2) + math.log(math.exp(-0.2) + math.exp(2.5))
+    ) / 2
+    assert asymmetric_ce(logits, labels).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_asymmetric_ce_replaces_the_loops_ce():
+    strategy = build_strategy("derpp", buffer_size=20, asymmetric_ce=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    history = fit(model, tiny_stream()[0], None, settings, LabelsOnly(), strategy=strategy)
+    assert set(history[-1]) == {"train/ce", "train/replay_mse", "train/replay_ce", "train/loss"}
+    assert history[-1]["train/loss"] == pytest.approx(sum(v for k, v in history[-1].items() if k != "train/loss"))
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("name, options", STRATEGY_OPTIONS)
+def test_strategy_steps_never_wait_for_the_gpu(name, options):
+    """The host waits for the GPU a few times per task (metrics, the replay plan), never once per step."""
+    from tests.test_speed import sync_warnings
+
+    def run(repeat: int):
+        model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+        strategy = build_strategy(name, **options)
+        for t, task in enumerate(tiny_stream()):
+            settings = TrainSettings(
+                epochs=repeat,
+                batch_size=10,
+                lr=0.05,
+                optimizer="sgd",
+                momentum=0.0,
+                schedule="constant",
+                device="cuda",
+                seed=t,
+            )
+            fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+
+    run(1)  # warm-up: one-time CUDA set-up
+    few, many = sync_warnings(lambda: run(1)), sync_warnings(lambda: run(4))
+    steps_added = 3 * 3 * 8  # 3 more epochs of 8 steps on each of 3 tasks
+    assert many - few < steps_added / 4, (few, many)
+
+
+def test_masked_future_logits_store_only_the_classes_seen():
+    strategy = build_strategy("derpp", buffer_size=100, mask_future_logits=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))  # a head for all 6 classes from the start
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    stream = tiny_stream()
+    fit(model, stream[0], None, settings, LabelsOnly(), strategy=strategy)
+    assert set(strategy.buffer.logit_width.tolist()) == {2}  # classes 2..5 not seen yet: their logits not kept
+    fit(model, stream[1], None, settings, LabelsOnly(), strategy=strategy)
+    assert set(strategy.buffer.logit_width.tolist()) == {2, 4}
