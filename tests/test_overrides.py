@@ -117,3 +117,19 @@ def test_form_mirrors_every_config_field_with_title_description_and_bounds():
     assert (fields["student.width"]["type"], fields["student.width"]["minimum"]) == ("integer", 1)
     assert fields["runtime.device"]["enum"] == ["auto", "cpu", "cuda", "mps"]
     assert fields["teacher.arch"]["enum"] == fields["student.arch"]["enum"] == sorted(MODELS)  # a choice, not text
+
+
+def test_prefects_server_accepts_the_nulls_its_form_sends_and_refuses_a_bad_value_at_its_field():
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools import ValidationError, validate
+
+    from flows.distill_pipeline import distill_pipeline
+
+    schema = parameter_schema(distill_pipeline.fn).model_dump_for_openapi()  # what the deployment carries
+    nulls = {"config": {"student": {"width": None, "input_dropout": None, "train": {"epochs": 2}}}}
+    validate(nulls, schema, raise_on_error=True)  # the check behind enforce_parameter_schema
+    validate({"clear": ["student.width"]}, schema, raise_on_error=True)
+    with pytest.raises(ValidationError, match="config.student.train.epochs"):
+        validate({"config": {"student": {"train": {"epochs": 0}}}}, schema, raise_on_error=True)
+    with pytest.raises(ValidationError, match="config.student.arch"):
+        validate({"config": {"student": {"arch": "resnet9000"}}}, schema, raise_on_error=True)
