@@ -11,6 +11,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
+from pydantic.json_schema import SkipJsonSchema
 
 from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials, run_url
 from flows.masked_errors import credentials_masked, masking_credentials
@@ -19,7 +20,7 @@ from flows.tune_workers import worker_launcher
 from kdcore.device import resolve_device
 from pipelines import stages
 from pipelines.dataset_input import log_dataset
-from pipelines.overrides import ConfigOverrides, PresetName, resolve_config
+from pipelines.overrides import ConfigOverrides, EmptiableField, PresetName, resolve_config
 from pipelines.progress import listening
 from pipelines.run_liveness import liveness_tags
 from pipelines.summary import PipelineSummary
@@ -76,15 +77,20 @@ def stage_logs_in_prefect():
 
 
 @flow(name="distill-pipeline", log_prints=True)
-def distill_pipeline(preset: PresetName = PresetName("digits"), config: ConfigOverrides | None = None) -> dict:
+def distill_pipeline(
+    preset: PresetName = PresetName("digits"),
+    config: ConfigOverrides | SkipJsonSchema[None] = None,  # no null branch: the form opens on the sections
+    clear: tuple[EmptiableField, ...] = (),
+) -> dict:
     """Prepare data, train the teacher and a labels-only baseline, tune and distil the student, evaluate, register.
 
     Args:
         preset: The preset the run starts from (pipelines/presets/NAME.yaml).
         config: Fields to change from the preset; an empty field keeps the preset's value.
+        clear: Fields to empty, e.g. student.width (the model's default); a field left empty keeps the preset's.
     """
     with credentials_masked():  # the failed run's state message is stored by Prefect: no password in it
-        cfg = resolve_config(preset, config)  # a bad combination fails here, naming the field, before any work
+        cfg = resolve_config(preset, config, clear)  # a bad combination fails here, naming the field, before any work
         device = str(resolve_device(cfg.runtime.device))
         with stage_logs_in_prefect():
             summary = run_stages(cfg, device)

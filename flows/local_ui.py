@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"  # loopback only: these UIs have no authentication
 DEFAULT_MLFLOW_PORT = 5000  # where `kdflow ui` serves the local store's MLflow UI; run summaries link there
@@ -26,6 +26,7 @@ class Server:
     command: list[str]
     health_url: str
     address: str
+    env: dict[str, str] = field(default_factory=dict)  # set on top of the caller's environment
     process: subprocess.Popen | None = None
     log: object = None  # its output, kept in an unnamed temporary file (a pipe could fill and block it)
 
@@ -55,6 +56,8 @@ def servers(prefect_port: int, mlflow_port: int, backend_store_uri: str | None) 
             [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(prefect_port)],
             f"http://{HOST}:{prefect_port}/api/health",
             f"http://{HOST}:{prefect_port}",
+            # the UI's pages call this API; else they call PREFECT_API_URL or port 4200, not this server
+            env={"PREFECT_UI_API_URL": f"http://{HOST}:{prefect_port}/api"},
         )
     ]
     if backend_store_uri is not None:  # None: runs go to a tracking server that already has its UI
@@ -134,7 +137,11 @@ def run_ui(
         for s in all_servers:  # own session: a Ctrl-C reaches us, and we stop each group ourselves
             s.log = tempfile.TemporaryFile()
             s.process = subprocess.Popen(
-                s.command, env=env, start_new_session=True, stdout=s.log, stderr=subprocess.STDOUT
+                s.command,
+                env={**(os.environ if env is None else env), **s.env},
+                start_new_session=True,
+                stdout=s.log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + startup_seconds
         for s in all_servers:

@@ -749,14 +749,17 @@ class PipelineConfig(Section):
 
     @model_validator(mode="after")
     def _models_read_the_data(self) -> PipelineConfig:
-        from kdcore.models.text import TEXT_MODELS
+        from kdcore.models.registry import models_of
 
-        text = self.data.dataset in TEXT_DATASETS
+        kind = "text" if self.data.dataset in TEXT_DATASETS else "image"
         for role in ("teacher", "student"):
             arch = getattr(self, role).arch
-            if (arch in TEXT_MODELS) != text:
-                kind = "a text model (" + ", ".join(TEXT_MODELS) + ")" if text else "an image model"
-                raise ValueError(f"{role}.arch={arch} does not fit data.dataset={self.data.dataset}; choose {kind}")
+            if arch not in models_of(kind):  # the form offers every model: its schema cannot know the preset's data
+                article = "a" if kind == "text" else "an"
+                raise ValueError(
+                    f"{role}.arch={arch} does not fit data.dataset={self.data.dataset}; "
+                    f"choose {article} {kind} model ({', '.join(models_of(kind))})"
+                )
         return self
 
     @model_validator(mode="after")

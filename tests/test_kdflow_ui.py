@@ -82,6 +82,10 @@ def test_ui_serves_prefect_and_mlflow_on_the_pipeline_store_and_stops_both(tmp_p
         assert f"Prefect UI: http://127.0.0.1:{prefect_port}" in text
         assert f"MLflow UI: http://127.0.0.1:{mlflow_port}" in text
         assert get_json(f"http://127.0.0.1:{prefect_port}/api/health") is True
+        # the UI's pages call this server's API, not PREFECT_API_URL's or port 4200's
+        assert get_json(f"http://127.0.0.1:{prefect_port}/ui-settings")["api_url"] == (
+            f"http://127.0.0.1:{prefect_port}/api"
+        )
         found = get_json(
             f"http://127.0.0.1:{mlflow_port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=kdflow-digits"
         )

@@ -33,19 +33,31 @@ def test_empty_form_is_the_preset_and_a_complete_config_is_itself():
     assert set_fields({"tune": {"n_trials": 2}}) == {"tune": {"n_trials": 2}}
 
 
-def test_nulls_from_a_form_keep_the_preset_unless_the_field_can_be_empty():
+def test_nulls_from_a_form_keep_the_preset_also_where_the_field_can_be_empty():
+    # Opening a section of Prefect's Custom run form sends null for every field left empty in it.
     form = {
         "teacher": None,
-        "student": {"arch": None, "width": None, "train": {"lr": None, "epochs": 2}},
+        "student": {"arch": None, "width": None, "input_dropout": None, "train": {"lr": None, "epochs": 2}},
         "tune": {"epochs": None},
     }
     cfg = resolve_config("digits", form)
     preset = load_config("digits")
-    assert (
-        cfg.teacher == preset.teacher and cfg.student.arch == "mlp" and cfg.student.train.lr == preset.student.train.lr
-    )
     assert cfg.student.train.epochs == 2
-    assert cfg.student.width is None and cfg.tune.epochs is None  # None is a real value there: the model's default
+    assert cfg.model_copy(update={"student": preset.student}) == preset  # nothing else moved
+    assert cfg.student.model_copy(update={"train": preset.student.train}) == preset.student
+    assert cfg.student.width == 32 and cfg.tune.epochs == 30  # the preset's, not the model's default
+
+
+def test_a_field_is_emptied_only_when_named_in_clear():
+    cfg = resolve_config("digits", {"student": {"train": {"epochs": 2}}}, clear=["student.width", "tune.epochs"])
+    assert cfg.student.width is None and cfg.tune.epochs is None  # the model's default, the student's epochs
+    assert cfg.teacher.width == 32
+
+
+def test_the_cli_complete_config_keeps_its_empty_fields():
+    custom = load_config("digits", ["student.width=", "tune.epochs="])  # empty on the command line: None
+    assert resolve_config("digits", custom) == custom
+    assert resolve_config("digits", ConfigOverrides.model_validate(custom)) == custom  # as the flow receives it
 
 
 @pytest.mark.parametrize(
@@ -54,6 +66,7 @@ def test_nulls_from_a_form_keep_the_preset_unless_the_field_can_be_empty():
         ({"distill": {"alpha": 1.5}}, "distill.alpha"),
         ({"tune": {"n_trails": 3}}, "n_trails"),
         ({"runtime": {"device": "tpu"}}, "runtime.device"),
+        ({"teacher": {"arch": "resnet9000"}}, "teacher.arch"),
     ],
 )
 def test_out_of_bounds_or_unknown_fields_fail_in_the_form_itself(form, message):
@@ -65,7 +78,10 @@ def test_out_of_bounds_or_unknown_fields_fail_in_the_form_itself(form, message):
 @pytest.mark.parametrize(
     "form, message",
     [
-        ({"teacher": {"arch": "resnet9000"}}, "invalid config: teacher.arch: Value error, unknown model 'resnet9000'"),
+        (
+            {"student": {"arch": "lstm"}},
+            "invalid config: student.arch=lstm does not fit data.dataset=digits; choose an image model (cnn_medium, ",
+        ),
         (
             {"tune": {"space": {"lr": {"low": 0.1, "high": 0.01}}}},
             "invalid config: tune.space.lr: Value error, needs low < high",
@@ -81,20 +97,39 @@ def test_rules_across_fields_are_checked_once_form_meets_preset(form, message):
 def test_form_mirrors_every_config_field_with_title_description_and_bounds():
     from pydantic import BaseModel
 
+    from kdcore.models import MODELS
+
     def leaves(model, schema, defs, prefix=""):
         for name, field in model.model_fields.items():
             prop = schema["properties"][name]
             assert prop.get("title") and prop.get("description"), prefix + name
+            # no "X | None" toggle in Prefect's form: a plain field, left empty to keep the preset's value
+            assert "default" not in prop and {"type": "null"} not in prop.get("anyOf", []), prefix + name
             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-                ref = next(a["$ref"] for a in prop["anyOf"] if "$ref" in a).split("/")[-1]
-                yield from leaves(field.annotation, defs[ref], defs, f"{prefix}{name}.")
+                yield from leaves(field.annotation, defs[prop["$ref"].split("/")[-1]], defs, f"{prefix}{name}.")
             else:
                 yield prefix + name, prop
 
     schema = ConfigOverrides.model_json_schema()
     fields = dict(leaves(PipelineConfig, schema, schema["$defs"]))
     assert set(fields) == set(PipelineConfig().flat())  # every field of the config is in the form
-    alpha = next(a for a in fields["distill.alpha"]["anyOf"] if a.get("type") == "number")
-    assert (alpha["minimum"], alpha["maximum"]) == (0, 1)
-    device = next(a for a in fields["runtime.device"]["anyOf"] if "enum" in a)
-    assert device["enum"] == ["auto", "cpu", "cuda", "mps"]
+    assert (fields["distill.alpha"]["minimum"], fields["distill.alpha"]["maximum"]) == (0, 1)
+    assert (fields["student.width"]["type"], fields["student.width"]["minimum"]) == ("integer", 1)
+    assert fields["runtime.device"]["enum"] == ["auto", "cpu", "cuda", "mps"]
+    assert fields["teacher.arch"]["enum"] == fields["student.arch"]["enum"] == sorted(MODELS)  # a choice, not text
+
+
+def test_prefects_server_accepts_the_nulls_its_form_sends_and_refuses_a_bad_value_at_its_field():
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools import ValidationError, validate
+
+    from flows.distill_pipeline import distill_pipeline
+
+    schema = parameter_schema(distill_pipeline.fn).model_dump_for_openapi()  # what the deployment carries
+    nulls = {"config": {"student": {"width": None, "input_dropout": None, "train": {"epochs": 2}}}}
+    validate(nulls, schema, raise_on_error=True)  # the check behind enforce_parameter_schema
+    validate({"clear": ["student.width"]}, schema, raise_on_error=True)
+    with pytest.raises(ValidationError, match="config.student.train.epochs"):
+        validate({"config": {"student": {"train": {"epochs": 0}}}}, schema, raise_on_error=True)
+    with pytest.raises(ValidationError, match="config.student.arch"):
+        validate({"config": {"student": {"arch": "resnet9000"}}}, schema, raise_on_error=True)

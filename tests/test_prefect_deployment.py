@@ -161,13 +161,12 @@ def test_deployment_parameters_are_the_config_form(served):
     assert schema["properties"]["config"]["description"].startswith("Fields to change from the preset")
     defs = schema["definitions"]
     n_trials = defs["TuneConfigOverrides"]["properties"]["n_trials"]
-    number = next(a for a in n_trials["anyOf"] if a.get("type") == "integer")
-    assert (number["minimum"], number["maximum"]) == (0, 10_000)
+    assert (n_trials["type"], n_trials["minimum"], n_trials["maximum"]) == ("integer", 0, 10_000)  # no null toggle
     assert n_trials["title"] == "N trials" and "trials" in n_trials["description"]
     alpha = defs["DistillConfigOverrides"]["properties"]["alpha"]
     assert alpha["description"].startswith("KD: weight of the distillation term")
-    pruner = next(a for a in defs["TuneConfigOverrides"]["properties"]["pruner"]["anyOf"] if "enum" in a)
-    assert pruner["enum"] == ["median", "hyperband", "none"]
+    assert defs["TuneConfigOverrides"]["properties"]["pruner"]["enum"] == ["median", "hyperband", "none"]
+    assert "cnn_medium" in defs["TeacherConfigOverrides"]["properties"]["arch"]["enum"]
     assert defs["PipelineConfigOverrides"]["properties"]["teacher"]["description"]
     assert deployment.tags == ["kdflow"] and deployment.parameters == {"preset": "digits"}
 
@@ -178,6 +177,7 @@ def test_deployment_parameters_are_the_config_form(served):
         ({"distill": {"alpha": 1.5}}, "1.5"),
         ({"tune": {"n_trails": 3}}, "n_trails"),
         ({"runtime": {"device": "tpu"}}, "tpu"),
+        ({"teacher": {"arch": "resnet9000"}}, "resnet9000"),
     ],
 )
 def test_the_server_refuses_parameters_outside_the_form(served, client, config, field):
@@ -190,11 +190,9 @@ def test_the_server_refuses_parameters_outside_the_form(served, client, config, 
 def test_a_bad_combination_fails_the_run_before_any_work(served, client, tmp_path):
     deployment, _, log = served
     store = tmp_path / "store"
-    run = wait_for(
-        client, trigger(client, deployment, {"config": config_with(store, teacher={"arch": "resnet9000"})}), log
-    )
-    assert run.state.is_failed()
-    assert "teacher.arch" in run.state.message and "unknown model 'resnet9000'" in run.state.message
+    run = wait_for(client, trigger(client, deployment, {"config": config_with(store, student={"arch": "lstm"})}), log)
+    assert run.state.is_failed()  # the form offers every model; the preset's data decides which fit
+    assert "student.arch=lstm does not fit data.dataset=digits; choose an image model (cnn_medium" in run.state.message
     assert not store.exists()  # nothing was prepared, trained or logged
     assert client.read_task_runs() == [] or all(t.flow_run_id != run.id for t in client.read_task_runs())
 
