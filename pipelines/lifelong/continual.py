@@ -42,6 +42,7 @@ from pipelines.lifelong.lineage import Lineage, LineageError, original_data, reb
 from pipelines.lifelong.promotion import lifecycle_decision
 from pipelines.lifelong.refit_policy import refit_models
 from pipelines.lifelong.state import model_out
+from pipelines.lifelong.token_width import to_width
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
 from pipelines.stream import pipeline_batches
 from pipelines.tracking import loggable_params, setup_experiment
@@ -241,6 +242,10 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
             return split
         return Split((stored_pixels if stored else image_inputs)(pre, split.x), split.y)
 
+    def original(name: str) -> Split:
+        split = bundle.inputs(name)
+        return to_width(split, tokenizer.max_len) if tokenizer else split
+
     continual = settings.policy == "continual"
     method = settings.strategy if continual else "refit"
 
@@ -257,13 +262,13 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
     s_settings = learn_settings(lineage, "student", device)
     s_strategy = t_strategy = None
     if continual:
-        learned_split = bundle.inputs("train")
+        learned_split = original("train")
         s_strategy = strategy_for(settings, state, "student", student, learned_split, s_settings.temperature)
         t_strategy = teacher and strategy_for(
             settings, state, "teacher", teacher, learned_split, s_settings.temperature
         )
     parts = [ORIGINAL] + lineage.learned
-    tests = [bundle.inputs("test")] + [part(k, "test") for k in lineage.learned]
+    tests = [original("test")] + [part(k, "test") for k in lineage.learned]
     matrix = [list(map(lambda v: math.nan if v is None else v, r)) for r in state.get("matrix", [])]
     if not matrix:  # the champion of `kdflow run`: its row on the original test split
         matrix = [accuracy_row(champion, tests[:1])]

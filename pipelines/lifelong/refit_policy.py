@@ -25,12 +25,17 @@ from pipelines.checkpoint import save_atomic
 from pipelines.config import RetrainSection
 from pipelines.gate import choose_on_validation
 from pipelines.lifelong.lineage import Lineage
+from pipelines.lifelong.token_width import to_width
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 
 
 def joint_bundle(bundle: DataBundle, trains: list[Split], classes: list[str], val_fraction: float, seed: int):
     """The original splits grown by every batch's train part (stored form, global class ids): a stratified
     `val_fraction` of each goes to validation, so the kept epoch and a search also weigh the batches' classes."""
+    if bundle.tokenizer is not None:  # token ids: one width for the original splits and the batches
+        width = int(bundle.tokenizer["max_len"])
+        trains = [to_width(s, width) for s in trains]
+        bundle = replace(bundle, **{n: to_width(s, width) for n, s in bundle.splits().items()})
     fits, helds = [bundle.train], [bundle.val]
     for split in trains:
         try:
