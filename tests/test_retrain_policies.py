@@ -44,7 +44,7 @@ def test_a_batch_of_new_classes_is_learned_by_refit_and_by_continual(kdflow, tmp
     assert main(["ingest", str(tmp_path / "new.npz"), "--pipeline", "digits"]) == 0
 
     # refit: teacher and student trained again on the original data plus the batch; a gate no one passes
-    refit = retrain(tmp_path, "--set", "retrain.policy=refit", "--tolerance", "-1")
+    refit = retrain(tmp_path, "--policy", "refit", "--tolerance", "-1")
     assert refit["status"] == "retrained" and not refit["promoted"] and refit["version"] == "2", refit["reason"]
     (batch,) = refit["learned_batches"]
     v2 = client.get_model_version(NAME, "2")
