@@ -145,6 +145,14 @@ class DataConfig(Section):
         ge=10,
         description="Keep only a seeded, stratified subsample of this many training images (quick trials and tests).",
     )
+    classes: list[str] | None = Field(
+        None,
+        min_length=2,
+        description=(
+            "Keep only these classes (names, e.g. ['0', '1', '2']); later batches may bring the others, and the "
+            "model's head widens to them. Default: every class."
+        ),
+    )
     text: TextDataConfig = Field(
         default_factory=TextDataConfig, description="Tokenisation and columns of text datasets."
     )
@@ -178,6 +186,14 @@ class DataConfig(Section):
             "mean": tuple(self.mean) if self.mean else None,
             "std": tuple(self.std) if self.std else None,
         }
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _class_names(cls, value: Any) -> Any:
+        """`--set data.classes=[0,1,2]` names classes: digits' class names are the strings '0', '1', ..."""
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+        return value
 
     @model_validator(mode="after")
     def _std_positive(self) -> DataConfig:
@@ -673,7 +689,7 @@ class RetrainSection(Section):
         "continual",
         description=(
             "continual: update the champion on the new batches with a lifelong strategy; "
-            "refit: rerun the pipeline on the original data plus every batch (not built yet)."
+            "refit: rerun the pipeline (teacher, soft targets, student) on the original data plus every batch."
         ),
     )
     strategy: Literal["finetune", "lwf", "derpp", "joint"] = Field(
@@ -698,6 +714,12 @@ class RetrainSection(Section):
     )
     beta: float = Field(1.0, ge=0, le=100, description="DER++ weight of the replayed-labels CE.")
     replay_batch_size: int = Field(32, ge=1, le=65_536, description="DER++ examples replayed per step.")
+    n_trials: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="refit: Optuna trials of a new search on all the data (0: the champion's best hyper-parameters).",
+    )
 
 
 class RegisterConfig(Section):

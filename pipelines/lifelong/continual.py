@@ -41,8 +41,10 @@ from pipelines.lifelong import lineage as tags
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.lineage import Lineage, LineageError, original_data, rebuild_lineage, registered_name
 from pipelines.lifelong.promotion import lifecycle_decision
+from pipelines.lifelong.refit_policy import refit_models
 from pipelines.lifelong.state import model_out
 from pipelines.lifelong.strategies import learn_task, strategy_options
+from pipelines.lifelong.token_width import to_width
 from pipelines.onnx_export import log_export
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
 from pipelines.stream import pipeline_batches
@@ -118,8 +120,6 @@ def retrain_pipeline(
     with pipeline_lock(store_dir, pipeline):
         lineage = rebuild_lineage(pipeline, store_dir)
         settings = retrain_settings(lineage, changes)
-        if settings.policy == "refit":
-            raise LineageError("retrain.policy=refit is not built yet; use retrain.policy=continual")
         batches = pipeline_batches(store_dir, pipeline)
         if not batches:
             return PipelineRetrainResult(
@@ -175,15 +175,19 @@ def already_tried(lineage: Lineage, target: list[str], settings: RetrainSection)
     return None
 
 
-def image_inputs(pre: ImagePreprocessing, x: torch.Tensor) -> torch.Tensor:
-    """Batch pixels ([0, 1] floats, as ingest stores them) through the champion's own preprocessing and view:
-    its stored levels, its resize when the size differs, its train-split mean and std (never recomputed)."""
+def stored_pixels(pre: ImagePreprocessing, x: torch.Tensor) -> torch.Tensor:
+    """Batch pixels ([0, 1] floats, as ingest stores them) in the form the champion's data is stored in:
+    its levels, resized when the size differs."""
     if tuple(x.shape[1:]) == (pre.channels, *pre.size):
-        stored = torch.round(x.clamp(0, 1) * pre.levels).to(torch.uint8)
-    else:
-        eight = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        stored = torch.from_numpy(np.stack([pre.stored(im) for im in eight]))
-    return pre.view.normalise(stored).float()
+        return torch.round(x.clamp(0, 1) * pre.levels).to(torch.uint8)
+    eight = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return torch.from_numpy(np.stack([pre.stored(im) for im in eight]))
+
+
+def image_inputs(pre: ImagePreprocessing, x: torch.Tensor) -> torch.Tensor:
+    """Batch pixels through the champion's own preprocessing and view: its train-split mean and std (never
+    recomputed)."""
+    return pre.view.normalise(stored_pixels(pre, x)).float()
 
 
 def strategy_for(settings: RetrainSection, state: dict | None, role: str, model, learned: Split, temperature: float):
@@ -238,29 +242,40 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
         classes += [c for c in b.classes if c not in classes]
     index = {c: i for i, c in enumerate(classes)}
 
-    def part(key: str, name: str) -> Split:
+    def part(key: str, name: str, stored: bool = False) -> Split:
         if key not in by_key:
             raise LineageError(f"batch {key}, learned by champion v{lineage.version}, is no longer in the store")
         split = by_key[key].load(name, index, tokenizer)
-        return split if tokenizer else Split(image_inputs(pre, split.x), split.y)
+        if tokenizer:
+            return split
+        return Split((stored_pixels if stored else image_inputs)(pre, split.x), split.y)
+
+    def original(name: str) -> Split:
+        split = bundle.inputs(name)
+        return to_width(split, tokenizer.max_len) if tokenizer else split
+
+    continual = settings.policy == "continual"
+    method = settings.strategy if continual else "refit"
 
     spec = read_checkpoint(lineage.student_checkpoint)["spec"]
     student, champion = load_model(lineage.student_checkpoint), load_model(lineage.student_checkpoint)
     teacher, t_spec = None, None
-    if settings.mode == "teacher_student":
+    if continual and settings.mode == "teacher_student":  # refit trains its own teacher
         if lineage.teacher_checkpoint is None:
             raise LineageError(
                 f"the teacher of champion v{lineage.version} cannot be found (no kdflow.teacher_run_id on its runs); "
                 "set retrain.mode=student_only or run `kdflow run` again"
             )
         teacher, t_spec = load_model(lineage.teacher_checkpoint), read_checkpoint(lineage.teacher_checkpoint)["spec"]
-    learned_split = bundle.inputs("train")
     s_settings = learn_settings(lineage, "student", device)
     temperature = kd_temperature(lineage)
-    s_strategy = strategy_for(settings, state, "student", student, learned_split, temperature)
-    t_strategy = teacher and strategy_for(settings, state, "teacher", teacher, learned_split, temperature)
+    s_strategy = t_strategy = None
+    if continual:
+        learned_split = original("train")
+        s_strategy = strategy_for(settings, state, "student", student, learned_split, temperature)
+        t_strategy = teacher and strategy_for(settings, state, "teacher", teacher, learned_split, temperature)
     parts = [ORIGINAL] + lineage.learned
-    tests = [bundle.inputs("test")] + [part(k, "test") for k in lineage.learned]
+    tests = [original("test")] + [part(k, "test") for k in lineage.learned]
     matrix = [list(map(lambda v: math.nan if v is None else v, r)) for r in state.get("matrix", [])]
     if not matrix:  # the champion of `kdflow run`: its row on the original test split
         matrix = [accuracy_row(champion, tests[:1])]
@@ -278,7 +293,19 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
                 **{f"best.{k}": v for k, v in lineage.best_params.items()},
             }
         )
-        for key, b in new:
+        if not continual:
+            keys = lineage.learned + [k for k, _ in new]
+            trains = [part(k, "train", stored=tokenizer is None) for k in keys]
+            t_run, s_run = refit_models(lineage, settings, bundle, trains, classes, run.info.run_id)
+            student, spec = load_model(s_run.checkpoint), read_checkpoint(s_run.checkpoint)["spec"]
+            teacher, t_spec = load_model(t_run.checkpoint), read_checkpoint(t_run.checkpoint)["spec"]
+            parts += [k for k, _ in new]
+            tests += [part(k, "test") for k, _ in new]
+            row = accuracy_row(student, tests)
+            matrix = [r + [math.nan] * (len(tests) - len(r)) for r in matrix] + [row]
+            mlflow.log_metrics({"lifelong/original_acc": row[0], "lifelong/current_acc": row[-1]}, step=len(matrix) - 1)
+            log.info("retrain %s: refit on %d batches  original %.4f", pipeline, len(keys), row[0])
+        for key, b in new if continual else ():  # refit learned them all above
             for model in filter(None, (student, teacher)):  # new classes widen the head, keeping the old rows
                 grow_head(model, max(model_out(model), max(index[c] for c in b.classes) + 1), seed=cfg.runtime.seed)
             train = part(key, "train")
@@ -330,12 +357,12 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
         with tempfile.TemporaryDirectory() as tmp:
             info = log_version(Path(tmp), student, spec, teacher, t_spec, bundle, classes, tokenizer, pre)
             blob = {
-                "student_strategy": s_strategy.state_dict(),
+                **({"student_strategy": s_strategy.state_dict()} if s_strategy is not None else {}),
                 "classes": classes,
                 "parts": parts,
                 "matrix": [list(map(float, r)) for r in matrix],
             }
-            if teacher is not None:
+            if t_strategy is not None:
                 blob["teacher_strategy"] = t_strategy.state_dict()
             torch.save(blob, Path(tmp) / "state.pt")
             mlflow.log_artifact(str(Path(tmp) / "state.pt"), artifact_path="lifelong")
@@ -347,7 +374,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
                 },
                 "lifelong/accuracy_matrix.json",
             )
-            title = f"{pipeline} / {settings.strategy}: avg acc {scores['avg_acc']:.3f}"
+            title = f"{pipeline} / {method}: avg acc {scores['avg_acc']:.3f}"
             save_heatmap(matrix, parts, Path(tmp) / "accuracy_matrix.png", title)
             mlflow.log_artifact(str(Path(tmp) / "accuracy_matrix.png"), artifact_path="lifelong")
     version_tags = {
@@ -360,7 +387,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
         "data.digest": lineage.data_digest,
         "kdflow.avg_acc": f"{scores['avg_acc']:.6f}",
         "kdflow.forgetting": f"{scores['forgetting']:.6f}",
-        "kdflow.strategy": settings.strategy,
+        "kdflow.strategy": method,
         "kdflow.config_digest": lineage.config_digest,
         "kdflow.retrain_digest": settings_digest(lineage, settings),
         "kdflow.tolerance": f"{settings.tolerance:g}",

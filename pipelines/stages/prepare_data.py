@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from kdcore.data import DataBundle, DataError
+from kdcore.data.keep_classes import keep_classes
 from kdcore.datasets import load_dataset
 from pipelines.cache import cache_dir, cache_key, verified_entry
 from pipelines.checkpoint import read_spec, save_atomic
@@ -31,6 +32,8 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
         log.info("data: reusing prepared %s splits from %s", d.dataset, path)
     else:
         bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
+        if d.classes:
+            bundle = keep_classes(bundle, d.classes)
         save_atomic(bundle.state_dict(), path)
     check_teacher_fits(cfg, bundle)
     check_methods_fit(cfg, bundle)  # a feature method on models without feature maps: refused before training

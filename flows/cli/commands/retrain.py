@@ -17,6 +17,12 @@ def add_parser(commands) -> None:
     target.add_argument("--pipeline", help="the pipeline whose champion (kdflow-NAME-student) learns its new batches")
     target.add_argument("--stream", help="a stream's own lifelong model (the older path), or * for every stream")
     retrain.add_argument("--store", default="mlruns", help="stream store and MLflow root (default: mlruns)")
+    retrain.add_argument(
+        "--policy",
+        choices=("continual", "refit"),
+        help="--pipeline: continual (a lifelong strategy on the new batches) or refit (the pipeline on all the data); "
+        "default: retrain.policy",
+    )
     retrain.add_argument("--strategy", choices=("finetune", "lwf", "derpp", "joint"), help="default: retrain.strategy")
     retrain.add_argument("--mode", choices=("teacher_student", "student_only"), help="default: retrain.mode")
     retrain.add_argument("--tolerance", type=float, help="accuracy a new version may lose (default: retrain.tolerance)")
@@ -37,7 +43,8 @@ def pipeline_changes(args) -> dict:
     """retrain.* settings from the options; validated before any work."""
     from pipelines.config import RetrainSection
 
-    changes = {k: getattr(args, k) for k in ("strategy", "mode", "tolerance") if getattr(args, k) is not None}
+    options = ("policy", "strategy", "mode", "tolerance")
+    changes = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
     for item in args.overrides:
         key, sep, value = item.partition("=")
         field = key.removeprefix("retrain.")
@@ -59,6 +66,8 @@ def run_retrain(args) -> int:
         print_pipeline_result(result)
         write_output(args.output, [result])
         return 0
+    if args.policy:
+        raise ValueError("--policy applies to a pipeline's champion: use it with --pipeline NAME")
     from flows.retrain import retrain_on_new_data
 
     for key, value in STREAM_DEFAULTS.items():
