@@ -46,7 +46,7 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.summary import champion_sentence, kd_gain_sentence
+    from pipelines.summary import champion_sentence, kd_gain_sentence, nothing_to_distil_sentence
 
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
     for column in ("model", "arch", "test acc", "parameters"):
@@ -56,6 +56,8 @@ def print_summary(summary: dict) -> None:
     console = Console()
     console.print(table)
     console.print(kd_gain_sentence(summary))
+    if note := nothing_to_distil_sentence(summary):
+        console.print(f"{note}.", highlight=False, soft_wrap=True)
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
     console.print(
