@@ -25,7 +25,7 @@ class PairedDifference:
     @property
     def significant(self) -> bool:
         """The interval excludes 0."""
-        return self.low > 0 or self.high < 0
+        return bool(self.low > 0 or self.high < 0)
 
     def sentence(self) -> str:
         verdict = (
@@ -48,5 +48,5 @@ def paired_difference(a: list[float], b: list[float], confidence: float = 0.95) 
         raise ValueError(f"paired_difference needs two equal-length lists of at least 2 values, got {len(a)}, {len(b)}")
     d = [x - y for x, y in zip(a, b, strict=True)]
     n, mean = len(d), statistics.fmean(d)
-    half = t.ppf(0.5 + confidence / 2, n - 1) * statistics.stdev(d) / math.sqrt(n)
+    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * statistics.stdev(d) / math.sqrt(n)
     return PairedDifference(mean=mean, low=mean - half, high=mean + half, n=n, confidence=confidence)

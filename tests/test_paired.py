@@ -13,7 +13,11 @@ def test_a_consistent_gain_is_significant():
     d = paired_difference(kd, labels_only)
     assert (d.mean, d.n) == (pytest.approx(1.4), 5)
     assert d.low == pytest.approx(0.2894, abs=1e-4) and d.high == pytest.approx(2.5106, abs=1e-4)
-    assert d.significant and "significant gain" in d.sentence() and "no significant" not in d.sentence()
+    assert (
+        d.as_dict()["significant"] is True
+        and "significant gain" in d.sentence()
+        and "no significant" not in d.sentence()
+    )
 
 
 def test_a_gain_within_the_spread_is_no_significant_gain():
