@@ -55,6 +55,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--teacher-cache", type=Path, help="the teacher's weights: loaded when present, else saved there")
     p.add_argument("--output", type=Path)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -68,7 +69,12 @@ def main() -> None:
     started = time.perf_counter()
     torch.manual_seed(0)
     teacher = build_model("cnn_medium", shape, 10, width=a.teacher_width)
-    fit(teacher, train, val, TrainSettings(epochs=a.teacher_epochs, **settings), LabelsOnly(), view=view)
+    if a.teacher_cache and a.teacher_cache.exists():  # the same arguments, the same teacher: skip retraining it
+        teacher.load_state_dict(torch.load(a.teacher_cache, weights_only=True))
+    else:
+        fit(teacher, train, val, TrainSettings(epochs=a.teacher_epochs, **settings), LabelsOnly(), view=view)
+        if a.teacher_cache:
+            torch.save(teacher.state_dict(), a.teacher_cache)
     teacher.eval()
     logits = predict_logits(teacher, train.x, transform=view.normalise)  # no augmentation: one view per image
     teacher_facts = {
