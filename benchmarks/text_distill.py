@@ -7,12 +7,17 @@ Runs on whatever real text is here:
   your CSV:      python benchmarks/text_distill.py --csv reviews.csv --text-column review --label-column sentiment
   man pages:     python benchmarks/text_distill.py --build-from-man /usr/share/man --folder /tmp/man-sections
                  (builds root/<section>/<page>.txt from the manual's groff sources: predict a page's section)
+  Debian packages: python benchmarks/text_distill.py --build-from-debian --folder /tmp/debian-sections
+                 (root/<section>/<n>.txt from `apt-cache dumpavail`: predict a package's section from its description)
 
 Uses kdcore directly (no MLflow, Prefect or Optuna): the same `fit`, `LabelsOnly` and `KD` as the pipeline.
-The students are fasttext with word n-grams (--student-ngrams, default bigrams); a words-only labels-only student
-(ngrams 1) is trained beside them. scikit-learn's TF-IDF (word 1-2 grams) + logistic regression reads the same
-words the students read (the vocabulary's, the first --max-len), its C chosen on the validation split.
---no-teacher skips the teacher and the KD student (labels-only students and TF-IDF + LR alone).
+The students are fasttext (--student-ngrams: 1 words, the default; 2 adds hashed bigrams). scikit-learn's TF-IDF
+(word 1-2 grams) + logistic regression reads the same words the students read (the vocabulary's, the first
+--max-len), its C chosen on the validation split; `--teacher tfidf_lr` makes it the teacher too (its soft targets
+cross-fitted). --no-teacher skips the teacher and the KD student. --seeds N repeats everything on N splits (each
+seed its own split and initialisation) and reports the paired 95 % interval of KD minus labels-only and KD minus
+TF-IDF + LR across them (benchmarks/paired.py).
+
 Throughput: raw strings -> tokenizer -> model -> class, batch 256, on the CPU, teacher and student
 interleaved in the same process, the median of several passes over the test texts.
 """
@@ -25,6 +30,7 @@ import json
 import random
 import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.paired import paired_difference  # noqa: E402
 from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.distill import KD, LabelsOnly  # noqa: E402
 from kdcore.evaluate import evaluate, predict_logits  # noqa: E402
@@ -83,6 +90,43 @@ def build_from_man(man_root: Path, out: Path, per_class: int, max_words: int, se
         print(f"man{section}: {kept} pages", file=sys.stderr)
 
 
+def debian_descriptions(dumpavail: str) -> dict[str, str]:
+    """{description: section} from `apt-cache dumpavail`: each package's one-line Description, its Section without
+    the archive area (contrib/, non-free/). A description that several sections share is dropped: it cannot be
+    labelled, and its copies would cross the splits."""
+    sections: dict[str, set[str]] = {}
+    seen = set()
+    for record in dumpavail.split("\n\n"):
+        fields = dict(line.partition(": ")[::2] for line in record.splitlines() if line[:1] not in (" ", "\t", ""))
+        if {"Package", "Section", "Description"} - fields.keys() or fields["Package"] in seen:
+            continue
+        seen.add(fields["Package"])  # the updates and security lists repeat packages
+        sections.setdefault(fields["Description"].strip(), set()).add(fields["Section"].rpartition("/")[2])
+    return {text: next(iter(s)) for text, s in sections.items() if len(s) == 1}
+
+
+def build_from_debian(out: Path, min_packages: int, per_class: int, seed: int) -> None:
+    """out/<section>/<n>.txt: the sections with at least `min_packages` distinct descriptions, `per_class` each.
+
+    The text is the Description's first line (the apt lists here hold no Translation-en, so no long descriptions);
+    the package name is left out: `python3-*`, `lib*-dev`, `golang-*` would give the section away.
+    """
+    dump = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
+    by_section: dict[str, list[str]] = {}
+    for text, section in sorted(debian_descriptions(dump).items()):
+        by_section.setdefault(section, []).append(text)
+    rng = random.Random(seed)
+    for section, texts in sorted(by_section.items()):
+        if len(texts) < min_packages:
+            continue
+        rng.shuffle(texts)
+        folder = out / section
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(texts[:per_class]):
+            (folder / f"{i}.txt").write_text(text + "\n")
+        print(f"{section}: {min(per_class, len(texts))} of {len(texts)} descriptions", file=sys.stderr)
+
+
 def train(arch, bundle, width, epochs, lr, distiller, logits, seed, **options):
     torch.manual_seed(seed)
     model = build_model(
@@ -107,10 +151,16 @@ def train(arch, bundle, width, epochs, lr, distiller, logits, seed, **options):
     return model.eval(), history.kept["val/acc"], time.perf_counter() - started
 
 
-def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int) -> dict:
-    """TF-IDF of word 1-2 grams + logistic regression on the students' words; C chosen on validation."""
+def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int, teach: bool = False):
+    """TF-IDF of word 1-2 grams + logistic regression on the students' words; C chosen on validation.
+
+    With `teach`, also its soft targets for the train split, cross-fitted (5 folds): each text scored by a model
+    that did not see it, since a C=100 model scores its own training texts near one-hot and would teach nothing
+    but the labels.
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
 
     started = time.perf_counter()
     texts = {name: [tokenizer.decode(row) for row in split.x] for name, split in bundle.splits().items()}
@@ -124,7 +174,17 @@ def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int) -> dict:
     }
     val = {c: m.score(x["val"], labels["val"]) for c, m in fitted.items()}
     best = max(val, key=val.get)
-    return {
+    logits = None
+    if teach:
+        log_proba = cross_val_predict(
+            LogisticRegression(C=best, max_iter=2000, random_state=seed),
+            x["train"],
+            labels["train"],
+            cv=5,
+            method="predict_log_proba",
+        )
+        logits = torch.from_numpy(log_proba).float()  # log-probabilities: their softmax is the model's probabilities
+    facts = {
         "arch": f"tfidf-1-2gram+lr(C={best})",
         "test_acc": fitted[best].score(x["test"], labels["test"]),
         "val_acc": val[best],
@@ -132,6 +192,7 @@ def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int) -> dict:
         "train_seconds": round(time.perf_counter() - started, 1),
         "texts_per_second": None,
     }
+    return facts, logits
 
 
 @torch.no_grad()
@@ -147,92 +208,58 @@ def texts_per_second(models: dict, tokenizer: Tokenizer, texts: list[str], repea
     return {name: len(texts) / statistics.median(t) for name, t in times.items()}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--imdb", help="folder holding aclImdb/")
-    source.add_argument("--folder", help="root/<class>/*.txt (or root/train|test/<class>/*.txt)")
-    source.add_argument("--csv", help="CSV file with a header row")
-    p.add_argument("--build-from-man", metavar="MAN_ROOT", help="first build --folder from man pages under MAN_ROOT")
-    p.add_argument("--per-class", type=int, default=400, help="man pages per section (with --build-from-man)")
-    p.add_argument("--man-words", type=int, default=256, help="words kept per man page (with --build-from-man)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--max-len", type=int, default=256)
-    p.add_argument("--vocab-size", type=int, default=20_000)
-    p.add_argument("--teacher", default="bilstm")
-    p.add_argument("--teacher-width", type=int, default=128)
-    p.add_argument("--teacher-epochs", type=int, default=8)
-    p.add_argument("--student", default="fasttext")
-    p.add_argument("--student-width", type=int, default=64)
-    p.add_argument("--student-epochs", type=int, default=20)
-    p.add_argument("--student-ngrams", type=int, default=2, help="word n-grams of the fasttext students (1: words)")
-    p.add_argument("--buckets", type=int, default=BUCKETS, help="hash buckets of those n-grams")
-    p.add_argument("--no-teacher", action="store_true", help="labels-only students and TF-IDF + LR only")
-    p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--alpha", type=float, default=0.5)
-    p.add_argument("--repeats", type=int, default=5, help="timed passes over the test texts per model")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (training and timing)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", type=Path, help="also write the results as JSON")
-    a = p.parse_args()
-
-    torch.set_num_threads(a.threads)  # on a shared box, one thread each avoids oversubscription stalls
-    settings = TextSettings(
-        max_len=a.max_len, vocab_size=a.vocab_size, text_column=a.text_column, label_column=a.label_column, strict=False
-    )
-    if a.build_from_man:
-        if not a.folder:
-            p.error("--build-from-man needs --folder (where the class folders are written)")
-        build_from_man(Path(a.build_from_man), Path(a.folder), a.per_class, a.man_words, a.seed)
-    name, root = ("imdb", a.imdb) if a.imdb else ("text_folder", a.folder) if a.folder else ("text_csv", a.csv)
-    bundle = load_dataset(name, root, 0.15, 0.2, a.seed, text=settings)
+def run_seed(a, name: str, root: str, settings: TextSettings, seed: int, timed: bool) -> dict:
+    """One split (seed) and every model on it; `timed`: also the CPU throughput of the torch models."""
+    bundle = load_dataset(name, root, 0.15, 0.2, seed, text=settings)
     sizes = {k: len(v) for k, v in bundle.splits().items()}
     print(
-        f"data: {name} {root} {sizes}, {bundle.num_classes} classes, vocabulary {len(bundle.tokenizer['tokens'])}, "
-        f"padded length {bundle.input_shape[0]}",
+        f"seed {seed}: {name} {root} {sizes}, {bundle.num_classes} classes, "
+        f"vocabulary {len(bundle.tokenizer['tokens'])}, padded length {bundle.input_shape[0]}",
         file=sys.stderr,
     )
+    tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
+    teaches = a.teacher == "tfidf_lr" and not a.no_teacher
+    print("TF-IDF + logistic regression:", file=sys.stderr)
+    tfidf, tfidf_logits = tfidf_logistic_regression(bundle, tokenizer, seed, teach=teaches)
 
     ngrams = {"ngrams": a.student_ngrams, "buckets": a.buckets} if a.student == "fasttext" else {}
     trained = {}  # role: (arch, model, seconds, val acc)
-    if not a.no_teacher:
+    logits = None
+    if teaches:
+        logits = tfidf_logits
+    elif not a.no_teacher:
         print(f"teacher {a.teacher}:", file=sys.stderr)
         teacher, teacher_val, teacher_s = train(
-            a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, a.seed
+            a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, seed
         )
         trained["teacher"] = (a.teacher, teacher, teacher_s, teacher_val)
+        logits = predict_logits(teacher, bundle.train.x, 256)
     print(f"labels-only student {a.student} {ngrams}:", file=sys.stderr)
+    student_lr = a.student_lr
     baseline, baseline_val, baseline_s = train(
-        a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed, **ngrams
+        a.student, bundle, a.student_width, a.student_epochs, student_lr, LabelsOnly(), None, seed, **ngrams
     )
     trained["baseline"] = (a.student, baseline, baseline_s, baseline_val)
-    if ngrams and a.student_ngrams > 1:
-        print(f"labels-only student {a.student}, words only:", file=sys.stderr)
-        words, words_val, words_s = train(
-            a.student, bundle, a.student_width, a.student_epochs, 5e-3, LabelsOnly(), None, a.seed, ngrams=1
-        )
-        trained["baseline_words"] = (f"{a.student} (ngrams 1)", words, words_s, words_val)
-    if not a.no_teacher:
-        logits = predict_logits(teacher, bundle.train.x, 256)
+    if logits is not None:
         print(f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}):", file=sys.stderr)
         student, student_val, student_s = train(
             a.student,
             bundle,
             a.student_width,
             a.student_epochs,
-            5e-3,
+            student_lr,
             KD(a.temperature, a.alpha),
             logits,
-            a.seed,
+            seed,
             **ngrams,
         )
         trained["kd_student"] = (a.student, student, student_s, student_val)
 
-    tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
     test_texts = [tokenizer.decode(row) for row in bundle.test.x]  # the test texts as strings again
-    timed = {role: trained[role][1] for role in ("teacher", "kd_student", "baseline") if role in trained}
-    speed = texts_per_second(timed, tokenizer, test_texts, a.repeats)
+    speed = {}
+    if timed:
+        models = {role: trained[role][1] for role in ("teacher", "kd_student", "baseline") if role in trained}
+        speed = texts_per_second(models, tokenizer, test_texts, a.repeats)
     models = {
         role: {
             "arch": arch,
@@ -244,29 +271,118 @@ def main() -> None:
         }
         for role, (arch, m, s, val) in trained.items()
     }
-    print("TF-IDF + logistic regression:", file=sys.stderr)
-    models["tfidf_lr"] = tfidf_logistic_regression(bundle, tokenizer, a.seed)
+    models["tfidf_lr"] = tfidf
+    if teaches:
+        models["teacher"] = tfidf | {"arch": tfidf["arch"] + ", cross-fitted soft targets"}
+    return {
+        "sizes": sizes,
+        "classes": bundle.classes,
+        "vocabulary": len(tokenizer),
+        "padded_length": bundle.input_shape[0],
+        "models": models,
+    }
+
+
+def percent(values: list[float]) -> list[float]:
+    return [100 * v for v in values]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--imdb", help="folder holding aclImdb/")
+    source.add_argument("--folder", help="root/<class>/*.txt (or root/train|test/<class>/*.txt)")
+    source.add_argument("--csv", help="CSV file with a header row")
+    built = p.add_mutually_exclusive_group()
+    built.add_argument(
+        "--build-from-man", metavar="MAN_ROOT", help="first build --folder from man pages under MAN_ROOT"
+    )
+    built.add_argument(
+        "--build-from-debian", action="store_true", help="first build --folder from `apt-cache dumpavail`"
+    )
+    p.add_argument("--per-class", type=int, default=400, help="texts per class (with --build-from-*)")
+    p.add_argument("--man-words", type=int, default=256, help="words kept per man page (with --build-from-man)")
+    p.add_argument(
+        "--min-packages", type=int, default=1000, help="sections kept (with --build-from-debian): this many or more"
+    )
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--max-len", type=int, default=256)
+    p.add_argument("--vocab-size", type=int, default=20_000)
+    p.add_argument("--teacher", default="bilstm", help="a text arch, or tfidf_lr (cross-fitted soft targets)")
+    p.add_argument("--teacher-width", type=int, default=128)
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--student", default="fasttext")
+    p.add_argument("--student-width", type=int, default=64)
+    p.add_argument("--student-epochs", type=int, default=20)
+    p.add_argument("--student-lr", type=float, default=5e-3)
+    p.add_argument("--student-ngrams", type=int, default=1, help="word n-grams of the fasttext students (1: words)")
+    p.add_argument("--buckets", type=int, default=BUCKETS, help="hash buckets of those n-grams")
+    p.add_argument("--no-teacher", action="store_true", help="labels-only students and TF-IDF + LR only")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--repeats", type=int, default=5, help="timed passes over the test texts per model (first seed)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (training and timing)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="seeds seed..seed+N-1: a split and an init each, paired")
+    p.add_argument("--output", type=Path, help="also write the results as JSON")
+    a = p.parse_args()
+
+    torch.set_num_threads(a.threads)  # on a shared box, one thread each avoids oversubscription stalls
+    settings = TextSettings(
+        max_len=a.max_len, vocab_size=a.vocab_size, text_column=a.text_column, label_column=a.label_column, strict=False
+    )
+    if (a.build_from_man or a.build_from_debian) and not a.folder:
+        p.error("--build-from-man and --build-from-debian need --folder (where the class folders are written)")
+    if a.build_from_man:
+        build_from_man(Path(a.build_from_man), Path(a.folder), a.per_class, a.man_words, a.seed)
+    if a.build_from_debian:
+        build_from_debian(Path(a.folder), a.min_packages, a.per_class, a.seed)
+    name, root = ("imdb", a.imdb) if a.imdb else ("text_folder", a.folder) if a.folder else ("text_csv", a.csv)
+
+    seeds = list(range(a.seed, a.seed + a.seeds))
+    runs = [run_seed(a, name, root, settings, seed, timed=i == 0) for i, seed in enumerate(seeds)]
+    roles = list(runs[0]["models"])
+    acc = {role: [r["models"][role]["test_acc"] for r in runs] for role in roles}
     result = {
-        "data": {
-            "name": name,
-            "root": str(root),
-            "sizes": sizes,
-            "classes": bundle.classes,
-            "vocabulary": len(tokenizer),
-            "padded_length": bundle.input_shape[0],
-        },
+        "data": {"name": name, "root": str(root), **{k: runs[0][k] for k in ("sizes", "classes", "vocabulary")}},
         "kd": {"temperature": a.temperature, "alpha": a.alpha},
         "student_ngrams": a.student_ngrams,
         "buckets": a.buckets,
         "threads": a.threads,
-        "models": models,
+        "seeds": seeds,
+        "runs": runs,
+        "test_acc": acc,
     }
-    header = f"| model | arch | val accuracy | test accuracy | parameters | CPU texts/s ({a.threads} thread) |"
+    header = f"| model | arch (seed {seeds[0]}) | val accuracy | test accuracy | parameters | CPU texts/s |"
     print(f"\n{header}\n|---|---|---|---|---|---|")
-    for role, m in result["models"].items():
+    for role in roles:
+        m = runs[0]["models"][role]
+        test = percent(acc[role])
+        val = percent([r["models"][role]["val_acc"] for r in runs])
+        spread = f" ± {statistics.stdev(test):.2f}" if len(test) > 1 else ""
         tps = "" if m["texts_per_second"] is None else f"{m['texts_per_second']:,.0f}"
-        print(f"| {role} | {m['arch']} | {m['val_acc']:.2%} | {m['test_acc']:.2%} | {m['parameters']:,} | {tps} |")
-    if "teacher" in speed:
+        print(
+            f"| {role} | {m['arch']} | {statistics.fmean(val):.2f} % | {statistics.fmean(test):.2f}{spread} % "
+            f"| {m['parameters']:,} | {tps} |"
+        )
+    if len(seeds) > 1:
+        pairs = [("kd_student", "baseline"), ("kd_student", "tfidf_lr"), ("teacher", "baseline")]
+        result["paired"] = {}
+        print(f"\ntest accuracy, paired over seeds {seeds}:")
+        for x, y in pairs:
+            if x in acc and y in acc:
+                d = paired_difference(percent(acc[x]), percent(acc[y]))
+                result["paired"][f"{x}-{y}"] = d.as_dict()
+                print(f"  {x} - {y}: {d.sentence()}")
+    teacher_vals = [
+        r["models"]["teacher"]["val_acc"] - r["models"]["baseline"]["val_acc"] for r in runs if "teacher" in r["models"]
+    ]
+    if any(v <= 0 for v in teacher_vals):
+        print(f"nothing to distil on {sum(v <= 0 for v in teacher_vals)} of {len(seeds)} seeds: the teacher's")
+        print("validation accuracy was not above the labels-only student's there")
+    speed = {role: runs[0]["models"][role]["texts_per_second"] for role in ("teacher", "kd_student")}
+    if all(speed.values()):
         result["speedup"] = round(speed["kd_student"] / speed["teacher"], 1)
         print(f"\nstudent / teacher throughput: {result['speedup']}x")
     if a.output:

@@ -13,7 +13,13 @@ from prefect.artifacts import (
 
 from flows.local_ui import DEFAULT_MLFLOW_PORT, HOST
 from pipelines.progress import ProgressListener
-from pipelines.summary import champion_sentence, evidence_sentence, kd_gain_sentence, speed_cells
+from pipelines.summary import (
+    champion_sentence,
+    evidence_sentence,
+    kd_gain_sentence,
+    nothing_to_distil_sentence,
+    speed_cells,
+)
 
 
 def mlflow_ui(tracking_uri: str | None) -> str | None:
@@ -65,6 +71,7 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
         "",
         f"**{kd_gain_sentence(summary)}.**",
         "",
+        *([f"**{note}.**", ""] if (note := nothing_to_distil_sentence(summary)) else []),
         (
             f"**Best hyper-parameters** (validation accuracy {best_val}; {t['complete']} complete, "
             f"{t['pruned']} pruned of {t['requested']} trials):"

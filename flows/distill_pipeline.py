@@ -131,7 +131,12 @@ def run_stages(cfg, device: str) -> dict:
         summary = PipelineSummary.build(
             cfg, experiment_id, pid, data, teacher, baseline, student, tuned, ev, reg, seconds
         )
-        mlflow.log_metrics({f"test/{role}_acc": acc for role, acc in ev.test_acc.items()} | summary.kd_gain.metrics())
+        mlflow.log_metrics(
+            {f"test/{role}_acc": acc for role, acc in ev.test_acc.items()}
+            | summary.kd_gain.metrics()
+            | summary.teacher_edge.metrics()
+        )
+        mlflow.set_tags(summary.teacher_edge.tags())
         summary.mlflow["parent_run_url"] = run_url(redact(tracking_uri(cfg)), experiment_id, pid) or ""
         mlflow.log_dict(summary.model_dump(), "summary.json")
     return summary.model_dump()

@@ -91,6 +91,48 @@ class KDGain(BaseModel):
         return {f"kd_gain/{k}": v for k, v in (("val", self.val), ("test", self.test)) if v is not None}
 
 
+class TeacherEdge(BaseModel):
+    """The teacher's lead over the labels-only student, in points: KD can only pass on what the teacher knows better.
+
+    Compared on validation (each model's kept epoch) when both have a figure, else on test (tune.refit=train+val
+    holds no validation back for the baseline). `nothing_to_distil` when the lead is not above zero.
+    """
+
+    split: str
+    points: float
+    teacher_acc: float
+    baseline_acc: float
+    nothing_to_distil: bool
+
+    @classmethod
+    def of(cls, teacher: TrainedModel, baseline: TrainedModel, ev: Evaluation) -> TeacherEdge:
+        if teacher.val_acc is not None and baseline.val_acc is not None:
+            split, t, b = "validation", teacher.val_acc, baseline.val_acc
+        else:
+            split, t, b = "test", ev.test_acc["teacher"], ev.test_acc["baseline"]
+        points = 100 * (t - b)
+        return cls(split=split, points=points, teacher_acc=t, baseline_acc=b, nothing_to_distil=points <= 0)
+
+    def tags(self) -> dict[str, str]:
+        """For the parent MLflow run: searchable (`tags.kdflow.nothing_to_distil = 'true'`)."""
+        return {"kdflow.nothing_to_distil": str(self.nothing_to_distil).lower()}
+
+    def metrics(self) -> dict[str, float]:
+        return {f"teacher_edge/{'val' if self.split == 'validation' else 'test'}": self.points}
+
+
+def nothing_to_distil_sentence(summary: dict) -> str | None:
+    """Said when the teacher is no better than the labels-only student; None when it is."""
+    edge = summary.get("teacher_edge")
+    if not edge or not edge["nothing_to_distil"]:
+        return None
+    return (
+        f"Nothing to distil: the teacher's {edge['split']} accuracy ({edge['teacher_acc']:.2%}) is not above the "
+        f"labels-only student's ({edge['baseline_acc']:.2%}); train a stronger teacher (more epochs, a larger arch) "
+        "before distilling"
+    )
+
+
 def kd_gain_sentence(summary: dict) -> str:
     """One line for the terminal and the flow run's page."""
     gain = summary["kd_gain"]
@@ -117,6 +159,7 @@ class PipelineSummary(BaseModel):
     best_params: dict[str, float]
     best_val_acc: float | None
     kd_gain: KDGain
+    teacher_edge: TeacherEdge
     trials: dict[str, int]
     mlflow: dict[str, str]
     optuna: dict[str, str]
@@ -150,6 +193,7 @@ class PipelineSummary(BaseModel):
             best_params=tuned.best_params,
             best_val_acc=tuned.best_value,
             kd_gain=KDGain.of(baseline, tuned, ev),
+            teacher_edge=TeacherEdge.of(teacher, baseline, ev),
             trials={"complete": tuned.complete, "pruned": tuned.pruned, "requested": cfg.tune.n_trials},
             mlflow={
                 "experiment_id": experiment_id,

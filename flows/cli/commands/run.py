@@ -46,7 +46,13 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.summary import champion_sentence, evidence_sentence, kd_gain_sentence, speed_cells
+    from pipelines.summary import (
+        champion_sentence,
+        evidence_sentence,
+        kd_gain_sentence,
+        nothing_to_distil_sentence,
+        speed_cells,
+    )
 
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
     columns = ("model", "arch", "test acc", "params", "MB", "ms (p95)", "/s @256")  # fits 80 columns
@@ -58,6 +64,8 @@ def print_summary(summary: dict) -> None:
     console.print(table)
     console.print(evidence_sentence(summary), highlight=False, soft_wrap=True)
     console.print(kd_gain_sentence(summary))
+    if note := nothing_to_distil_sentence(summary):
+        console.print(f"{note}.", highlight=False, soft_wrap=True)
     best = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
     t, ml = summary["trials"], summary["mlflow"]
     console.print(
