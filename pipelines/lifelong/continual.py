@@ -42,6 +42,7 @@ from pipelines.lifelong.lineage import Lineage, LineageError, original_data, reb
 from pipelines.lifelong.promotion import lifecycle_decision
 from pipelines.lifelong.state import model_out
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
+from pipelines.run_liveness import liveness_tags
 from pipelines.stream import pipeline_batches
 from pipelines.tracking import loggable_params, setup_experiment
 
@@ -256,7 +257,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
     if not matrix:  # the champion of `kdflow run`: its row on the original test split
         matrix = [accuracy_row(champion, tests[:1])]
     experiment_id = setup_experiment(cfg)
-    run_tags = {"kdflow.pipeline": pipeline, tags.BASE_TAG: lineage.version, **run_tags}
+    run_tags = {"kdflow.pipeline": pipeline, tags.BASE_TAG: lineage.version, **run_tags, **liveness_tags()}
     run_name = f"retrain-{pipeline}-{new[-1][0].replace('/', '-')}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
         mlflow.log_params(loggable_params(cfg.model_copy(update={"retrain": settings})))
