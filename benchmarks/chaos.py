@@ -42,10 +42,13 @@ SMALL = {
     "tune.n_trials": 4,
     "tune.epochs": 2,
     "tune.n_workers": 2,
-    "tune.heartbeat_seconds": 1,  # a killed worker's trial is found dead seconds later, by the next run
-    "tune.grace_seconds": 2,
+    "tune.heartbeat_seconds": 5,  # a killed worker's trial is found dead 30 s later, by the next run
+    "tune.grace_seconds": 30,  # not less: on a loaded box a live worker's beat can be late by seconds
 }
-QUICK = {**SMALL, "teacher.train.epochs": 1, "student.train.epochs": 1, "tune.n_trials": 2, "tune.epochs": 1}
+QUICK = {
+    **SMALL,
+    **{"teacher.train.epochs": 1, "student.train.epochs": 1, "tune.n_trials": 2, "tune.epochs": 1, "tune.n_workers": 1},
+}
 KINDS = ("run", "ingest", "retrain")
 
 
@@ -103,6 +106,7 @@ class Chaos:
         self.next_batch = 0
         self.durations: dict[str, float] = {}
         self.champions: dict[str, str] = {}
+        self.loaded: set[str] = set()
 
     def command(self, kind: str) -> list[str]:
         cli = [sys.executable, "-m", "flows.cli"]
@@ -133,8 +137,8 @@ class Chaos:
         return rc, time.monotonic() - started
 
     def check(self) -> list[str]:
-        report = check_store(self.dir / "mlruns", self.champions, tolerance=0.0)
-        self.champions = report.champions
+        report = check_store(self.dir / "mlruns", self.champions, tolerance=0.0, loaded_before=self.loaded)
+        self.champions, self.loaded = report.champions, report.loaded
         return report.problems
 
     def warm_up(self) -> list[str]:

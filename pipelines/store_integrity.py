@@ -26,6 +26,7 @@ from pipelines.stream.sample_digests import stored_digests
 class IntegrityReport:
     problems: list[str] = field(default_factory=list)
     champions: dict[str, str] = field(default_factory=dict)  # registered model -> champion version
+    loaded: set[str] = field(default_factory=set)  # "name/version" of every version whose model loaded
     checked: dict[str, int] = field(default_factory=dict)  # what was looked at, for the log line
 
     @property
@@ -42,18 +43,28 @@ def check_store(
     previous_champions: dict[str, str] | None = None,
     tolerance: float = 0.0,
     load_models: bool = True,
+    loaded_before: set[str] | None = None,
 ) -> IntegrityReport:
     """Every check on the local store under `store_dir` (MLflow `mlflow.db`, Optuna `optuna.db`, streams, cache).
 
     `previous_champions` (the last report's `champions`) lets the check see a champion move; `tolerance` is the
-    accuracy a promotion was allowed to lose on the same data."""
+    accuracy a promotion was allowed to lose on the same data; `loaded_before` (a last report's `loaded`) skips
+    loading those versions again (a registered version's files never change)."""
     store = Path(store_dir).resolve()
-    report = IntegrityReport()
+    report = IntegrityReport(loaded=set(loaded_before or ()))
     db = store / "mlflow.db"
     if db.exists():
-        client = MlflowClient(f"sqlite:///{db}")
+        uri = f"sqlite:///{db}"
+        client = MlflowClient(uri)
         check_runs(client, report)
-        check_versions(client, report, previous_champions or {}, tolerance, load_models)
+        before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        mlflow.set_tracking_uri(uri)  # models:/ URIs resolve against the global store
+        mlflow.set_registry_uri(uri)
+        try:
+            check_versions(client, report, previous_champions or {}, tolerance, load_models)
+        finally:
+            mlflow.set_tracking_uri(before[0])
+            mlflow.set_registry_uri(before[1])
     check_trials(store / "optuna.db", report)
     check_batches(store, report)
     check_cache(store / "cache", report)
@@ -92,9 +103,11 @@ def check_versions(
         name = model.name
         for mv in client.search_model_versions(f"name = '{name}'"):
             versions += 1
-            if load_models:
+            key = f"{name}/{mv.version}"
+            if load_models and key not in report.loaded:
                 try:
-                    mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+                    mlflow.pyfunc.load_model(f"models:/{key}")
+                    report.loaded.add(key)
                 except Exception as e:
                     report.problems.append(f"{name} v{mv.version} does not load ({type(e).__name__}: {e})"[:300])
         champion = model.aliases.get("champion") if isinstance(model.aliases, dict) else None
