@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import signal
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,6 +155,9 @@ class Chaos:
         return problems + self.check()
 
     def step(self, number: int, kind: str, sig: signal.Signals) -> Step:
+        if kind == "retrain":  # a new batch first, unkilled: the retraining killed has something to learn
+            rc, _ = self.complete(self.command("ingest"), self.dir / f"kill{number:03d}-new-batch.log")
+            self.next_batch += rc == 0
         argv = self.command(kind)
         after = self.rng.uniform(0.05, 0.95) * self.durations[kind]
         log = self.dir / f"kill{number:03d}-{kind}.log"
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.kills < 1:
         p.error("--kills must be at least 1")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the checks' store opening, not news
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kdflow-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
