@@ -105,3 +105,12 @@ def test_a_living_process_renews_its_runs_heartbeat(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_bad_heartbeat_setting_is_refused_before_any_work(tmp_path):
+    env = {**isolated_env(tmp_path), "KDFLOW_HEARTBEAT_S": "soon"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "KDFLOW_HEARTBEAT_S='soon'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "mlruns").exists()

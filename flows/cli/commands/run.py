@@ -88,6 +88,13 @@ def dry_run(cfg) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
+    from pipelines.run_liveness import heartbeat_interval
+
+    try:
+        heartbeat_interval()  # a bad KDFLOW_HEARTBEAT_S is known now, not when the first run opens
+    except ValueError as e:
+        print(f"kdflow: {e}", file=sys.stderr)
+        return 2
     if args.verbose:
         logging.getLogger("kdflow").setLevel(logging.DEBUG)
     else:
