@@ -165,7 +165,12 @@ def pull_trials(cfg: PipelineConfig, job: TuneJob, worker: str, poll_seconds: fl
 
 
 def interrupt(signum: int, frame: object) -> None:
-    """SIGTERM as Ctrl-C: Optuna fails the running trial and MLflow ends its run (FAILED) on the way out."""
+    """SIGTERM as Ctrl-C: Optuna fails the running trial and MLflow ends its run (FAILED) on the way out.
+
+    Only the first signal interrupts: Ctrl-C reaches the worker and its run, which then stops the worker with
+    SIGTERM, and a second KeyboardInterrupt inside MLflow's end_run would leave the trial's run RUNNING."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -173,6 +178,7 @@ def main() -> int:
     """A local worker process: `{"config": ..., "job": ..., "worker": ..., "threads": N}` on stdin."""
     request = json.loads(sys.stdin.read())
     signal.signal(signal.SIGTERM, interrupt)  # stopped by the stage: end the trial's run rather than vanish
+    signal.signal(signal.SIGINT, interrupt)  # Ctrl-C in the terminal reaches the workers too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s  %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(int(request.get("threads") or torch.get_num_threads()))  # the run chose for its workers
     cfg = PipelineConfig.model_validate(request["config"])

@@ -47,6 +47,7 @@ from pipelines.lifelong.strategies import learn_task, strategy_options
 from pipelines.lifelong.token_width import to_width
 from pipelines.onnx_export import log_export
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
+from pipelines.run_liveness import liveness_tags
 from pipelines.stream import pipeline_batches
 from pipelines.tracking import loggable_params, setup_experiment
 
@@ -280,7 +281,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
     if not matrix:  # the champion of `kdflow run`: its row on the original test split
         matrix = [accuracy_row(champion, tests[:1])]
     experiment_id = setup_experiment(cfg)
-    run_tags = {"kdflow.pipeline": pipeline, tags.BASE_TAG: lineage.version, **run_tags}
+    run_tags = {"kdflow.pipeline": pipeline, tags.BASE_TAG: lineage.version, **run_tags, **liveness_tags()}
     run_name = f"retrain-{pipeline}-{new[-1][0].replace('/', '-')}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
         mlflow.log_params(loggable_params(cfg.model_copy(update={"retrain": settings})))

@@ -37,6 +37,7 @@ from pipelines.lifelong.promotion import promotion_decision
 from pipelines.lifelong.state import LifelongState, model_blob, model_out
 from pipelines.lifelong.strategies import learn_task
 from pipelines.registry import ServedInput, log_served_model, register_version
+from pipelines.run_liveness import fail_orphaned_runs, liveness_tags
 from pipelines.stream import StreamStore
 from pipelines.threads import auto_choice, use_threads
 from pipelines.tracking import redact, use_tracking_uri, users_tracking_env
@@ -79,6 +80,7 @@ def setup_experiment(cfg: RetrainConfig) -> str:
     uri = tracking_uri(cfg)
     default = not cfg.tracking_uri and not users_tracking_env()
     use_tracking_uri(uri, chosen_by_kdflow=default)
+    fail_orphaned_runs()  # runs a killed retraining left RUNNING end now, as FAILED, with the reason
     name = f"kdflow-lifelong-{cfg.stream}"
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
@@ -268,7 +270,7 @@ def _learn(cfg, store, experiment_id, champion, state, new, batches, on_batch, t
     seen = [batch_by_id[i] for i in learned]
     tests = [b.load("test", index, tokenizer) for b in seen]
     matrix = [list(row) for row in state.matrix]
-    run_tags = {"kdflow.stream": cfg.stream, "kdflow.base_version": champion_version or "", **tags}
+    run_tags = {"kdflow.stream": cfg.stream, "kdflow.base_version": champion_version or "", **tags, **liveness_tags()}
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"retrain-{cfg.stream}-{new[-1].id}", tags=run_tags
     ) as run:

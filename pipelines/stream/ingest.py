@@ -26,18 +26,21 @@ from pipelines.stream.readers import (
     read_npz_file,
     read_tensor_file,
 )
-from pipelines.stream.store import SCENARIOS, StreamError, StreamStore
+from pipelines.stream.sample_digests import SampleIndex, drop_known_samples
+from pipelines.stream.store import SCENARIOS, StreamError, StreamStore, pipeline_batches
 from pipelines.stream.text_batches import read_text_batch
 
 
 @dataclass
 class IngestResult:
     stream: str
-    batch_id: str
-    duplicate: bool
+    batch_id: str  # the new batch; for a duplicate, the first stored batch that holds its samples
+    duplicate: bool  # nothing new: every sample is already stored, nothing was written
     classes: list[str] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     path: str = ""
+    dropped: int = 0  # samples left out: already stored in `dropped_from`, or repeated within this batch
+    dropped_from: list[str] = field(default_factory=list)
 
 
 def content_digest(raw: RawBatch) -> str:
@@ -189,7 +192,7 @@ def ingest(
     pipeline: str | None = None,
     fits: Callable[[RawBatch], None] | None = None,
 ) -> IngestResult:
-    """Add `source` to `stream` as one immutable batch; a duplicate of an existing batch adds nothing.
+    """Add `source` to `stream` as one immutable batch of the samples not already stored; nothing new adds nothing.
 
     `fmt` is one of readers.FORMATS ("auto" tells it from the path); `columns` names the text and label
     columns (CSV) or keys (JSONL) of a text batch. `pipeline` binds the stream to that pipeline, whose
@@ -204,16 +207,27 @@ def ingest(
     raw = read_batch(source, fmt, columns, known_labels(store))  # validates every record before anything is written
     if fits is not None:
         fits(raw)
-    digest = content_digest(raw)
     with store.lock("ingest"):
         remove_stale_staging(store)
         settings = check_fits_stream(store, raw, scenario, pipeline)
         existing = store.batches()
-        for b in existing:
-            if b.manifest["content_sha256"] == digest:
-                return IngestResult(
-                    stream, b.id, duplicate=True, classes=b.classes, counts=b.manifest["counts"], path=str(b.path)
-                )
+        # Duplicates by content, per sample, against every batch this pipeline learns from: a renamed, re-ordered
+        # or partly new batch adds only its new samples, so a sample held out for testing is never trained on.
+        known = SampleIndex.of(existing + related_batches(store, pipeline))
+        raw, digests, dropped = drop_known_samples(raw, known)
+        if raw is None:
+            first = known.batch_of(dropped.first_digest)
+            return IngestResult(
+                stream,
+                first.id,
+                duplicate=True,
+                classes=first.classes,
+                counts=first.manifest["counts"],
+                path=str(first.path),
+                dropped=dropped.count,
+                dropped_from=dropped.batch_ids,
+            )
+        digest = content_digest(raw)
         batch_id = f"{len(existing) + 1:05d}-{digest[:12]}"
         classes = sorted(set(raw.labels))
         test = split_test_part(raw.labels, test_fraction, seed=int(digest[:8], 16))
@@ -241,6 +255,11 @@ def ingest(
                     for f in raw.files
                 ],
                 "files": {name: sha256_file(staging / name) for name in parts},
+                "sample_sha256": {
+                    part: [d for d, t in zip(digests, test.tolist()) if t == (part == "test")]
+                    for part in ("train", "test")
+                },
+                "dropped_samples": dropped.count,
             }
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
             store.batches_dir.mkdir(parents=True, exist_ok=True)
@@ -251,5 +270,20 @@ def ingest(
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return IngestResult(
-        stream, batch_id, duplicate=False, classes=classes, counts=counts, path=str(store.batches_dir / batch_id)
+        stream,
+        batch_id,
+        duplicate=False,
+        classes=classes,
+        counts=counts,
+        path=str(store.batches_dir / batch_id),
+        dropped=dropped.count,
+        dropped_from=dropped.batch_ids,
     )
+
+
+def related_batches(store: StreamStore, pipeline: str | None) -> list:
+    """The batches of the other streams bound to the same pipeline: its retraining learns from them all."""
+    bound = pipeline or (stream_settings(store) or {}).get("pipeline")
+    if not bound:
+        return []
+    return [b for key, b in pipeline_batches(store.root, bound) if not key.startswith(f"{store.name}/")]

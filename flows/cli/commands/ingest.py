@@ -72,10 +72,13 @@ def run_ingest(args) -> int:
     )
     if r.duplicate:
         print(
-            f"duplicate: {args.path} has the same content as batch {r.batch_id} of stream {args.stream}; "
-            "nothing ingested"
+            f"duplicate: every sample of {args.path} is already stored (batches {', '.join(r.dropped_from)} of "
+            f"stream {args.stream}); nothing ingested"
         )
         return 0
+    if r.dropped:
+        held = f" (already in batches {', '.join(r.dropped_from)})" if r.dropped_from else ""
+        print(f"dropped {r.dropped} sample(s) of {args.path} already stored{held}; ingesting the rest")
     bound = f" for pipeline {args.pipeline}" if args.pipeline else ""
     print(
         f"ingested {args.path} into stream {args.stream}{bound} as batch {r.batch_id}: classes {', '.join(r.classes)}; "

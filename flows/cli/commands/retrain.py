@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 from flows.cli.commands._lifelong import check_settings, lifelong_errors, print_result, write_output
@@ -57,7 +59,26 @@ def pipeline_changes(args) -> dict:
     return changes
 
 
+def stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """`kill PID` stops a retraining as Ctrl-C does: once, so its MLflow run ends FAILED on the way out."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def run_retrain(args) -> int:
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    try:
+        return retrain_target(args)
+    except KeyboardInterrupt:
+        print(
+            "kdflow retrain: stopped; its MLflow run ended as FAILED (run it again to learn the batches)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def retrain_target(args) -> int:
     if args.pipeline:
         from flows.cli.commands._lifelong import print_pipeline_result
         from pipelines.lifelong.continual import retrain_pipeline

@@ -98,6 +98,13 @@ def dry_run(cfg) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
+    from pipelines.run_liveness import heartbeat_interval
+
+    try:
+        heartbeat_interval()  # a bad KDFLOW_HEARTBEAT_S is known now, not when the first run opens
+    except ValueError as e:
+        print(f"kdflow: {e}", file=sys.stderr)
+        return 2
     if args.verbose:
         logging.getLogger("kdflow").setLevel(logging.DEBUG)
     else:
@@ -110,6 +117,7 @@ def run_command(args: argparse.Namespace) -> int:
     cfg, secrets = move_credentials_to_env(cfg)  # passwords stay out of flow parameters and MLflow params
     os.environ.update(secrets)
     from flows.distill_pipeline import distill_pipeline
+    from flows.temporary_server import keep_temporary_server_out_of_ctrl_c
     from kdcore.data import DataError
     from pipelines.stages import prepare_data
 
@@ -123,6 +131,7 @@ def run_command(args: argparse.Namespace) -> int:
         from flows.cli.log import setup_logging
 
         setup_logging(console, logging.DEBUG if args.verbose else logging.INFO)
+    keep_temporary_server_out_of_ctrl_c()  # Ctrl-C stops the run in seconds, its state reported
     try:
         # bad data fails here, in one line, before Prefect or MLflow start; the flow reuses the result
         prepare_data(cfg)
