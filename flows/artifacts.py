@@ -13,7 +13,7 @@ from prefect.artifacts import (
 
 from flows.local_ui import DEFAULT_MLFLOW_PORT, HOST
 from pipelines.progress import ProgressListener
-from pipelines.summary import champion_sentence, kd_gain_sentence
+from pipelines.summary import champion_sentence, choice_sentence, kd_gain_sentence
 
 
 def mlflow_ui(tracking_uri: str | None) -> str | None:
@@ -72,6 +72,7 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
         "|---|---:|",
         *(f"| {k} | {v:.4g} |" for k, v in summary["best_params"].items()),
         "",
+        *([f"**Chosen {choice_sentence(summary)}.**", ""] if choice_sentence(summary) else []),
         f"**{champion_sentence(summary)}**",
         "",
         f"**MLflow** experiment `{exp}`, parent run {run_link(tracking_uri, exp, ml['parent_run_id'])}, "

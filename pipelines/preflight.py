@@ -13,6 +13,7 @@ from kdcore.datasets import load_dataset
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.method_fit import check_methods_fit
 from pipelines.pretrained import check_pretrained
+from pipelines.size_search_fit import check_size_search
 from pipelines.stages.prepare_data import check_teacher_fits
 from pipelines.store_reachability import check_stores_reachable
 from pipelines.tracking import redact, tracking_uri
@@ -34,6 +35,7 @@ def check_data(cfg: PipelineConfig) -> str:
     d = cfg.data
     bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
     check_teacher_fits(cfg, bundle)
+    check_size_search(cfg, bundle)
     check_methods_fit(cfg, bundle)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in bundle.splits().items())
     return f"data: {d.dataset} readable, {bundle.num_classes} classes, input {tuple(bundle.input_shape)}, {sizes}"

@@ -46,7 +46,7 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.summary import champion_sentence, kd_gain_sentence
+    from pipelines.summary import champion_sentence, choice_sentence, kd_gain_sentence
 
     table = Table(title=f"kdflow {summary['pipeline']}: test split")
     for column in ("model", "arch", "test acc", "parameters"):
@@ -62,6 +62,8 @@ def print_summary(summary: dict) -> None:
         f"best method: {summary['best_method']}; hyper-parameters: {best}  "
         f"(trials: {t['complete']} complete, {t['pruned']} pruned)"
     )
+    if choice_sentence(summary):
+        console.print(f"chosen {choice_sentence(summary)}", highlight=False, soft_wrap=True)
     console.print(champion_sentence(summary), highlight=False, soft_wrap=True)
     console.print(
         f"MLflow experiment {ml['experiment_id']}, parent run {ml['parent_run_id']}; "
