@@ -55,7 +55,7 @@ def distill_final(
             "distill.soft_targets": targets.kind,
             "best.method": tuned.method,
             **{f"best.{k}": v for k, v in p.items()},
-            **({} if tuned.chosen_trial is None else {"best.trial": tuned.chosen_trial}),
+            **({} if tuned.chosen_trial is None else {"search.chosen_trial": tuned.chosen_trial}),
             **{f"cost.{k}": v for k, v in tuned.costs.items()},
         },
     )
