@@ -203,3 +203,26 @@ def test_bad_budgets_objectives_and_sizes_fail_in_one_sentence(store, capsys, tm
     assert main(["run", "--dry-run", "--set", "register.budget=params<60000"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "register.budget" in err
+
+
+def test_kdflow_run_registers_the_chosen_size_says_why_and_refuses_a_budget_no_trial_meets(kdflow, tmp_path):
+    size = ["--set", "tune.space.width={low: 4, high: 48, log: true}", "--set", "teacher.arch=cnn_small"]
+    tiny = ["--set", "teacher.train.epochs=1", "--set", "student.train.epochs=2", "--set", "tune.epochs=2"]
+    budget = mlp_params(16)
+    proc, summary = kdflow(
+        "run", *size, *tiny, "--set", "tune.n_trials=4", "--set", f"register.budget=params<={budget}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chosen = summary["student_choice"]
+    assert f"within register.budget=params<={budget}" in chosen["reason"] and chosen["costs"]["params"] <= budget
+    models = summary["models"]
+    assert models["student"]["parameters"] == models["baseline"]["parameters"] == chosen["costs"]["params"]
+    assert "chosen student mlp width=" in proc.stdout and f"from trial {chosen['trial']}" in proc.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert {a.path for a in client.list_artifacts(summary["mlflow"]["parent_run_id"], "pareto")} >= {"pareto/front.png"}
+    versions = client.search_model_versions("name='kdflow-digits-student'")
+
+    proc, summary = kdflow("run", *size, *tiny, "--set", "tune.n_trials=2", "--set", "register.budget=params<=50")
+    assert proc.returncode == 2 and summary is None
+    assert "no trial fits register.budget=params<=50: the smallest student tried costs" in proc.stderr
+    assert len(client.search_model_versions("name='kdflow-digits-student'")) == len(versions)  # nothing new
