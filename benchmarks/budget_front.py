@@ -9,6 +9,8 @@ Arm "fixed": today's search (accuracy only, pruned) of the preset's student. Arm
 Pareto front (each front point's latency at batch 1 measured too). Then, for two budgets (half and a tenth of the
 preset student's parameters), the front's most accurate student within the budget is retrained (distill_final)
 next to a labels-only student of the same architecture and size (train_baseline), both scored on the test split.
+With --budgeted, also a one-objective search per budget (register.budget as Optuna's constraint, pruned,
+over-budget trials not trained), same trial count, and its chosen student likewise.
 Writes the front plot to benchmarks/budget_front_<preset>.png.
 """
 
@@ -44,7 +46,7 @@ from pipelines.stages import (  # noqa: E402
 )
 from pipelines.student_cost import build_student, latency_ms, one_sample  # noqa: E402
 from pipelines.tracking import setup_experiment  # noqa: E402
-from pipelines.tuning import chosen_student, final_student, open_study  # noqa: E402
+from pipelines.tuning import STUDENT_KEYS, chosen_student, final_student, open_study  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,6 +61,9 @@ def main() -> None:
     p.add_argument("--limit-train", type=int, default=0, help="stratified subset of the train split (0: all)")
     p.add_argument("--width", default="{low: 2, high: 64, log: true}")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--budgeted", action="store_true", help="also a one-objective search within each budget, same trial count"
+    )
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     logging.basicConfig(level=logging.WARNING)
@@ -116,39 +121,58 @@ def main() -> None:
             shutil.copy(front_png, target)
             print(f"front plot: {target.relative_to(HERE.parent)} ({target.stat().st_size / 1000:.0f} KB)")
 
-            print("\n| budget | chosen student (trial) | params | KD test acc | labels-only test acc | KD - labels |")
-            print("|---|---|---:|---:|---:|---:|")
+            print(
+                "\n| budget | search | chosen student (trial) | params | val acc | KD test acc | "
+                "labels-only test acc | KD - labels |"
+            )
+            print("|---|---|---|---:|---:|---:|---:|---:|")
             for share in (0.5, 0.1):
                 budget = f"params<={int(preset_params * share)}"
                 run_cfg = load_config(a.preset, [*sized_args, f"register.budget={budget}"])
                 try:
                     choice = choose(run_cfg, study)
                 except ValueError as e:  # BudgetUnreachable: the search tried nothing this small
-                    print(f"| {budget} | none: {e} | | | | |")
-                    continue
-                params = dict(choice.trial.params)
-                tuned = sized.model_copy(
-                    update={
-                        "student": chosen_student(run_cfg, params).model_dump(),
-                        "method": params.pop("method", "kd"),
-                        "best_params": {k: v for k, v in params.items() if k not in ("student_arch", "width", "depth")},
-                        "best_value": choice.trial.values[0],
-                        "best_epoch": choice.trial.user_attrs.get("best_epoch"),
-                        "chosen_trial": choice.trial.number,
-                    }
-                )
-                student = distill_final(run_cfg, data, logits, tuned, pid, teacher)
-                baseline = train_baseline(run_cfg, data, pid, final_student(run_cfg, tuned))
-                ev = evaluate_models(run_cfg, data, [student, baseline], pid)
-                spec = final_student(run_cfg, tuned)
-                size = " ".join(f"{k}={v}" for k, v in spec.options().items() if k in ("width", "depth"))
-                kd, labels = ev.test_acc["student"], ev.test_acc["baseline"]
-                print(
-                    f"| {budget} ({share:g} x preset) | {spec.arch} {size} ({choice.trial.number}) | "
-                    f"{student.parameters:,} | {kd:.4f} | {labels:.4f} | {100 * (kd - labels):+.2f} points |",
-                    flush=True,
-                )
+                    print(f"| {budget} | front | none: {e} | | | | | |")
+                    choice = None
+                if choice is not None:
+                    params = dict(choice.trial.params)
+                    tuned = sized.model_copy(
+                        update={
+                            "student": chosen_student(run_cfg, params).model_dump(),
+                            "method": params.pop("method", "kd"),
+                            "best_params": {k: v for k, v in params.items() if k not in STUDENT_KEYS},
+                            "best_value": choice.trial.values[0],
+                            "best_epoch": choice.trial.user_attrs.get("best_epoch"),
+                            "chosen_trial": choice.trial.number,
+                        }
+                    )
+                    final_pair(run_cfg, data, logits, tuned, pid, teacher, f"{budget} ({share:g} x preset) | front")
+                if a.budgeted:  # the same trial count spent by one objective constrained to the budget
+                    one = [*base, "tune.study_name=budget-" + budget, f"register.budget={budget}"]
+                    one += [x for x in sized_args if x.startswith(("tune.student_archs", "tune.space"))]
+                    one_cfg = load_config(a.preset, one)
+                    try:
+                        tuned = tune_student(one_cfg, data, teacher, logits, pid)
+                    except ValueError as e:
+                        print(f"| {budget} | budgeted | none: {e} | | | | | |")
+                        continue
+                    final_pair(one_cfg, data, logits, tuned, pid, teacher, f"{budget} ({share:g} x preset) | budgeted")
     print(f"\ntotal {time.perf_counter() - started:.0f} s, load average {os.getloadavg()[0]:.1f}")
+
+
+def final_pair(cfg, data, logits, tuned, pid, teacher, label: str) -> None:
+    """The chosen student distilled, and labels-only at the same size, both on the test split: one table row."""
+    student = distill_final(cfg, data, logits, tuned, pid, teacher)
+    baseline = train_baseline(cfg, data, pid, final_student(cfg, tuned))
+    ev = evaluate_models(cfg, data, [student, baseline], pid)
+    spec = final_student(cfg, tuned)
+    size = " ".join(f"{k}={v}" for k, v in spec.options().items() if k in ("width", "depth"))
+    kd, labels = ev.test_acc["student"], ev.test_acc["baseline"]
+    print(
+        f"| {label} | {spec.arch} {size} ({tuned.chosen_trial}) | {student.parameters:,} | {tuned.best_value:.4f} | "
+        f"{kd:.4f} | {labels:.4f} | {100 * (kd - labels):+.2f} points |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
