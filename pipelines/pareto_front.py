@@ -105,6 +105,11 @@ def choose(cfg: PipelineConfig, study: optuna.Study) -> Choice | None:
     within = [p for p in points_of(study, limit[0]) if p.cost <= limit[1]]
     if not within:
         smallest, trial = min(measured, default=(float("nan"), -1))
+        if smallest <= limit[1]:
+            raise BudgetUnreachable(
+                f"no trial within register.budget={cfg.register.budget} completed (the pruner stopped every one); "
+                "nothing was registered; raise tune.n_trials or set tune.pruner=none"
+            )
         raise BudgetUnreachable(
             f"no trial fits register.budget={cfg.register.budget}: the smallest student tried costs {smallest:.4g} "
             f"{UNITS[limit[0]]} (trial {trial}) and nothing was registered; raise the budget or search smaller "
