@@ -133,7 +133,7 @@ def front_table(choice: Choice) -> list[dict]:
             {
                 "trial": p.trial,
                 "val/acc": round(p.accuracy, 4),
-                choice.cost: float(f"{p.cost:.4g}"),
+                choice.cost: exact(choice.cost, p.cost),
                 **({} if p.fits is None else {"within_budget": p.fits}),
                 "chosen": p.trial == choice.trial.number,
                 **{k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in p.params.items()},
@@ -141,6 +141,11 @@ def front_table(choice: Choice) -> list[dict]:
             }
         )
     return rows
+
+
+def exact(cost: str, value: float) -> float | int:
+    """Counts (params, flops) whole; measured sizes and times to 4 significant digits."""
+    return int(value) if cost in ("params", "flops") else float(f"{value:.4g}")
 
 
 def markdown(rows: list[dict]) -> str:

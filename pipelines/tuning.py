@@ -264,7 +264,13 @@ def trial_rows(cfg: PipelineConfig, study_name: str) -> list[dict]:
     for t in study.get_trials(deepcopy=False):
         row = {"trial": t.number, "state": t.state.name, "val/acc": None if t.values is None else round(t.values[0], 4)}
         row.update({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in t.params.items()})  # method: a name
-        row.update({k: float(f"{v:.4g}") for k, v in t.user_attrs.items() if k.startswith("cost.")})
+        row.update(
+            {
+                k: v if k in ("cost.params", "cost.flops") else float(f"{v:.4g}")
+                for k, v in t.user_attrs.items()
+                if k.startswith("cost.")
+            }
+        )
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
         rows.append(row)
     return rows
