@@ -15,6 +15,7 @@ from flows.local_ui import DEFAULT_MLFLOW_PORT, HOST
 from pipelines.progress import ProgressListener
 from pipelines.summary import (
     champion_sentence,
+    choice_sentence,
     evidence_sentence,
     kd_gain_sentence,
     nothing_to_distil_sentence,
@@ -81,6 +82,7 @@ def summary_markdown(summary: dict, tracking_uri: str | None) -> str:
         "|---|---:|",
         *(f"| {k} | {v:.4g} |" for k, v in summary["best_params"].items()),
         "",
+        *([f"**Chosen {choice_sentence(summary)}.**", ""] if choice_sentence(summary) else []),
         f"**{champion_sentence(summary)}**",
         "",
         f"**MLflow** experiment `{exp}`, parent run {run_link(tracking_uri, exp, ml['parent_run_id'])}, "

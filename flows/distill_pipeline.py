@@ -26,7 +26,7 @@ from pipelines.run_liveness import liveness_tags
 from pipelines.summary import PipelineSummary
 from pipelines.threads import threads_for_run, use_threads
 from pipelines.tracking import loggable_params, redact, setup_experiment, tracking_uri
-from pipelines.tuning import trial_rows
+from pipelines.tuning import final_student, searches_size, trial_rows
 
 
 def stage_task(fn, name: str, gpu: bool = False):
@@ -123,8 +123,12 @@ def run_stages(cfg, device: str) -> dict:
         teacher = timed("train_teacher", train_teacher, cfg, data, pid)
         mlflow.set_tags({"kdflow.teacher_run_id": teacher.run_id, "kdflow.teacher_reused": str(teacher.reused).lower()})
         logits = timed("teacher_logits", teacher_logits, cfg, data, teacher)
-        baseline = timed("train_baseline", train_baseline, cfg, data, pid)
+        sized = searches_size(cfg)  # then the labels-only baseline waits for the chosen size: same cost as the student
+        if not sized:
+            baseline = timed("train_baseline", train_baseline, cfg, data, pid)
         tuned = timed("tune_student", tune_student, cfg, data, teacher, logits, pid, worker_launcher(cfg))
+        if sized:
+            baseline = timed("train_baseline", train_baseline, cfg, data, pid, final_student(cfg, tuned))
         student = timed("distill_final", distill_final, cfg, data, logits, tuned, pid, teacher)
         ev = timed("evaluate", evaluate, cfg, data, [teacher, baseline, student], pid)
         reg = timed("register", register, cfg, data, student, baseline, tuned, ev, pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -550,6 +551,18 @@ class CRDSpace(Section):
     weight: Range = span(0.1, 5.0, "distill.crd.weight")
 
 
+class SizeRange(Section):
+    low: int = Field(ge=1, le=4096, description="Smallest value tried.")
+    high: int = Field(ge=1, le=4096, description="Largest value tried.")
+    log: bool = Field(False, description="Sample on a log scale.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SizeRange:
+        if not self.low < self.high:
+            raise ValueError("needs low < high")
+        return self
+
+
 class SearchSpace(Section):
     temperature: Range = Field(
         default_factory=lambda: Range(low=1.0, high=8.0), description="Range of distill.temperature."
@@ -568,8 +581,26 @@ class SearchSpace(Section):
     at: ATSpace = Field(default_factory=ATSpace, description="Range of the AT weight.")
     sp: SPSpace = Field(default_factory=SPSpace, description="Range of the SP weight.")
     rkd: RKDSpace = Field(default_factory=RKDSpace, description="Ranges of RKD's weights.")
+    width: SizeRange | None = Field(
+        None,
+        description=(
+            "Range of the student's width (student.width: hidden units of mlp, channels of cnn_*, resnet*); "
+            "empty: the student's own width, not searched."
+        ),
+    )
+    depth: SizeRange | None = Field(
+        None,
+        description=(
+            "Range of the student's depth, for the searched students that have one (mlp: hidden layers; "
+            "resnet*: 6n+2); empty: not searched."
+        ),
+    )
     pkt: PKTSpace = Field(default_factory=PKTSpace, description="Range of the PKT weight.")
     crd: CRDSpace = Field(default_factory=CRDSpace, description="Range of the CRD weight.")
+
+
+COSTS = ("params", "size_mb", "flops", "latency_ms")  # = pipelines.student_cost.MEASURES
+Objective = Literal["accuracy", "params", "size_mb", "flops", "latency_ms"]
 
 
 class TuneConfig(Section):
@@ -612,6 +643,41 @@ class TuneConfig(Section):
         default_factory=list,
         description="Methods Optuna chooses among, each with its own weights (empty: only distill.method).",
     )
+    student_archs: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Student models Optuna chooses among, all of the data's modality, each at the searched width and depth "
+            "(empty: only student.arch)."
+        ),
+    )
+    objectives: list[Objective] = Field(
+        default_factory=lambda: ["accuracy"],
+        description=(
+            "What the study optimises: [accuracy] (validation accuracy, pruned), or [accuracy, COST] with COST one of "
+            "params, size_mb, flops (per sample), latency_ms (batch 1, on the worker's device): a multi-objective "
+            "study, unpruned, that maps the accuracy-versus-cost Pareto front."
+        ),
+    )
+
+    @field_validator("student_archs")
+    @classmethod
+    def _known_archs(cls, archs: list[str]) -> list[str]:
+        from kdcore.models import MODELS
+
+        for arch in archs:
+            if arch not in MODELS:
+                raise ValueError(f"unknown model {arch!r}; choose among {sorted(MODELS)}" + did_you_mean(arch, MODELS))
+        if len(set(archs)) != len(archs):
+            raise ValueError("lists a model twice; name each once")
+        return archs
+
+    @field_validator("objectives")
+    @classmethod
+    def _accuracy_then_one_cost(cls, objectives: list[str]) -> list[str]:
+        if objectives[:1] != ["accuracy"] or len(objectives) > 2 or "accuracy" in objectives[1:]:
+            raise ValueError(f"must be [accuracy] or [accuracy, COST] with COST one of {', '.join(COSTS)}")
+        return objectives
+
     refit: Literal["train", "train+val"] = Field(
         "train",
         description=(
@@ -732,6 +798,42 @@ class RegisterConfig(Section):
             "minus this and the best any version reached on the same test data minus this, so losses cannot add up."
         ),
     )
+    budget: str | None = Field(
+        None,
+        description=(
+            "What the registered student may cost, e.g. params<=60000, size_mb<=1, flops<=2e6, latency_ms<=2 "
+            "(batch 1, on the tuning device): trials over it are infeasible and the most accurate student within it "
+            "is retrained and registered; empty: no budget."
+        ),
+    )
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_parses(cls, budget: str | None) -> str | None:
+        if budget is not None:
+            parse_budget(budget)
+        return budget
+
+    def limit(self) -> tuple[str, float] | None:
+        """(cost, the most it may be), or None without a budget."""
+        return None if self.budget is None else parse_budget(self.budget)
+
+
+def parse_budget(budget: str) -> tuple[str, float]:
+    """`params<=60000` -> ("params", 60000.0); anything else is refused in one sentence."""
+    match = re.fullmatch(r"\s*([a-z_]+)\s*<=\s*([0-9.eE+]+)\s*", budget)
+    cost, limit = (match.group(1), match.group(2)) if match else (None, None)
+    if cost not in COSTS:
+        raise ValueError(
+            f"{budget!r} is no budget; write COST<=LIMIT with COST one of {', '.join(COSTS)}, e.g. params<=60000"
+        )
+    try:
+        value = float(limit)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{budget!r}: the limit must be a positive number, e.g. {cost}<=60000")
+    return cost, value
 
 
 class EvaluateConfig(Section):
@@ -798,6 +900,40 @@ class PipelineConfig(Section):
                         f"tune.space.{path}.{end}={getattr(r, end):g} is outside {target}'s own limits "
                         f"(it must be {limit}); choose a range inside them"
                     ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _searched_students_fit(self) -> PipelineConfig:
+        """Searched student models read the data's modality, and each searched size fits at least one of them."""
+        import inspect
+
+        from kdcore.models import MODELS
+        from kdcore.models.registry import ABOUT
+
+        modality = "text" if self.data.dataset in TEXT_DATASETS else "image"
+        for arch in self.tune.student_archs:
+            if ABOUT[arch].modality != modality:
+                raise ValueError(
+                    f"tune.student_archs lists {arch}, a {ABOUT[arch].modality} model, but data.dataset="
+                    f"{self.data.dataset} is {modality}; list {modality} models only"
+                )
+        archs = self.tune.student_archs or [self.student.arch]
+        for size in ("width", "depth"):
+            if getattr(self.tune.space, size) is not None and not any(
+                size in inspect.signature(MODELS[a]).parameters for a in archs
+            ):
+                raise ValueError(
+                    f"tune.space.{size} is set but no searched student ({', '.join(archs)}) has a {size}; "
+                    "leave it empty"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _budget_needs_a_search(self) -> PipelineConfig:
+        if self.register.budget is not None and self.tune.n_trials == 0:
+            raise ValueError(
+                f"register.budget={self.register.budget} needs a search to choose within it; set tune.n_trials > 0"
+            )
         return self
 
     def flat(self) -> dict[str, Any]:

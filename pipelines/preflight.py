@@ -13,10 +13,11 @@ from kdcore.datasets import load_dataset
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.method_fit import check_methods_fit
 from pipelines.pretrained import check_pretrained
+from pipelines.size_search_fit import check_size_search
 from pipelines.stages.prepare_data import check_teacher_fits
 from pipelines.store_reachability import check_stores_reachable
 from pipelines.tracking import redact, tracking_uri
-from pipelines.tuning import defaults, inside_ranges, searched_methods, storage_url
+from pipelines.tuning import defaults, inside_ranges, searched_methods, searched_students, searches_size, storage_url
 
 
 def check_store(cfg: PipelineConfig) -> str:
@@ -34,6 +35,7 @@ def check_data(cfg: PipelineConfig) -> str:
     d = cfg.data
     bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
     check_teacher_fits(cfg, bundle)
+    check_size_search(cfg, bundle)
     check_methods_fit(cfg, bundle)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in bundle.splits().items())
     return f"data: {d.dataset} readable, {bundle.num_classes} classes, input {tuple(bundle.input_shape)}, {sizes}"
@@ -50,7 +52,13 @@ def check_search(cfg: PipelineConfig) -> str:
             f"{name} {configured[name]:g} -> {value:g}" for name, value in start.items() if value != configured[name]
         ]
     where = f"warm start moved into tune.space: {', '.join(moved)}" if moved else "warm start inside the ranges"
-    return f"search: {cfg.tune.n_trials} trials over {', '.join(searched_methods(cfg))}, {where}"
+    sizes = ""
+    if searches_size(cfg):
+        space = cfg.tune.space
+        ranges = [f"{n} {r.low}-{r.high}" for n, r in (("width", space.width), ("depth", space.depth)) if r]
+        sizes = f"; students {', '.join(searched_students(cfg))}" + (f" at {', '.join(ranges)}" if ranges else "")
+    goal = " x ".join(cfg.tune.objectives) + (f", register.budget {cfg.register.budget}" if cfg.register.budget else "")
+    return f"search: {cfg.tune.n_trials} trials over {', '.join(searched_methods(cfg))}{sizes} for {goal}, {where}"
 
 
 def check_run(cfg: PipelineConfig) -> list[str]:

@@ -36,6 +36,11 @@ class TuneResult(BaseModel):
     complete: int
     pruned: int
     seconds: float
+    student: dict | None = None  # the chosen student's ModelConfig when its size was searched; None: cfg.student
+    chosen_trial: int | None = None
+    choice: str | None = None  # why that trial (a budget or a front); None: the best accuracy, as always
+    costs: dict[str, float] = {}  # the chosen student's measured costs (params, latency_ms, ...)
+    front: list[dict] = []  # the accuracy-versus-cost Pareto front, cheapest first
 
 
 class Evaluation(BaseModel):

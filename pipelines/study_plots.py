@@ -33,6 +33,13 @@ def why_not(name: str, study: optuna.Study) -> str | None:
     return None
 
 
+def accuracy_target(study: optuna.Study) -> dict:
+    """A study with a cost objective besides accuracy is plotted on its accuracy (Optuna asks which value)."""
+    if len(study.directions) == 1:
+        return {}
+    return {"target": lambda t: t.values[0], "target_name": "val/acc"}
+
+
 def log_study_plots(study: optuna.Study, run_id: str) -> dict[str, str]:
     """`optuna/{plot}.png` on `run_id` for each plot that can be drawn; returns {plot: reason} for the others,
     also written to `optuna/plots_skipped.txt` so the run says why a plot is missing."""
@@ -49,7 +56,7 @@ def log_study_plots(study: optuna.Study, run_id: str) -> dict[str, str]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
-                    ax = getattr(vis, function)(study)
+                    ax = getattr(vis, function)(study, **accuracy_target(study))
                 fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
                 fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
                 fig.tight_layout()

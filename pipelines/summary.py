@@ -151,6 +151,41 @@ def champion_sentence(summary: dict) -> str:
     return f"{head}. Not champion: {champ['reason']}."
 
 
+class StudentChoice(BaseModel):
+    """Which trial's student was retrained and registered, and why (a budget or a Pareto front)."""
+
+    trial: int
+    student: str  # "cnn_small width=12"
+    reason: str
+    costs: dict[str, float]
+    front_points: int
+
+    @classmethod
+    def of(cls, tuned: TuneResult, student: TrainedModel) -> StudentChoice | None:
+        if tuned.choice is None or tuned.chosen_trial is None:
+            return None
+        sizes = {k: v for k, v in (tuned.student or {}).items() if k in ("width", "depth") and v is not None}
+        return cls(
+            trial=tuned.chosen_trial,
+            student=student.arch + "".join(f" {k}={v}" for k, v in sizes.items()),
+            reason=tuned.choice,
+            costs=tuned.costs,
+            front_points=len(tuned.front),
+        )
+
+
+def choice_sentence(summary: dict) -> str | None:
+    """Which point of the search was chosen and why; None when the choice is today's (best accuracy, no budget)."""
+    c = summary.get("student_choice")
+    if not c:
+        return None
+    costs = ", ".join(f"{k} {v:.4g}" for k, v in c["costs"].items())
+    return (
+        f"student {c['student']} from trial {c['trial']} ({costs}): {c['reason']}; "
+        f"the front (pareto/ in the parent run) holds {c['front_points']} points"
+    )
+
+
 class PipelineSummary(BaseModel):
     pipeline: str
     data_digest: str
@@ -168,6 +203,7 @@ class PipelineSummary(BaseModel):
     stage_seconds: dict[str, float]
     teacher_reused: bool = False
     evidence: Evidence | None = None
+    student_choice: StudentChoice | None = None  # with a budget or a cost objective: the front's chosen point
 
     @classmethod
     def build(
@@ -213,6 +249,7 @@ class PipelineSummary(BaseModel):
             stage_seconds={**seconds, "total": round(sum(seconds.values()), 3)},
             teacher_reused=teacher.reused,
             evidence=Evidence.of(ev),
+            student_choice=StudentChoice.of(tuned, student),
         )
 
 

@@ -21,15 +21,15 @@ import torch
 from pydantic import BaseModel
 
 from kdcore.data import DataBundle
-from kdcore.models import build_model
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
 from pipelines.methods import build_method, needs_teacher_model, searched_methods
 from pipelines.progress import report_trials
+from pipelines.student_cost import build_student, measure, wanted_costs
 from pipelines.teacher_targets import teacher_targets
 from pipelines.tracking import EpochLogger, stage_run, tracking_uri
 from pipelines.training import settings_for
-from pipelines.tuning import FINISHED, count, open_study, search
+from pipelines.tuning import FINISHED, best_accuracy, count, multi_objective, open_study, search, search_student
 
 log = logging.getLogger("kdflow")
 State = optuna.trial.TrialState
@@ -65,12 +65,26 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
     need_model = any(needs_teacher_model(m) for m in searched_methods(cfg))
     targets = teacher_targets(bundle, job.teacher_checkpoint, job.logits_path, need_model=need_model)
     log.info("tune: soft targets from the %s", targets.kind)
+    multi, budget = multi_objective(cfg), cfg.register.limit()
+    costs_wanted = wanted_costs(cfg.tune.objectives, budget)
+    latencies: dict[str, float] = {}  # by architecture, size and device: measured once, shared through the study
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         method, params = search(trial, cfg)
+        student = search_student(trial, cfg)
         settings = settings_for(
             cfg.student.train, cfg, epochs=job.epochs, lr=params["lr"], weight_decay=params["weight_decay"]
         )
+        latencies.update({k: v for k, v in trial.study.user_attrs.items() if k.startswith("latency_ms/")})
+        known = dict(latencies)
+        costs = measure(costs_wanted, student, bundle, settings.device, latencies)
+        for key in latencies.keys() - known.keys():
+            trial.study.set_user_attr(key, latencies[key])
+        for name, value in costs.items():
+            trial.set_user_attr(f"cost.{name}", value)
+        over = budget is not None and costs[budget[0]] > budget[1]
+        if budget is not None:
+            trial.set_user_attr("over_budget_by", costs[budget[0]] - budget[1])
         origin = {**where(settings.device), "worker": worker}
         pruned_at = 0
         tags = {
@@ -88,49 +102,61 @@ def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
                     **params,
                     "distill.soft_targets": targets.kind,
                     "runtime.threads_used": torch.get_num_threads(),
+                    **{f"student.{k}": v for k, v in student.options().items() if k in ("width", "depth")},
+                    "student.arch": student.arch,
                 }
             )
-            epochs_done = []
-            with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
-
-                def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                    logger(epoch, metrics)
-                    epochs_done.append(epoch)
-                    trial.report(metrics["val/acc"], epoch)
-                    if trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-
-                torch.manual_seed(settings.seed)
-                model = build_model(
-                    cfg.student.arch,
-                    bundle.input_shape,
-                    bundle.num_classes,
-                    **cfg.student.options(),
-                    **bundle.model_options(),
-                )
-                try:
-                    history = fit(
-                        model,
-                        bundle.train,
-                        bundle.val,
-                        settings,
-                        build_method(cfg, method, params),
-                        soft_targets=targets,
-                        on_epoch=on_epoch,
-                        view=bundle.view,
-                    )
-                except optuna.TrialPruned:
-                    pruned_at = epochs_done[-1]
-            mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
-            if pruned_at:
-                mlflow.log_metric("pruned_at_epoch", pruned_at)
+            mlflow.log_metrics({f"cost/{name}": value for name, value in costs.items()})
+            if over and not multi:  # one objective: an over-budget student is not worth its training
+                mlflow.set_tag("trial_state", "OVER_BUDGET")
+                log.info("tune: trial %d %s is over register.budget, not trained", trial.number, student.arch)
             else:
-                mlflow.log_metrics({"val/acc_final": history[-1]["val/acc"], "best_epoch": history.kept_epoch})
-                trial.set_user_attr("best_epoch", history.kept_epoch)
+                history, pruned_at = train_trial(trial, cfg, method, params, student, settings, targets, run, multi)
+                mlflow.set_tag("trial_state", "PRUNED" if pruned_at else "COMPLETE")
+                if pruned_at:
+                    mlflow.log_metric("pruned_at_epoch", pruned_at)
+                else:
+                    mlflow.log_metrics({"val/acc_final": history[-1]["val/acc"], "best_epoch": history.kept_epoch})
+                    trial.set_user_attr("best_epoch", history.kept_epoch)
+        if over and not multi:
+            raise optuna.TrialPruned(f"over register.budget {cfg.register.budget}")
         if pruned_at:
             raise optuna.TrialPruned()
         # The value is the best epoch's val/acc (each epoch's went to the pruner above): the weights fit keeps.
+        if multi:
+            return history.kept["val/acc"], costs[cfg.tune.objectives[1]]
         return history.kept["val/acc"]
+
+    def train_trial(trial, cfg, method, params, student, settings, targets, run, multi):
+        """The trial's student trained with its parameters; (history, the epoch it was pruned at or 0)."""
+        epochs_done = []
+        with EpochLogger(run.info.run_id) as logger:  # its exit waits for the background metric writes
+
+            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                logger(epoch, metrics)
+                epochs_done.append(epoch)
+                if multi:  # Optuna cannot prune a multi-objective study (Trial.report raises)
+                    return
+                trial.report(metrics["val/acc"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+            torch.manual_seed(settings.seed)
+            model = build_student(student, bundle)
+            try:
+                history = fit(
+                    model,
+                    bundle.train,
+                    bundle.val,
+                    settings,
+                    build_method(cfg, method, params),
+                    soft_targets=targets,
+                    on_epoch=on_epoch,
+                    view=bundle.view,
+                )
+            except optuna.TrialPruned:
+                return None, epochs_done[-1]
+        return history, 0
 
     return objective
 
@@ -148,9 +174,9 @@ def pull_trials(cfg: PipelineConfig, job: TuneJob, worker: str, poll_seconds: fl
 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         done = sum(count(study, s) for s in FINISHED)
-        outcome = f"val/acc {trial.value:.4f}" if trial.state == State.COMPLETE else trial.state.name.lower()
+        outcome = f"val/acc {trial.values[0]:.4f}" if trial.state == State.COMPLETE else trial.state.name.lower()
         log.info("tune: trial %d (%s) %s; %d/%d finished", trial.number, worker, outcome, done, wanted)
-        report_trials(done, wanted, study.best_value if count(study, State.COMPLETE) else None)
+        report_trials(done, wanted, best_accuracy(study))
 
     while True:
         optuna.storages.fail_stale_trials(study)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import optuna
 
-from pipelines.config import PipelineConfig, Range
+from kdcore.models import MODELS
+from pipelines.config import ModelConfig, PipelineConfig, Range
 from pipelines.methods import method_space, method_values, needs_teacher_model, searched_methods
+from pipelines.results import TuneResult
 from pipelines.store_lock import store_lock
 
 log = logging.getLogger("kdflow")
@@ -48,6 +51,80 @@ def search(trial: optuna.Trial, cfg: PipelineConfig) -> tuple[str, dict[str, flo
     return method, params
 
 
+STUDENT_KEYS = ("student_arch", "width", "depth")  # a trial's parameters that set the student's architecture and size
+SIZE_OPTIONS = ("width", "depth", "width_multiplier", "input_dropout", "ngrams", "buckets")
+
+
+def searched_students(cfg: PipelineConfig) -> list[str]:
+    return cfg.tune.student_archs or [cfg.student.arch]
+
+
+def searches_size(cfg: PipelineConfig) -> bool:
+    """The student's architecture or size is part of the search."""
+    space = cfg.tune.space
+    return cfg.tune.n_trials > 0 and bool(cfg.tune.student_archs or space.width or space.depth)
+
+
+def has_option(arch: str, option: str) -> bool:
+    return option in inspect.signature(MODELS[arch]).parameters
+
+
+def option_default(arch: str, option: str) -> int:
+    return inspect.signature(MODELS[arch]).parameters[option].default
+
+
+def student_spec(cfg: PipelineConfig, arch: str, **sizes: int) -> ModelConfig:
+    """cfg.student as `arch` at `sizes`; the configured options `arch` does not take are dropped."""
+    tree = {**cfg.student.model_dump(), "arch": arch, **sizes}
+    tree.update({option: None for option in SIZE_OPTIONS if not has_option(arch, option)})
+    return ModelConfig.model_validate(tree)
+
+
+def search_student(trial: optuna.Trial, cfg: PipelineConfig) -> ModelConfig:
+    """The student's architecture (a categorical when tune.student_archs lists several) and its searched sizes.
+
+    A size is suggested only for architectures that have it (cnn_small has no depth).
+    """
+    archs = searched_students(cfg)
+    arch = trial.suggest_categorical("student_arch", archs) if len(archs) > 1 else archs[0]
+    sizes = {}
+    for size in ("width", "depth"):
+        r = getattr(cfg.tune.space, size)
+        if r is not None and has_option(arch, size):
+            sizes[size] = trial.suggest_int(size, r.low, r.high, log=r.log)
+    return student_spec(cfg, arch, **sizes)
+
+
+def chosen_student(cfg: PipelineConfig, params: dict) -> ModelConfig:
+    """The student a trial's parameters describe (cfg.student when its size was not searched)."""
+    arch = params.get("student_arch", searched_students(cfg)[0])
+    return student_spec(cfg, arch, **{k: int(params[k]) for k in ("width", "depth") if k in params})
+
+
+def final_student(cfg: PipelineConfig, tuned: TuneResult) -> ModelConfig:
+    """The student the search chose (its architecture and size), or cfg.student when its size was not searched."""
+    return ModelConfig.model_validate(tuned.student) if tuned.student else cfg.student
+
+
+def with_student(cfg: PipelineConfig, student: ModelConfig) -> PipelineConfig:
+    """cfg whose student is `student`: what the final runs log as student.* params and record as lineage."""
+    return cfg if student == cfg.student else cfg.model_copy(update={"student": student})
+
+
+def student_warm_start(cfg: PipelineConfig) -> dict[str, str | int]:
+    """The configured student (its architecture and size, moved inside the searched ranges) as a first trial."""
+    archs = searched_students(cfg)
+    arch = cfg.student.arch if cfg.student.arch in archs else archs[0]
+    out: dict[str, str | int] = {"student_arch": arch} if len(archs) > 1 else {}
+    for size in ("width", "depth"):
+        r = getattr(cfg.tune.space, size)
+        if r is not None and has_option(arch, size):
+            value = getattr(cfg.student, size) if arch == cfg.student.arch else None
+            value = option_default(arch, size) if value is None else value
+            out[size] = min(max(value, r.low), r.high)
+    return out
+
+
 def defaults(cfg: PipelineConfig, method: str | None = None) -> dict[str, float]:
     """The config's own values of the tuned parameters: the warm start of a new study and the choice when
     nothing is tuned."""
@@ -69,9 +146,10 @@ def warm_starts(cfg: PipelineConfig) -> list[dict[str, float | str]]:
     methods = searched_methods(cfg)
     first = cfg.distill.method if cfg.distill.method in methods else methods[0]
     ordered = [first, *(m for m in methods if m != first)]
+    student = student_warm_start(cfg)
     if len(methods) == 1:
-        return [inside_ranges(cfg, first, defaults(cfg, first))]
-    return [{"method": method, **inside_ranges(cfg, method, defaults(cfg, method))} for method in ordered]
+        return [{**student, **inside_ranges(cfg, first, defaults(cfg, first))}]
+    return [{"method": method, **student, **inside_ranges(cfg, method, defaults(cfg, method))} for method in ordered]
 
 
 def inside_ranges(cfg: PipelineConfig, method: str, values: dict[str, float]) -> dict[str, float]:
@@ -135,17 +213,41 @@ def open_storage(cfg: PipelineConfig) -> optuna.storages.RDBStorage:
         )
 
 
+def multi_objective(cfg: PipelineConfig) -> bool:
+    return len(cfg.tune.objectives) > 1
+
+
+def over_budget(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna's constraint: the trial's cost minus the budget (<= 0: within it), set before the trial trains."""
+    return [trial.user_attrs.get("over_budget_by", 0.0)]
+
+
 def open_study(cfg: PipelineConfig, study_name: str, epochs: int) -> optuna.Study:
+    """Accuracy alone (pruned), or accuracy and a cost (TPE's multi-objective mode; Optuna cannot prune it).
+
+    With register.budget, TPE learns which trials are over it (constraints_func) and samples inside it.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdflow logs each trial itself, naming its worker
-    sampler = optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=max(3, min(10, cfg.tune.n_trials // 3)))
+    sampler = optuna.samplers.TPESampler(
+        seed=cfg.tune.seed,
+        n_startup_trials=max(3, min(10, cfg.tune.n_trials // 3)),
+        constraints_func=over_budget if cfg.register.budget else None,
+    )
+    multi = multi_objective(cfg)
     return optuna.create_study(
         storage=open_storage(cfg),
         study_name=study_name,
-        direction="maximize",
+        directions=["maximize", "minimize"] if multi else ["maximize"],
         sampler=sampler,
-        pruner=make_pruner(cfg, epochs),
+        pruner=optuna.pruners.NopPruner() if multi else make_pruner(cfg, epochs),
         load_if_exists=True,
     )
+
+
+def best_accuracy(study: optuna.Study) -> float | None:
+    """The highest validation accuracy of a complete trial (study.best_value fails on two objectives)."""
+    values = [t.values[0] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    return max(values, default=None)
 
 
 def count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
@@ -160,8 +262,15 @@ def trial_rows(cfg: PipelineConfig, study_name: str) -> list[dict]:
         return []
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row = {"trial": t.number, "state": t.state.name, "val/acc": None if t.value is None else round(t.value, 4)}
+        row = {"trial": t.number, "state": t.state.name, "val/acc": None if t.values is None else round(t.values[0], 4)}
         row.update({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in t.params.items()})  # method: a name
+        row.update(
+            {
+                k: v if k in ("cost.params", "cost.flops") else float(f"{v:.4g}")
+                for k, v in t.user_attrs.items()
+                if k.startswith("cost.")
+            }
+        )
         row["mlflow_run_id"] = t.user_attrs.get("mlflow_run_id", "")
         rows.append(row)
     return rows

@@ -11,6 +11,7 @@ from pipelines.refit import final_bundle, final_targets, refit_epochs
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.teacher_targets import teacher_targets
 from pipelines.training import settings_for, train_model
+from pipelines.tuning import final_student, with_student
 
 
 def distill_final(
@@ -22,6 +23,7 @@ def distill_final(
     teacher: TrainedModel | None = None,
 ) -> TrainedModel:
     """`teacher` is needed when the teacher runs online: augmented data without cached views, or a feature method."""
+    cfg = with_student(cfg, final_student(cfg, tuned))  # the searched architecture and size, when searched
     p = tuned.best_params
     settings = settings_for(
         cfg.student.train, cfg, epochs=refit_epochs(cfg, tuned), lr=p["lr"], weight_decay=p["weight_decay"]
@@ -53,5 +55,7 @@ def distill_final(
             "distill.soft_targets": targets.kind,
             "best.method": tuned.method,
             **{f"best.{k}": v for k, v in p.items()},
+            **({} if tuned.chosen_trial is None else {"search.chosen_trial": tuned.chosen_trial}),
+            **{f"cost.{k}": v for k, v in tuned.costs.items()},
         },
     )

@@ -15,6 +15,7 @@ from pipelines.config import PipelineConfig
 from pipelines.method_fit import check_methods_fit
 from pipelines.pretrained import check_pretrained
 from pipelines.results import PreparedData
+from pipelines.size_search_fit import check_size_search
 from pipelines.store_reachability import check_stores_reachable
 
 log = logging.getLogger("kdflow")
@@ -36,6 +37,7 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
             bundle = keep_classes(bundle, d.classes)
         save_atomic(bundle.state_dict(), path)
     check_teacher_fits(cfg, bundle)
+    check_size_search(cfg, bundle)  # the smallest searched student builds for this data; its costs are measurable
     check_methods_fit(cfg, bundle)  # a feature method on models without feature maps: refused before training
     sizes = {name: len(split) for name, split in bundle.splits().items()}
     log.info(

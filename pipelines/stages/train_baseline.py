@@ -6,13 +6,19 @@ from __future__ import annotations
 from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from pipelines.cache import cache_dir
-from pipelines.config import PipelineConfig
+from pipelines.config import ModelConfig, PipelineConfig
 from pipelines.refit import final_bundle
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.training import settings_for, train_model
+from pipelines.tuning import with_student
 
 
-def train_baseline(cfg: PipelineConfig, data: PreparedData, parent_run_id: str) -> TrainedModel:
+def train_baseline(
+    cfg: PipelineConfig, data: PreparedData, parent_run_id: str, student: ModelConfig | None = None
+) -> TrainedModel:
+    """`student`: the architecture and size to train (default cfg.student); a size search passes the chosen one,
+    so that KD is compared with labels alone at the same cost."""
+    cfg = with_student(cfg, student or cfg.student)
     checkpoint = cache_dir(cfg.runtime.store_dir, "runs") / f"baseline-{parent_run_id}.pt"
     settings = settings_for(cfg.student.train, cfg)
     return train_model(

@@ -13,16 +13,28 @@ from pathlib import Path
 
 import optuna
 
-from pipelines.cache import cache_key
-from pipelines.config import PipelineConfig
+from pipelines.cache import cache_dir, cache_key
+from pipelines.config import ModelConfig, PipelineConfig
 from pipelines.methods import searched_methods
+from pipelines.pareto_front import choose, log_front
 from pipelines.progress import report_trials
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 from pipelines.store_lock import store_lock
 from pipelines.study_plots import log_study_plots
 from pipelines.tracking import redact
 from pipelines.tune_worker import TuneJob, pull_trials, study_progress
-from pipelines.tuning import FINISHED, count, defaults, fixed_values, open_study, storage_url, warm_starts
+from pipelines.tuning import (
+    FINISHED,
+    STUDENT_KEYS,
+    best_accuracy,
+    chosen_student,
+    count,
+    defaults,
+    fixed_values,
+    open_study,
+    storage_url,
+    warm_starts,
+)
 from pipelines.worker_processes import LaunchWorkers, LocalWorkers
 
 log = logging.getLogger("kdflow")
@@ -33,6 +45,15 @@ def default_study_name(cfg: PipelineConfig, data: PreparedData, teacher: Trained
     searched = cfg.tune.model_dump(
         exclude={"n_trials", "study_name", "storage", "n_workers", "deployment", "heartbeat_seconds", "grace_seconds"}
     )
+    # The size search and the objectives join the key only when used: studies of earlier configs keep their names.
+    for key, default in (("student_archs", []), ("objectives", ["accuracy"])):
+        if searched[key] == default:
+            del searched[key]
+    for key in ("width", "depth"):
+        if searched["space"][key] is None:
+            del searched["space"][key]
+    if cfg.register.budget:  # one objective: over-budget trials are not trained, so the budget shapes the study
+        searched["budget"] = cfg.register.budget
     key = cache_key(
         data.digest,
         teacher.run_id,
@@ -51,7 +72,7 @@ def wait_for_study(study: optuna.Study, wanted: int, workers, poll_seconds: floa
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial is noticed even if no worker asks
         finished, running, waiting = study_progress(study)
-        report_trials(finished, wanted, study.best_value if count(study, State.COMPLETE) else None)
+        report_trials(finished, wanted, best_accuracy(study))
         if finished >= wanted:
             return
         if not workers.alive():
@@ -111,7 +132,7 @@ def tune_student(
         parent_run_id=parent_run_id,
         epochs=epochs,
     )
-    report_trials(finished, cfg.tune.n_trials, study.best_value if count(study, State.COMPLETE) else None)
+    report_trials(finished, cfg.tune.n_trials, best_accuracy(study))
 
     if finished < cfg.tune.n_trials:
         if launch is None and cfg.tune.n_workers == 1:
@@ -127,17 +148,38 @@ def tune_student(
 
     complete = count(study, State.COMPLETE)
     log_study_plots(study, parent_run_id)
-    best_params = dict(study.best_params) if complete else warm_starts(cfg)[0]
+    choice = choose(cfg, study)  # BudgetUnreachable: no trial fits register.budget, nothing more is done
+    best_params = dict(choice.trial.params) if choice else warm_starts(cfg)[0]
+    student = chosen_student(cfg, best_params)
+    for key in STUDENT_KEYS:
+        best_params.pop(key, None)
     method = best_params.pop("method", searched_methods(cfg)[0])
-    log.info("tune: best method %s with %s", method, best_params)
+    front = []
+    if choice and choice.cost:
+        front = log_front(
+            cfg, choice, parent_run_id, cache_dir(cfg.runtime.store_dir, "runs") / f"front-{parent_run_id}"
+        )
+        log.info("tune: chose trial %d, %s", choice.trial.number, choice.reason)
+    log.info("tune: best method %s with %s, student %s", method, best_params, describe(student))
     return TuneResult(
         study_name=study_name,
         storage=redact(storage_url(cfg)),
         method=method,
         best_params=best_params,
-        best_value=study.best_value if complete else None,
-        best_epoch=study.best_trial.user_attrs.get("best_epoch") if complete else None,  # None: a study run before
+        best_value=choice.trial.values[0] if choice else None,
+        best_epoch=choice.trial.user_attrs.get("best_epoch") if choice else None,  # None: a study run before
         complete=complete,
         pruned=count(study, State.PRUNED),
         seconds=time.perf_counter() - started,
+        student=None if student == cfg.student else student.model_dump(),
+        chosen_trial=choice.trial.number if choice else None,
+        choice=choice.reason if choice else None,
+        costs={k.removeprefix("cost."): v for k, v in choice.trial.user_attrs.items() if k.startswith("cost.")}
+        if choice
+        else {},
+        front=front,
     )
+
+
+def describe(spec: ModelConfig) -> str:
+    return spec.arch + "".join(f" {k}={v}" for k, v in spec.options().items() if k in ("width", "depth"))

@@ -48,6 +48,7 @@ def print_summary(summary: dict) -> None:
 
     from pipelines.summary import (
         champion_sentence,
+        choice_sentence,
         evidence_sentence,
         kd_gain_sentence,
         nothing_to_distil_sentence,
@@ -72,6 +73,8 @@ def print_summary(summary: dict) -> None:
         f"best method: {summary['best_method']}; hyper-parameters: {best}  "
         f"(trials: {t['complete']} complete, {t['pruned']} pruned)"
     )
+    if choice_sentence(summary):
+        console.print(f"chosen {choice_sentence(summary)}", highlight=False, soft_wrap=True)
     console.print(champion_sentence(summary), highlight=False, soft_wrap=True)
     console.print(
         f"MLflow experiment {ml['experiment_id']}, parent run {ml['parent_run_id']}; "
