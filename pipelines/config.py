@@ -409,7 +409,9 @@ class TeacherConfig(ModelConfig):
             "(IMAGENET1K_V1, DEFAULT or ResNet18_Weights.IMAGENET1K_V1; downloaded into TORCH_HOME when absent and "
             "data.download allows), or a path to a state dict saved with torch.save(model.state_dict()). The "
             "classifier head is replaced for the data's classes; the teacher sees the images resized and normalised "
-            "as its weights expect, the student at data.image_size with the data's own normalisation."
+            "as its weights expect, the student at data.image_size with the data's own normalisation. "
+            "With teacher.arch=hf (texts): a Hugging Face model id (downloaded into HF_HOME) or a folder saved with "
+            "save_pretrained, holding its tokenizer; the teacher reads the raw texts with that tokenizer."
         ),
     )
     image_size: int | None = Field(
@@ -430,13 +432,30 @@ class TeacherConfig(ModelConfig):
     def _pretrained_fits(self) -> TeacherConfig:
         """Names, families and combinations are checked here; files (cache, shapes) before the run's first stage."""
         if self.pretrained is None:
+            if self.arch == "hf":
+                raise ValueError(
+                    "teacher.arch=hf needs teacher.pretrained: a Hugging Face model id (e.g. distilbert-base-uncased) "
+                    "or a folder saved with save_pretrained"
+                )
             if self.image_size is not None:
                 raise ValueError("teacher.image_size applies only with teacher.pretrained; leave it empty")
             return self
         from kdcore.models.pretrained import check_pretrainable, is_path, named_weights
+        from kdcore.models.text import TEXT_MODELS
 
         if self.checkpoint:
             raise ValueError("teacher.pretrained and teacher.checkpoint exclude each other; set only one")
+        if self.arch == "hf":
+            if self.image_size is not None or self.distributed.nproc > 1:
+                raise ValueError(
+                    "teacher.arch=hf takes neither teacher.image_size nor teacher.distributed.nproc > 1; leave them"
+                )
+            return self
+        if self.arch in TEXT_MODELS:
+            raise ValueError(
+                f"{self.arch} has no pretrained weights; for texts set teacher.arch=hf with teacher.pretrained="
+                "<Hugging Face model id or folder>, or drop teacher.pretrained"
+            )
         if self.distributed.nproc > 1 and self.train.freeze_backbone_epochs:
             raise ValueError(
                 "teacher.train.freeze_backbone_epochs does not work under DDP (teacher.distributed.nproc > 1); "
@@ -738,9 +757,14 @@ class PipelineConfig(Section):
         from kdcore.models.text import TEXT_MODELS
 
         text = self.data.dataset in TEXT_DATASETS
+        if self.student.arch == "hf":
+            raise ValueError(
+                "student.arch=hf: a Hugging Face model is a teacher only (the served student stays free of "
+                f"transformers); choose one of {', '.join(TEXT_MODELS)}"
+            )
         for role in ("teacher", "student"):
             arch = getattr(self, role).arch
-            if (arch in TEXT_MODELS) != text:
+            if (arch in TEXT_MODELS or arch == "hf") != text:
                 kind = "a text model (" + ", ".join(TEXT_MODELS) + ")" if text else "an image model"
                 raise ValueError(f"{role}.arch={arch} does not fit data.dataset={self.data.dataset}; choose {kind}")
         return self

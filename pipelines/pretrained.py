@@ -55,6 +55,10 @@ def check_pretrained(cfg: PipelineConfig) -> str | None:
     teacher = cfg.teacher
     if not teacher.pretrained:
         return None
+    if teacher.arch == "hf":
+        from pipelines.hf_teacher import check_hf_teacher
+
+        return check_hf_teacher(cfg)
     state, pre, origin = pretrained_weights(teacher, cfg.data.download)
     model = build_model(teacher.arch, (3, pre.crop, pre.crop), 2, **teacher.options())
     fit_weights(model, state, teacher)

@@ -12,6 +12,7 @@ from kdcore.evaluate import evaluate
 from pipelines.checkpoint import load_model
 from pipelines.config import PipelineConfig
 from pipelines.gate import eval_digest
+from pipelines.hf_teacher import teacher_view
 from pipelines.results import Evaluation, PreparedData, TrainedModel
 from pipelines.tracking import stage_run
 
@@ -30,7 +31,8 @@ def evaluate_models(
     accs, params = {}, {}
     with stage_run("evaluation", parent_run_id) as run:
         for m in models:
-            metrics = evaluate(load_model(m.checkpoint), test, transform=normalise)
+            split = teacher_view(cfg, bundle).test if m.role == "teacher" else test  # hf: its own tokenizer's ids
+            metrics = evaluate(load_model(m.checkpoint), split, transform=normalise)
             accs[m.role], params[m.role] = metrics["acc"], m.parameters
             mlflow.log_metrics({f"test/{m.role}_acc": metrics["acc"], f"test/{m.role}_loss": metrics["loss"]})
             mlflow.log_param(f"{m.role}.parameters", m.parameters)
