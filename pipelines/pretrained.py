@@ -85,8 +85,12 @@ def pretrained_teacher(teacher: TeacherConfig, bundle: DataBundle, download: boo
 
 
 def pretrained_stamp(teacher: TeacherConfig) -> str | None:
-    """A local weights file's size and modification time: replacing it retrains the teacher."""
-    if not teacher.pretrained or not is_path(teacher.pretrained) or not Path(teacher.pretrained).is_file():
+    """A local weights file's (or Hugging Face folder's files') size and modification time: replacing them
+    retrains the teacher."""
+    if not teacher.pretrained or not is_path(teacher.pretrained):
         return None
-    st = Path(teacher.pretrained).stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    path = Path(teacher.pretrained)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return None
+    return ";".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
