@@ -411,7 +411,8 @@ class TeacherConfig(ModelConfig):
             "classifier head is replaced for the data's classes; the teacher sees the images resized and normalised "
             "as its weights expect, the student at data.image_size with the data's own normalisation. "
             "With teacher.arch=hf (texts): a Hugging Face model id (downloaded into HF_HOME) or a folder saved with "
-            "save_pretrained, holding its tokenizer; the teacher reads the raw texts with that tokenizer."
+            "save_pretrained, holding its tokenizer; the teacher reads the raw texts with that tokenizer. "
+            "With teacher.arch=timm: timm:<name> (weights into HF_HOME) or a folder written by timm's save_for_hf."
         ),
     )
     image_size: int | None = Field(
@@ -432,6 +433,11 @@ class TeacherConfig(ModelConfig):
     def _pretrained_fits(self) -> TeacherConfig:
         """Names, families and combinations are checked here; files (cache, shapes) before the run's first stage."""
         if self.pretrained is None:
+            if self.arch == "timm":
+                raise ValueError(
+                    "teacher.arch=timm needs teacher.pretrained: timm:<name> (e.g. timm:resnet18.a1_in1k) or a folder "
+                    "written by timm.models.save_for_hf"
+                )
             if self.arch == "hf":
                 raise ValueError(
                     "teacher.arch=hf needs teacher.pretrained: a Hugging Face model id (e.g. distilbert-base-uncased) "
@@ -451,6 +457,13 @@ class TeacherConfig(ModelConfig):
                     "teacher.arch=hf takes neither teacher.image_size nor teacher.distributed.nproc > 1; leave them"
                 )
             return self
+        if self.arch == "timm":
+            from kdcore.models.timm_models import check_timm_source
+
+            check_timm_source(self.pretrained)
+            return self
+        if self.pretrained.startswith("timm:"):
+            raise ValueError(f"teacher.pretrained={self.pretrained} is a timm model; set teacher.arch=timm")
         if self.arch in TEXT_MODELS:
             raise ValueError(
                 f"{self.arch} has no pretrained weights; for texts set teacher.arch=hf with teacher.pretrained="
@@ -757,6 +770,11 @@ class PipelineConfig(Section):
         from kdcore.models.text import TEXT_MODELS
 
         text = self.data.dataset in TEXT_DATASETS
+        if self.student.arch == "timm":
+            raise ValueError(
+                "student.arch=timm: a timm model is a teacher only here (the served student needs no timm); "
+                "choose a kdflow image model"
+            )
         if self.student.arch == "hf":
             raise ValueError(
                 "student.arch=hf: a Hugging Face model is a teacher only (the served student stays free of "
