@@ -56,7 +56,9 @@ def transformers_module():
 
 
 def hf_home() -> str:
-    return os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    """Where the Hugging Face hub keeps its files, as huggingface_hub resolves it (without importing it)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return os.environ.get("HF_HOME") or str(Path(cache) / "huggingface")
 
 
 @lru_cache(maxsize=4)

@@ -245,7 +245,13 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
                 f"the teacher of champion v{lineage.version} cannot be found (no kdflow.teacher_run_id on its runs); "
                 "set retrain.mode=student_only or run `kdflow run` again"
             )
-        teacher, t_spec = load_model(lineage.teacher_checkpoint), read_checkpoint(lineage.teacher_checkpoint)["spec"]
+        t_spec = read_checkpoint(lineage.teacher_checkpoint)["spec"]
+        if t_spec["arch"] == "hf":  # it reads its own tokenizer's ids, which the stored batches do not hold
+            raise LineageError(
+                f"the teacher of champion v{lineage.version} is a Hugging Face model (teacher.arch=hf), which "
+                "continual retraining cannot run on token ids; set retrain.mode=student_only or retrain.policy=refit"
+            )
+        teacher = load_model(lineage.teacher_checkpoint)
     learned_split = bundle.inputs("train")
     s_settings = learn_settings(lineage, "student", device)
     s_strategy = strategy_for(settings, state, "student", student, learned_split, s_settings.temperature)
