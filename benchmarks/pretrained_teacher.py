@@ -10,12 +10,19 @@ Each is distilled into the preset's student (resnet20 at 32 px, tuned KD); the l
 beside them. The table gives test accuracy (mean ± std over seeds) and the student's gain from the pretrained
 teacher over the from-scratch one, in points, measured side by side in one run.
 
+Texts (--text DATASET=ROOT, repeatable: the benchmarks' corpora, e.g. imdb=data/imdb, or text_folder=/tmp/man-sections
+as benchmarks/text_distill.py --build-from-man writes it): fasttext distilled from the preset's BiLSTM trained from
+scratch vs from a Hugging Face classifier fine-tuned on the raw texts (--hf-model, default distilbert-base-uncased:
+teacher.arch=hf, 3 epochs at lr 2e-5, batch 16), the same seeds, the same table.
+
 NEEDS NETWORK ACCESS for the ImageNet weights (or resnet18-f37072fd.pth already in TORCH_HOME/hub/checkpoints),
 and a GPU for the full run's size. No figures were measured on the machines this was written on (no network).
 
     nice python benchmarks/pretrained_teacher.py                      # 100 and 1,000 per class, seeds 0 1 2
     python benchmarks/pretrained_teacher.py --dry-run --pretrained /tmp/random-resnet18.pth
         # the mechanics at tiny sizes (3 classes, 6 images each, 1 epoch, 1 seed); its numbers mean nothing
+    nice python benchmarks/pretrained_teacher.py --no-images --text imdb=data/imdb --text text_folder=/tmp/man-sections
+        # the text corpora alone (the Hugging Face model in HF_HOME, downloaded when absent)
 """
 
 from __future__ import annotations
@@ -72,6 +79,19 @@ DRY = [  # tiny budgets: every stage runs once, quickly
 ]
 
 
+# The Hugging Face teacher on texts: the usual fine-tuning recipe (Devlin et al. 2019: 2-4 epochs, lr 2e-5 to 5e-5).
+HF_TEACHER = [
+    "teacher.arch=hf",
+    "teacher.width=null",
+    "teacher.train.lr=2e-5",
+    "teacher.train.epochs=3",
+    "teacher.train.batch_size=16",
+    "teacher.train.weight_decay=0.01",
+]
+TEXT_PRESET = {"imdb": "imdb"}  # the others: text_csv's settings with their own data.dataset
+TEXT_DRY = ["teacher.train.epochs=1", "student.train.epochs=1", "tune.n_trials=0"]
+
+
 def write_folder(out: Path, per_class: int, test_per_class: int, classes: int, seed: int = 0) -> Path:
     """out/train/<class>/*.png (N per class, seeded) and out/test/<class>/*.png, 32x32 RGB."""
     if (out / "done").exists():
@@ -88,9 +108,9 @@ def write_folder(out: Path, per_class: int, test_per_class: int, classes: int, s
     return out
 
 
-def run_pair(overrides: list[str], seed: int, store: str) -> dict:
+def run_pair(overrides: list[str], seed: int, store: str, preset: str = "imagefolder_pretrained") -> dict:
     cfg = load_config(
-        "imagefolder_pretrained",
+        preset,
         [*overrides, f"runtime.seed={seed}", f"tune.seed={seed}", f"runtime.store_dir={store}"],
     )
     data = prepare_data(cfg)
@@ -130,7 +150,7 @@ def main() -> None:
         "| images per class | teacher | teacher test acc | KD student test acc | labels-only student |",
         "|---|---|---|---|---|",
     ]
-    for n in sizes:
+    for n in [] if ARGS.no_images else sizes:
         root = write_folder(Path(ARGS.store) / f"fmnist-{classes}x{n}", n, test_per_class, classes)
         runs: dict[str, list[dict]] = {}
         for label, teacher in teachers.items():
@@ -145,10 +165,49 @@ def main() -> None:
         ]
         lines.append(f"| {n} | student gain from the pretrained teacher | | {statistics.fmean(gain):+.2f} points | |")
         raw[n] = runs
+    lines += text_rows(seeds, raw)
     lines += ["", f"wall time {(time.perf_counter() - started) / 60:.1f} min, torch threads {ARGS.threads}"]
     print("\n".join(lines))
     if ARGS.output:
         Path(ARGS.output).write_text(json.dumps({"table": lines, "runs": raw}, indent=2))
+
+
+def text_rows(seeds: list[int], raw: dict) -> list[str]:
+    """fasttext from the preset's BiLSTM trained from scratch vs from the Hugging Face teacher, per corpus."""
+    if not ARGS.text:
+        return []
+    lines = [
+        "",
+        f"Texts: fasttext students; teacher from scratch = the preset's BiLSTM, pretrained = {ARGS.hf_model} "
+        f"(teacher.arch=hf); seeds {', '.join(map(str, seeds))}",
+        "",
+        "| corpus | teacher | teacher test acc | KD student test acc | labels-only student |",
+        "|---|---|---|---|---|",
+    ]
+    teachers = {"from scratch": [], "pretrained (hf)": [*HF_TEACHER, f"teacher.pretrained={ARGS.hf_model}"]}
+    for corpus in ARGS.text:
+        dataset, _, root = corpus.partition("=")
+        preset = TEXT_PRESET.get(dataset, "text_csv")
+        extra = [f"data.dataset={dataset}", f"data.root={root}", *(TEXT_DRY if ARGS.dry_run else []), *ARGS.overrides]
+        runs: dict[str, list[dict]] = {}
+        for label, teacher in teachers.items():
+            for seed in seeds:
+                r = run_pair([*extra, *teacher], seed, ARGS.store, preset=preset)
+                runs.setdefault(label, []).append(r)
+                print(f"# {dataset} {label} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in r["acc"].items()))
+            acc = {role: [r["acc"][role] for r in runs[label]] for role in ("teacher", "student", "baseline")}
+            lines.append(
+                f"| {dataset} | {label} | {pct(acc['teacher'])} | {pct(acc['student'])} | {pct(acc['baseline'])} |"
+            )
+        gain = [
+            100 * (p["acc"]["student"] - s["acc"]["student"])
+            for p, s in zip(runs["pretrained (hf)"], runs["from scratch"])
+        ]
+        lines.append(
+            f"| {dataset} | student gain from the pretrained teacher | | {statistics.fmean(gain):+.2f} points | |"
+        )
+        raw[dataset] = runs
+    return lines
 
 
 if __name__ == "__main__":
@@ -158,6 +217,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--pretrained", default="IMAGENET1K_V1", help="teacher.pretrained: a resnet18 weights name or a state dict"
     )
+    parser.add_argument(
+        "--text", action="append", default=[], metavar="DATASET=ROOT", help="a text corpus, e.g. imdb=data/imdb"
+    )
+    parser.add_argument(
+        "--hf-model", default="distilbert-base-uncased", help="the texts' pretrained teacher: a model id or folder"
+    )
+    parser.add_argument("--no-images", action="store_true", help="skip the Fashion-MNIST image folders")
     parser.add_argument("--fmnist-root", default=DEFAULT_ROOT, help="folder of the Fashion-MNIST IDX files")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--store", default="/tmp/kdflow-pretrained-bench", help="image folders, MLflow, Optuna, caches")

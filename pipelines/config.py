@@ -426,7 +426,10 @@ class TeacherConfig(ModelConfig):
             "(IMAGENET1K_V1, DEFAULT or ResNet18_Weights.IMAGENET1K_V1; downloaded into TORCH_HOME when absent and "
             "data.download allows), or a path to a state dict saved with torch.save(model.state_dict()). The "
             "classifier head is replaced for the data's classes; the teacher sees the images resized and normalised "
-            "as its weights expect, the student at data.image_size with the data's own normalisation."
+            "as its weights expect, the student at data.image_size with the data's own normalisation. "
+            "With teacher.arch=hf (texts): a Hugging Face model id (downloaded into HF_HOME) or a folder saved with "
+            "save_pretrained, holding its tokenizer; the teacher reads the raw texts with that tokenizer. "
+            "With teacher.arch=timm: timm:<name> (weights into HF_HOME) or a folder written by timm's save_for_hf."
         ),
     )
     image_size: int | None = Field(
@@ -447,13 +450,42 @@ class TeacherConfig(ModelConfig):
     def _pretrained_fits(self) -> TeacherConfig:
         """Names, families and combinations are checked here; files (cache, shapes) before the run's first stage."""
         if self.pretrained is None:
+            if self.arch == "timm":
+                raise ValueError(
+                    "teacher.arch=timm needs teacher.pretrained: timm:<name> (e.g. timm:resnet18.a1_in1k) or a folder "
+                    "written by timm.models.save_for_hf"
+                )
+            if self.arch == "hf":
+                raise ValueError(
+                    "teacher.arch=hf needs teacher.pretrained: a Hugging Face model id (e.g. distilbert-base-uncased) "
+                    "or a folder saved with save_pretrained"
+                )
             if self.image_size is not None:
                 raise ValueError("teacher.image_size applies only with teacher.pretrained; leave it empty")
             return self
         from kdcore.models.pretrained import check_pretrainable, is_path, named_weights
+        from kdcore.models.text import TEXT_MODELS
 
         if self.checkpoint:
             raise ValueError("teacher.pretrained and teacher.checkpoint exclude each other; set only one")
+        if self.arch == "hf":
+            if self.image_size is not None or self.distributed.nproc > 1:
+                raise ValueError(
+                    "teacher.arch=hf takes neither teacher.image_size nor teacher.distributed.nproc > 1; leave them"
+                )
+            return self
+        if self.arch == "timm":
+            from kdcore.models.timm_models import check_timm_source
+
+            check_timm_source(self.pretrained)
+            return self
+        if self.pretrained.startswith("timm:"):
+            raise ValueError(f"teacher.pretrained={self.pretrained} is a timm model; set teacher.arch=timm")
+        if self.arch in TEXT_MODELS:
+            raise ValueError(
+                f"{self.arch} has no pretrained weights; for texts set teacher.arch=hf with teacher.pretrained="
+                "<Hugging Face model id or folder>, or drop teacher.pretrained"
+            )
         if self.distributed.nproc > 1 and self.train.freeze_backbone_epochs:
             raise ValueError(
                 "teacher.train.freeze_backbone_epochs does not work under DDP (teacher.distributed.nproc > 1); "
@@ -876,13 +908,20 @@ class PipelineConfig(Section):
         from kdcore.models.registry import models_of
 
         kind = "text" if self.data.dataset in TEXT_DATASETS else "image"
+        teacher_only = {"timm": "a timm model", "hf": "a Hugging Face model"}  # the served student needs neither
+        if self.student.arch in teacher_only:
+            raise ValueError(
+                f"student.arch={self.student.arch}: {teacher_only[self.student.arch]} is a teacher only here (the "
+                f"served student stays free of its library); choose one of {', '.join(models_of(kind))}"
+            )
         for role in ("teacher", "student"):
             arch = getattr(self, role).arch
-            if arch not in models_of(kind):  # the form offers every model: its schema cannot know the preset's data
+            fits = models_of(kind) + (models_of("hf_text") if kind == "text" else ())
+            if arch not in fits:  # the form offers every model: its schema cannot know the preset's data
                 article = "a" if kind == "text" else "an"
                 raise ValueError(
                     f"{role}.arch={arch} does not fit data.dataset={self.data.dataset}; "
-                    f"choose {article} {kind} model ({', '.join(models_of(kind))})"
+                    f"choose {article} {kind} model ({', '.join(fits)})"
                 )
         return self
 

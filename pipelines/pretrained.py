@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from kdcore.data import DataBundle
 from kdcore.models import build_model
-from kdcore.models.input_adapter import InputAdapter
+from kdcore.models.input_adapter import InputAdapter, adapt_input
 from kdcore.models.pretrained import (
     IMAGENET_DEFAULT,
     Preprocessing,
@@ -50,11 +50,25 @@ def pretrained_weights(teacher: TeacherConfig, download: bool) -> tuple[dict, Pr
     return state, pre, origin
 
 
+def timm_weights(teacher: TeacherConfig, num_classes: int, download: bool) -> tuple[nn.Module, Preprocessing, str]:
+    from pipelines.timm_teacher import timm_pretrained
+
+    model, pre, arch = timm_pretrained(teacher, num_classes, download)
+    return model, pre.at(teacher.image_size) if teacher.image_size else pre, arch
+
+
 def check_pretrained(cfg: PipelineConfig) -> str | None:
     """Before any work: the weights are at hand and fit teacher.arch (a line for --dry-run), or None if unused."""
     teacher = cfg.teacher
     if not teacher.pretrained:
         return None
+    if teacher.arch == "hf":
+        from pipelines.hf_teacher import check_hf_teacher
+
+        return check_hf_teacher(cfg)
+    if teacher.arch == "timm":
+        _, pre, arch = timm_weights(teacher, 2, cfg.data.download)
+        return f"teacher: timm {arch} from {teacher.pretrained}, sees {pre.crop} px (resize {pre.resize}, centre crop)"
     state, pre, origin = pretrained_weights(teacher, cfg.data.download)
     model = build_model(teacher.arch, (3, pre.crop, pre.crop), 2, **teacher.options())
     fit_weights(model, state, teacher)
@@ -70,8 +84,13 @@ def fit_weights(model: nn.Module, state: dict, teacher: TeacherConfig) -> None:
 
 def pretrained_teacher(teacher: TeacherConfig, bundle: DataBundle, download: bool) -> tuple[nn.Module, dict]:
     """The teacher to fine-tune, and the build options its checkpoint records (the adapter among them)."""
-    state, pre, origin = pretrained_weights(teacher, download)
     view = bundle.view
+    if teacher.arch == "timm":  # timm loads its own weights and resets its own head
+        model, pre, arch = timm_weights(teacher, bundle.num_classes, download)
+        adapter = InputAdapter(tuple(view.mean), tuple(view.std), pre.resize, pre.crop, tuple(pre.mean), tuple(pre.std))
+        log.info("teacher: timm %s from %s, new head for %d classes", arch, teacher.pretrained, bundle.num_classes)
+        return adapt_input(model, adapter), {"timm_arch": arch, "input_adapter": adapter.state_dict()}
+    state, pre, origin = pretrained_weights(teacher, download)
     adapter = InputAdapter(tuple(view.mean), tuple(view.std), pre.resize, pre.crop, tuple(pre.mean), tuple(pre.std))
     options = {**teacher.options(), "input_adapter": adapter.state_dict()}
     model = build_model(teacher.arch, bundle.input_shape, bundle.num_classes, **options)
@@ -81,8 +100,12 @@ def pretrained_teacher(teacher: TeacherConfig, bundle: DataBundle, download: boo
 
 
 def pretrained_stamp(teacher: TeacherConfig) -> str | None:
-    """A local weights file's size and modification time: replacing it retrains the teacher."""
-    if not teacher.pretrained or not is_path(teacher.pretrained) or not Path(teacher.pretrained).is_file():
+    """A local weights file's (or Hugging Face folder's files') size and modification time: replacing them
+    retrains the teacher."""
+    if not teacher.pretrained or not is_path(teacher.pretrained):
         return None
-    st = Path(teacher.pretrained).stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    path = Path(teacher.pretrained)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return None
+    return ";".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)

@@ -26,6 +26,7 @@ from kdcore.teacher_views import TeacherViews
 from pipelines.cache import verified_entry
 from pipelines.checkpoint import load_model, save_atomic
 from pipelines.config import PipelineConfig
+from pipelines.hf_teacher import teacher_view
 from pipelines.results import TuneResult
 
 log = logging.getLogger("kdflow")
@@ -112,6 +113,7 @@ def teacher_outputs_on_validation(
     teacher = targets.teacher or load_model(teacher_checkpoint)
     teacher.to(resolve_device(cfg.runtime.device)).eval()
     if targets.logits is not None:
-        return predict_logits(teacher, bundle.val.x, transform=bundle.view.normalise)
+        val = teacher_view(cfg, bundle).val  # teacher.arch=hf: its own tokenizer's ids
+        return predict_logits(teacher, val.x, transform=bundle.view.normalise)
     # Fresh draws for the new samples: a different seed from the train split's views, the same augmentation and K.
     return TeacherViews.build(teacher, bundle.val.x, bundle.view, targets.views.k, seed=cfg.runtime.seed + 1)

@@ -90,6 +90,10 @@ class ThreadChoice:
 
 def model_parameters(model: ModelConfig, bundle: DataBundle) -> int:
     """Parameters of `model` on this data, counted without allocating its weights."""
+    if model.arch == "hf":
+        from pipelines.hf_teacher import hf_parameters
+
+        return hf_parameters(model.pretrained, bundle.num_classes)
     with torch.device("meta"):
         built = build_model(
             model.arch, bundle.input_shape, bundle.num_classes, **model.options(), **bundle.model_options()

@@ -28,6 +28,10 @@ log = logging.getLogger("kdflow")
 
 def initial_model(spec: ModelConfig, bundle: DataBundle, download: bool) -> tuple[torch.nn.Module, dict]:
     """The model before training, and the build options its checkpoint records."""
+    if spec.arch == "hf":  # teachers only: a Hugging Face classifier reading its own tokenizer's ids
+        from pipelines.hf_teacher import hf_teacher
+
+        return hf_teacher(spec, bundle, download)
     if getattr(spec, "pretrained", None):  # teachers only
         from pipelines.pretrained import pretrained_teacher
 
@@ -118,7 +122,8 @@ def train_model(
         )
         model.cpu().eval()
         save_model(model, spec.arch, bundle.input_shape, bundle.num_classes, options, checkpoint, bundle.tokenizer)
-        info = log_served_model(checkpoint, ServedInput.of_bundle(bundle))  # raw images / strings in
+        # raw images / strings in; a Hugging Face teacher is not served (its pyfunc would need transformers)
+        info = None if spec.arch == "hf" else log_served_model(checkpoint, ServedInput.of_bundle(bundle))
         mlflow.log_artifact(str(checkpoint), artifact_path="checkpoint")
         mlflow.log_metrics({"parameters": n_params, "best_epoch": history.kept_epoch, "epochs_run": len(history)})
     return TrainedModel(
@@ -126,7 +131,7 @@ def train_model(
         arch=spec.arch,
         checkpoint=str(checkpoint),
         run_id=run.info.run_id,
-        model_uri=info.model_uri,
+        model_uri=info and info.model_uri,
         parameters=n_params,
         val_acc=history.kept.get("val/acc"),
         best_epoch=history.kept_epoch,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kdcore.models import MODELS, build_model, count_parameters
-from kdcore.models.text import TEXT_MODELS
+from kdcore.models.registry import models_of
 from kdcore.models.torchvision_models import PRETRAINABLE
 from pipelines.config import ConfigError, load_config
 
@@ -17,7 +17,7 @@ def shapes(name):
     return [(3, 32, 32), (1, 28, 28)]
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) - set(TEXT_MODELS)))  # text models: test_text_models.py
+@pytest.mark.parametrize("name", models_of("image"))  # text models: test_text_models.py
 def test_output_shape_for_each_input_shape(name):
     for shape in shapes(name):
         model = build_model(name, shape, num_classes=7).eval()

@@ -22,12 +22,13 @@ class Split:
 
     x: torch.Tensor
     y: torch.Tensor
+    texts: list[str] | None = None  # text data: the raw texts x encodes, for a teacher with its own tokenizer
 
     def __len__(self) -> int:
         return len(self.y)
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
+        return Split(self.x.to(device), self.y.to(device), self.texts)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class DataBundle:
                 t = t.contiguous().cpu()
                 h.update(str((t.dtype, tuple(t.shape))).encode())
                 h.update(t.numpy().tobytes())
+            if split.texts is not None:  # a teacher with its own tokenizer reads these, not the ids
+                h.update(json.dumps(split.texts).encode())
         if self.tokenizer is not None:  # the same ids mean other words under another vocabulary
             h.update(json.dumps(self.tokenizer, sort_keys=True).encode())
         h.update(repr(sorted(self.view.state_dict().items())).encode())
@@ -68,7 +71,7 @@ class DataBundle:
     def state_dict(self) -> dict:
         """Plain tensors and primitives only, so it loads with torch.load(weights_only=True)."""
         return {
-            "splits": {n: {"x": s.x, "y": s.y} for n, s in self.splits().items()},
+            "splits": {n: split_state(s) for n, s in self.splits().items()},
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
             "name": self.name,
@@ -79,7 +82,7 @@ class DataBundle:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> DataBundle:
-        splits = {n: Split(s["x"], s["y"]) for n, s in state["splits"].items()}
+        splits = {n: Split(s["x"], s["y"], s.get("texts")) for n, s in state["splits"].items()}
         return cls(
             train=splits["train"],
             val=splits["val"],
@@ -98,3 +101,7 @@ class DataBundle:
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def split_state(split: Split) -> dict:
+    return {"x": split.x, "y": split.y, **({} if split.texts is None else {"texts": list(split.texts)})}

@@ -74,3 +74,13 @@ torchvision_model("efficientnet_b0", "torchvision EfficientNet-B0 (ImageNet-size
 torchvision_model("convnext_tiny", "torchvision ConvNeXt-Tiny (ImageNet-size)")(
     torchvision_features_model("convnext_tiny")
 )
+
+
+@torchvision_model("vit_b_16", "torchvision ViT-B/16 (ImageNet-size; its weights fit 224 px only)")
+def vit_b_16(input_shape, num_classes) -> nn.Module:
+    import torchvision.models as tvm
+
+    # The position embeddings are sized for the input: other sizes than 224 train from scratch only.
+    model = tvm.vit_b_16(weights=None, num_classes=num_classes, image_size=input_shape[-1])
+    model.conv_proj = first_conv_for(model.conv_proj, input_shape[0])
+    return model

@@ -62,11 +62,14 @@ def encode_bundle(
     tokenizer = Tokenizer.fit(train_texts, settings.vocab_size, settings.min_freq, settings.max_len, settings.lowercase)
     encoded = {}
     for split_name, (texts, idx) in parts.items():
-        ids, _ = tokenizer.encode([texts.texts[i] for i in idx])
+        raw = [texts.texts[i] for i in idx]
+        ids, _ = tokenizer.encode(raw)
         y = torch.tensor([index[texts.labels[i]] for i in idx], dtype=torch.long)
-        encoded[split_name] = (ids, y)
-    width = max(ids.shape[1] for ids, _ in encoded.values())  # one width, so input_shape is shared
-    splits = {n: Split(F.pad(ids, (0, width - ids.shape[1]), value=PAD_ID), y) for n, (ids, y) in encoded.items()}
+        encoded[split_name] = (ids, y, raw)  # the raw texts too: a Hugging Face teacher reads them
+    width = max(ids.shape[1] for ids, _, _ in encoded.values())  # one width, so input_shape is shared
+    splits = {
+        n: Split(F.pad(ids, (0, width - ids.shape[1]), value=PAD_ID), y, raw) for n, (ids, y, raw) in encoded.items()
+    }
     return DataBundle(
         train=splits["train"],
         val=splits["val"],

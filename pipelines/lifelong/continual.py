@@ -257,6 +257,11 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
 
     continual = settings.policy == "continual"
     method = settings.strategy if continual else "refit"
+    if not continual and lineage.cfg.teacher.arch == "hf":  # refit would train it on stored kdflow token ids
+        raise LineageError(
+            f"pipeline {lineage.cfg.name} has a Hugging Face teacher, which retrain.policy=refit cannot retrain from "
+            "stored batches; use retrain.policy=continual with retrain.mode=student_only"
+        )
 
     spec = read_checkpoint(lineage.student_checkpoint)["spec"]
     student, champion = load_model(lineage.student_checkpoint), load_model(lineage.student_checkpoint)
@@ -267,7 +272,13 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
                 f"the teacher of champion v{lineage.version} cannot be found (no kdflow.teacher_run_id on its runs); "
                 "set retrain.mode=student_only or run `kdflow run` again"
             )
-        teacher, t_spec = load_model(lineage.teacher_checkpoint), read_checkpoint(lineage.teacher_checkpoint)["spec"]
+        t_spec = read_checkpoint(lineage.teacher_checkpoint)["spec"]
+        if t_spec["arch"] == "hf":  # it reads its own tokenizer's ids, which the stored batches do not hold
+            raise LineageError(
+                f"the teacher of champion v{lineage.version} is a Hugging Face model (teacher.arch=hf), which "
+                "retraining cannot run on stored token ids; set retrain.mode=student_only"
+            )
+        teacher = load_model(lineage.teacher_checkpoint)
     s_settings = learn_settings(lineage, "student", device)
     temperature = kd_temperature(lineage)
     s_strategy = t_strategy = None

@@ -23,6 +23,7 @@ from pipelines.class_report import log_class_report
 from pipelines.config import PipelineConfig
 from pipelines.dataset_input import log_dataset
 from pipelines.gate import eval_digest
+from pipelines.hf_teacher import teacher_view
 from pipelines.model_timing import THROUGHPUT_BATCH, Timing, device_name, time_model, weights_megabytes
 from pipelines.registry import class_names
 from pipelines.results import Evaluation, PreparedData, TrainedModel
@@ -48,8 +49,9 @@ def evaluate_models(
         log_dataset(cfg, data, context="test")
         for m in models:
             model = load_model(m.checkpoint)
-            logits = predict_logits(model, test.x, transform=normalise)
-            loss, acc = F.cross_entropy(logits, test.y).item(), (logits.argmax(1) == test.y).float().mean().item()
+            split = teacher_view(cfg, bundle).test if m.role == "teacher" else test  # hf: its own tokenizer's ids
+            logits = predict_logits(model, split.x, transform=normalise)
+            loss, acc = F.cross_entropy(logits, split.y).item(), (logits.argmax(1) == split.y).float().mean().item()
             accs[m.role], params[m.role], sizes[m.role] = acc, m.parameters, weights_megabytes(model)
             mlflow.log_metrics(
                 {f"test/{m.role}_acc": acc, f"test/{m.role}_loss": loss, f"size/{m.role}_mb": sizes[m.role]}

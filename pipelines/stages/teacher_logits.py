@@ -20,6 +20,7 @@ from kdcore.teacher_views import TeacherViews
 from pipelines.cache import cache_dir, cache_key, verified_entry
 from pipelines.checkpoint import load_model, save_atomic, weights_digest
 from pipelines.config import PipelineConfig
+from pipelines.hf_teacher import teacher_view
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.teacher_targets import cached_logits_valid
 
@@ -45,7 +46,7 @@ def compute_teacher_logits(cfg: PipelineConfig, data: PreparedData, teacher: Tra
         if path is not None and verified_entry(path):
             log.info("teacher %s: reusing %s", "views" if path == views_path else "logits", path)
             return str(path)
-    bundle = DataBundle.load(data.path)
+    bundle = teacher_view(cfg, DataBundle.load(data.path))  # teacher.arch=hf: its own tokenizer's ids
     started = time.perf_counter()
     if cached_logits_valid(bundle):
         if k:

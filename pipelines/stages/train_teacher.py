@@ -16,6 +16,7 @@ from kdcore.models import count_parameters
 from pipelines.cache import cache_dir, cache_key, verified_entry, write_entry_text
 from pipelines.checkpoint import load_model, read_spec
 from pipelines.config import PipelineConfig
+from pipelines.hf_teacher import teacher_view
 from pipelines.pretrained import pretrained_stamp
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.store_lock import store_lock
@@ -61,7 +62,7 @@ def cached_or_trained_teacher(cfg: PipelineConfig, data: PreparedData, parent_ru
 
         result = launch(cfg, data.path, parent_run_id, checkpoint, extra_params)
     else:
-        bundle = DataBundle.load(data.path)
+        bundle = teacher_view(cfg, DataBundle.load(data.path))  # teacher.arch=hf: its own tokenizer's ids
         settings = settings_for(cfg.teacher.train, cfg)
         result = train_model(
             "teacher",

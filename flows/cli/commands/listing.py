@@ -51,8 +51,17 @@ def model_lines() -> list[str]:
 
     lines = []
     for name, about in sorted(ABOUT.items()):
+        if about.modality == "hf_text":  # its size is its pretrained weights'
+            lines.append(f"{name:<19} {'text':<6} {'(its weights)':>12} parameters   {about.description}")
+            continue
         options = {"vocab_size": 20_000} if about.modality == "text" else {}
-        params = count_parameters(build_model(name, EXAMPLE_INPUT[about.modality], 10, **options))
+        try:
+            params = count_parameters(build_model(name, EXAMPLE_INPUT[about.modality], 10, **options))
+        except ImportError as e:  # an optional package (timm) is not installed
+            lines.append(
+                f"{name:<19} {about.modality:<6} {'(needs ' + str(e.name) + ')':>12} parameters   {about.description}"
+            )
+            continue
         lines.append(f"{name:<19} {about.modality:<6} {params:>12,} parameters   {about.description}")
     return lines
 
