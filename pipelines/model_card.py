@@ -75,13 +75,56 @@ def model_card(
             f"{e.acc_points:+.2f} points of test accuracy (teacher minus student).",
             "",
         ]
-    if export.error is not None:
-        lines.append(f"**ONNX:** not exported: {export.error}.")
-    else:
-        lines.append(
-            f"**ONNX:** `onnx/model.onnx` in the version's run ({export.exporter} exporter; preprocessing in "
-            f"`onnx/preprocessing.json`); parity {export.tags()['kdflow.onnx.parity']}."
-        )
-    state = "**champion**" if decision.promote else "not champion"
-    lines += ["", f"**Promotion:** v{decision.version} is {state}: {decision.reason}.", ""]
+    lines += [onnx_line(export), "", promotion_line(decision), ""]
     return "\n".join(lines)
+
+
+def retrain_card(
+    pipeline: str,
+    base_version: str,
+    method: str,
+    data_digest: str,
+    classes: list[str],
+    parts: list[str],
+    accs: dict[str, float],
+    champion_accs: dict[str, float],
+    scores: dict[str, float],
+    export: OnnxExport,
+    decision: Decision,
+) -> str:
+    """The card of a version made by `kdflow retrain`: what it learned since its base version, and how it scores on
+    every test part against that champion re-scored now."""
+    lines = [
+        f"# {pipeline}: retrained from v{base_version} ({method})",
+        "",
+        f"**Data learned:** the pipeline's original data (digest `{data_digest}`) and the batches "
+        f"{', '.join(parts[1:])}.",
+        "",
+        f"**Classes ({len(classes)}):** {', '.join(classes[:20])}{', ...' if len(classes) > 20 else ''}.",
+        "",
+        f"| test part | this version | v{base_version} re-scored now |",
+        "|---|---:|---:|",
+        *(f"| {part} | {accs[part]:.2%} | {champion_accs[part]:.2%} |" for part in parts),
+        "",
+        f"**Lifelong:** average accuracy {scores['avg_acc']:.2%}, forgetting {scores['forgetting']:.2%}.",
+        "",
+        onnx_line(export),
+        "",
+        promotion_line(decision),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def onnx_line(export: OnnxExport) -> str:
+    if export.error is not None:
+        return f"**ONNX:** not exported: {export.error}."
+    return (
+        f"**ONNX:** `onnx/model.onnx` in the version's run ({export.exporter} exporter; preprocessing in "
+        f"`onnx/preprocessing.json`); parity {export.tags()['kdflow.onnx.parity']}."
+    )
+
+
+def promotion_line(decision: Decision) -> str:
+    state = "**champion**" if decision.promote else "not champion"
+    return f"**Promotion:** v{decision.version} is {state}: {decision.reason}."

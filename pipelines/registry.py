@@ -11,6 +11,7 @@ load as they were.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -158,7 +159,10 @@ def register_version(
             promote = decision.promote and also[0]
             reason = also[1] if decision.promote or not also[0] else f"{decision.reason}; {also[1]}"
             decision = replace(decision, promote=promote, reason=reason)
-        version = mlflow.register_model(candidate.model_uri, name, tags=version_tags(candidate, decision))
+        # MLflow prints "Successfully registered model ..." to stderr itself; the log line below says it once
+        with contextlib.redirect_stderr(io.StringIO()) as said:
+            version = mlflow.register_model(candidate.model_uri, name, tags=version_tags(candidate, decision))
+        log.debug(said.getvalue().strip())
         decision = replace(decision, version=str(version.version))
         if decision.promote:
             client.set_registered_model_alias(name, "champion", version.version)

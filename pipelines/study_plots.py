@@ -57,9 +57,9 @@ def log_study_plots(study: optuna.Study, run_id: str) -> dict[str, str]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # optuna marks its matplotlib backend experimental
                     ax = getattr(vis, function)(study, **accuracy_target(study))
-                fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-                fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
-                fig.tight_layout()
+                    fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+                    fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
+                    fig.tight_layout()  # some of Optuna's axes do not fit it, and say so: the image is fine
                 client.log_figure(run_id, fig, f"optuna/{name}.png")
                 plt.close(fig)
                 continue

@@ -88,6 +88,10 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
     assert second["learned_batches"][0] == accepted["learned_batches"][0]
     v4 = client.get_model_version(NAME, "4")
     assert v4.tags["kdflow.learned_batches"].split(",") == second["learned_batches"]
+    # its model card: what it learned since v3, each test part against v3 re-scored, and the decision
+    assert v4.description.startswith("# digits: retrained from v3")
+    assert all(f"| {part} |" in v4.description for part in ["original", *second["learned_batches"]])
+    assert "**Promotion:** v4 is" in v4.description
     assert v4.tags["kdflow.base_version"] == "3"
     parts = second["part_accuracies"]
     champion = second["champion_part_accuracies"]

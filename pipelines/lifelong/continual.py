@@ -45,6 +45,7 @@ from pipelines.lifelong.refit_policy import refit_models
 from pipelines.lifelong.state import model_out
 from pipelines.lifelong.strategies import learn_task, strategy_options
 from pipelines.lifelong.token_width import to_width
+from pipelines.model_card import retrain_card
 from pipelines.onnx_export import log_export
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
 from pipelines.run_liveness import liveness_tags
@@ -389,6 +390,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
             title = f"{pipeline} / {method}: avg acc {scores['avg_acc']:.3f}"
             save_heatmap(matrix, parts, Path(tmp) / "accuracy_matrix.png", title)
             mlflow.log_artifact(str(Path(tmp) / "accuracy_matrix.png"), artifact_path="lifelong")
+    export = log_export(student, bundle, run.info.run_id)
     version_tags = {
         tags.LEARNED_TAG: ",".join(parts[1:]),
         tags.BASE_TAG: lineage.version,
@@ -404,7 +406,7 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
         "kdflow.retrain_digest": settings_digest(lineage, settings),
         "kdflow.tolerance": f"{settings.tolerance:g}",
         "mlflow_run_id": run.info.run_id,
-        **log_export(student, bundle, run.info.run_id).tags(),  # its ONNX file and parity, or why there is none
+        **export.tags(),  # its ONNX file and parity, or why there is none
     }
     if teacher is not None:
         version_tags[tags.TEACHER_CHECKPOINT_TAG] = "lifelong/teacher.pt"
@@ -425,6 +427,20 @@ def learn_new(lineage: Lineage, settings: RetrainSection, by_key: dict, new: lis
     decision, version = (gated.promote, gated.reason), gated.version
     client = mlflow.MlflowClient()
     client.set_tag(run.info.run_id, "kdflow.promoted", str(gated.promote).lower())
+    card = retrain_card(
+        pipeline,
+        lineage.version,
+        method,
+        lineage.data_digest,
+        classes,
+        parts,
+        accs,
+        champion_accs,
+        scores,
+        export,
+        gated,
+    )
+    client.update_model_version(registered_name(pipeline), gated.version, description=card)
     client.set_tag(run.info.run_id, "kdflow.decision", gated.reason)
     return PipelineRetrainResult(
         pipeline,

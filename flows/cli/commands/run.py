@@ -40,6 +40,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # for the processes this one starts
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # this one imported mlflow before reading the variable
     warnings.filterwarnings("ignore", module=r"(mlflow|optuna|prefect|pydantic|torch|sklearn|alembic)(\.|$)")
+    # MLflow asks the pyfunc models to take type hints; they validate their own input, the user can do nothing
+    warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 
 def print_summary(summary: dict) -> None:
