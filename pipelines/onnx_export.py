@@ -82,30 +82,22 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> str:
     reasons = []
     for exporter in ("torchscript", "dynamo"):
         try:
+            # the two exporters say "the batch dimension is free" each in its own words
+            batch = (
+                {"dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}, "dynamo": False}
+                if exporter == "torchscript"
+                else {"dynamic_shapes": ({0: torch.export.Dim("batch", min=1)},), "dynamo": True, "verbose": False}
+            )
             with quiet_exporter():
-                if exporter == "torchscript":
-                    torch.onnx.export(
-                        model,
-                        (example,),
-                        str(path),
-                        input_names=["input"],
-                        output_names=["logits"],
-                        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                        opset_version=OPSET,
-                        dynamo=False,
-                    )
-                else:
-                    torch.onnx.export(
-                        model,
-                        (example,),
-                        str(path),
-                        input_names=["input"],
-                        output_names=["logits"],
-                        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-                        opset_version=OPSET,
-                        dynamo=True,
-                        verbose=False,
-                    )
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(path),
+                    input_names=["input"],
+                    output_names=["logits"],
+                    opset_version=OPSET,
+                    **batch,
+                )
             return exporter
         except Exception as e:  # noqa: BLE001  (exporters raise many kinds; each one's reason is kept)
             reasons.append(f"{exporter}: {first_line(e)}")
