@@ -8,7 +8,9 @@ batches or in both parts; every cache entry matches its recorded size and sha256
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,20 +57,36 @@ def check_store(
     db = store / "mlflow.db"
     if db.exists():
         uri = f"sqlite:///{db}"
-        client = MlflowClient(uri)
+        client = MlflowClient(uri, registry_uri=uri)  # else the registry is the process's global one
         check_runs(client, report)
-        before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        mlflow.set_tracking_uri(uri)  # models:/ URIs resolve against the global store
-        mlflow.set_registry_uri(uri)
-        try:
+        with global_store(uri):  # models:/ URIs resolve against the global store
             check_versions(client, report, previous_champions or {}, tolerance, load_models)
-        finally:
-            mlflow.set_tracking_uri(before[0])
-            mlflow.set_registry_uri(before[1])
     check_trials(store / "optuna.db", report)
     check_batches(store, report)
     check_cache(store / "cache", report)
     return report
+
+
+@contextlib.contextmanager
+def global_store(uri: str):
+    """MLflow's global tracking and registry URI set to `uri`, then put back exactly as they were: setting them
+    also exports MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which the processes this one starts would inherit."""
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env, globals_ = {n: os.environ.get(n) for n in names}, (tracking._tracking_uri, registry._registry_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking._tracking_uri, registry._registry_uri = globals_
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def check_runs(client: MlflowClient, report: IntegrityReport) -> None:

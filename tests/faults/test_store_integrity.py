@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from mlflow.tracking import MlflowClient
 
@@ -19,7 +21,8 @@ def test_each_kind_of_damage_is_found(tmp_path):
     ingest(tmp_path / "b.npz", store, "s")
     entry = cache_dir(str(store), "teacher") / "abc.json"
     write_entry_text(entry, '{"run_id": "x"}')
-    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)  # the store's own registry, not the process's global one
     experiment = client.create_experiment("e", artifact_location=(tmp_path / "artifacts").as_uri())
     client.set_terminated(client.create_run(experiment).info.run_id, status="FINISHED")
     client.create_registered_model("m")
@@ -29,8 +32,11 @@ def test_each_kind_of_damage_is_found(tmp_path):
         )
     client.set_registered_model_alias("m", "champion", "1")
 
+    env_before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     whole = check_store(store, load_models=False)
     assert whole.ok, whole.problems
+    # it reads this store's registry, and leaves MLflow's globals (and the env its children inherit) as they were
+    assert {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")} == env_before
     assert whole.champions == {"m": "1"} and whole.checked["batches"] == 1 and whole.checked["cache entries"] == 1
 
     client.set_registered_model_alias("m", "champion", "3")  # better on the same data: fine
