@@ -38,19 +38,21 @@ def kdflow_logger_as_it_was():
 
 @pytest.fixture(autouse=True)
 def mlflow_globals_as_they_were():
-    """MLflow keeps the tracking URI, the active experiment and an active run process-wide, and exports the first
-    two as MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID: a test that set them (in-process stages, set_experiment)
-    would send later tests to an experiment id their own store does not have. Put all of it back."""
+    """MLflow keeps the tracking and registry URIs, the active experiment and an active run process-wide, and
+    exports them as MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI / MLFLOW_EXPERIMENT_ID: a test that set them
+    (in-process stages, set_experiment) would send later tests to a store or an experiment id not their own.
+    Put all of it back."""
     from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry
     from mlflow.tracking._tracking_service import utils as tracking
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
     env = {name: os.environ.get(name) for name in names}
-    uri, experiment = tracking._tracking_uri, fluent._active_experiment_id
+    uri, registry_uri, experiment = tracking._tracking_uri, registry._registry_uri, fluent._active_experiment_id
     yield
     while fluent.active_run() is not None:
         fluent.end_run()
-    tracking._tracking_uri, fluent._active_experiment_id = uri, experiment
+    tracking._tracking_uri, registry._registry_uri, fluent._active_experiment_id = uri, registry_uri, experiment
     for name, value in env.items():
         if value is None:
             os.environ.pop(name, None)
