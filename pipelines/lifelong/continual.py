@@ -31,6 +31,7 @@ from kdcore.data.bundle import Split
 from kdcore.data.image_input import ImagePreprocessing
 from kdcore.device import resolve_device
 from kdcore.lifelong import accuracy_row, build_strategy, grow_head, summarise
+from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.remember import remember
 from kdcore.text.tokenizer import Tokenizer
 from kdcore.train import TrainSettings
@@ -42,7 +43,6 @@ from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.lineage import Lineage, LineageError, original_data, rebuild_lineage, registered_name
 from pipelines.lifelong.promotion import lifecycle_decision
 from pipelines.lifelong.refit_policy import refit_models
-from pipelines.lifelong.state import model_out
 from pipelines.lifelong.strategies import learn_task, strategy_options
 from pipelines.lifelong.token_width import to_width
 from pipelines.onnx_export import log_export
@@ -75,6 +75,11 @@ class PipelineRetrainResult:
         d = asdict(self)
         d["matrix"] = [[None if math.isnan(v) else v for v in row] for row in self.matrix]
         return d
+
+
+def model_out(model: torch.nn.Module) -> int:
+    """Classes the model's head scores now (a batch of new classes widens it)."""
+    return last_linear(model)[2].out_features
 
 
 def store_tracking_uri(store_dir: str) -> str:
