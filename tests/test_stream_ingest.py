@@ -82,11 +82,12 @@ def test_one_bad_image_rejects_the_whole_batch(tmp_path):
 
 
 def test_ingest_killed_while_copying_leaves_nothing_and_a_retry_succeeds(tmp_path):
-    """A real fault: SIGKILL `kdflow ingest` as soon as its staging folder appears, while it writes a 50 MB batch."""
+    """A real fault: SIGKILL an ingest as soon as its staging folder appears, while it writes a 50 MB batch (the
+    store's own ingest: `kdflow ingest` adds only the pipeline's checks before it)."""
     write_npz(tmp_path / "big.npz", classes=(0, 1), n=6000, shape=(32, 32))  # 12,000 images, 49 MB as float32
     store = StreamStore(tmp_path / "store", "s")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "ingest", "big.npz", "--stream", "s", "--store", "store"],
+        [sys.executable, "-c", "from pipelines.stream import ingest; ingest('big.npz', 'store', 's')"],
         cwd=tmp_path,
         env=isolated_env(tmp_path),
         stdout=subprocess.DEVNULL,
