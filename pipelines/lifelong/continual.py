@@ -223,7 +223,7 @@ def learn_settings(lineage: Lineage, role: str, device: str) -> TrainSettings:
         lr=float(p.get("lr", train.lr)) if best else train.lr,
         weight_decay=float(p.get("weight_decay", train.weight_decay)) if best else train.weight_decay,
         optimizer=train.optimizer,
-        momentum=0.9 if train.optimizer == "sgd" else 0.0,
+        momentum=train.momentum if train.optimizer == "sgd" else 0.0,
         schedule="constant",
         seed=cfg.runtime.seed,
         device=device,
