@@ -6,11 +6,31 @@ from __future__ import annotations
 import json
 
 import mlflow
+import torch
 from conftest import TINY
 
 from flows.cli import main
+from kdcore.train import make_optimizer, make_schedule
+from pipelines.config import load_config
+from pipelines.training import settings_for
 
 NAME = "kdflow-digits-student"
+
+
+def test_split_fmnist_trains_with_plain_sgd_at_a_constant_rate():
+    """The DER protocol's optimiser: SGD without momentum, lr 0.03 throughout (not the pipeline's usual Nesterov
+    momentum and one-cycle schedule)."""
+    cfg = load_config("split_fmnist")
+    assert (cfg.student.arch, cfg.student.options()) == ("mlp", {"width": 100, "depth": 2})
+    settings = settings_for(cfg.student.train, cfg)
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = make_optimizer([weight], settings)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0
+    schedule = make_schedule(optimizer, settings, steps_per_epoch=100)
+    for _ in range(50):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.param_groups[0]["lr"] == 0.03 and settings.batch_size == 10 and settings.epochs == 1
 
 
 def test_a_bad_task_count_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
