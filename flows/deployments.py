@@ -28,18 +28,6 @@ def _distill_pipeline() -> Flow:
     return distill_pipeline
 
 
-def _retrain_on_new_data() -> Flow:
-    from flows.retrain import retrain_on_new_data
-
-    return retrain_on_new_data
-
-
-def _retrain_options() -> dict:
-    from flows.retrain import retrain_deployment_options
-
-    return retrain_deployment_options()
-
-
 def _retrain_pipeline() -> Flow:
     from flows.retrain_pipeline import retrain_pipeline_flow
 
@@ -59,14 +47,6 @@ DEPLOYMENTS: list[DeploymentSpec] = [
         description="Train a teacher, tune and distil a student with Optuna, evaluate and register it. "
         "Pick a preset; change any field of the form to override it.",
         parameters={"preset": "digits"},
-    ),
-    DeploymentSpec(
-        name="retrain-on-new-data",
-        flow=_retrain_on_new_data,
-        description="Retrain a stream's model on every batch its champion has not learned (event kdflow.data.arrived, "
-        "and nightly at 03:00); the new version becomes champion only if it passes the gate.",
-        tags=("kdflow", "lifelong"),
-        options=_retrain_options,
     ),
     DeploymentSpec(
         name="retrain-pipeline",

@@ -209,10 +209,17 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0, le=10, description="Peak learning rate (one-cycle schedule).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="Decoupled weight decay.")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="AdamW or SGD with Nesterov momentum.")
-    schedule: Literal["onecycle", "step"] = Field(
+    momentum: float = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="SGD's Nesterov momentum; 0: plain SGD (the lifelong-learning protocols' optimiser).",
+    )
+    schedule: Literal["onecycle", "step", "constant"] = Field(
         "onecycle",
         description=(
-            "Learning-rate schedule: one-cycle, or step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe)."
+            "Learning-rate schedule: one-cycle, step (x0.1 at 5/8, 6/8, 7/8 of the epochs, CRD's CIFAR recipe), "
+            "or constant."
         ),
     )
     early_stop_patience: int | None = Field(

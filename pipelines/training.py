@@ -47,6 +47,7 @@ def settings_for(train: TrainConfig, cfg: PipelineConfig, **overrides) -> TrainS
         lr=train.lr,
         weight_decay=train.weight_decay,
         optimizer=train.optimizer,
+        momentum=train.momentum,
         schedule=train.schedule,
         early_stop_patience=train.early_stop_patience,
         seed=cfg.runtime.seed,

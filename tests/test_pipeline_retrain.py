@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -11,6 +14,7 @@ from conftest import TINY
 from sklearn.datasets import load_digits
 
 from flows.cli import main
+from pipelines.lifelong.continual import pipeline_lock, retrain_pipeline
 from pipelines.lifelong.promotion import lifecycle_decision
 
 NAME = "kdflow-digits-student"
@@ -38,6 +42,30 @@ def retrain(tmp_path, *options) -> dict:
     return json.loads(out.read_text())[0]
 
 
+def blocked_on(lock_file: Path) -> bool:
+    """Someone is waiting for flock(lock_file): Linux lists each blocked request in /proc/locks with '->'."""
+    inode = f":{lock_file.stat().st_ino} "
+    return any(
+        "->" in line and "FLOCK" in line and inode in line for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+def test_a_stream_without_a_pipeline_is_refused_in_one_sentence(tmp_path, in_store, capsys):
+    """The per-stream model is retired: its commands point to --pipeline, before any work."""
+    write_digits_batch(tmp_path / "b.npz", 0, 50, (0, 1))
+    assert main(["ingest", str(tmp_path / "b.npz"), "--stream", "cams"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "kdflow ingest: name the pipeline whose champion learns this batch: --pipeline NAME\n"
+    )
+    assert main(["retrain", "--stream", "cams"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "--stream cams: a stream has no model of its own" in err and "--pipeline NAME" in err
+    )
+    assert not (tmp_path / "mlruns" / "streams").exists()  # nothing stored
+
+
 def test_no_champion_is_refused_at_ingest_and_retrain(tmp_path, in_store, capsys):
     write_digits_batch(tmp_path / "b.npz", 0, 50, (0, 1))
     assert main(["ingest", str(tmp_path / "b.npz"), "--pipeline", "digits"]) == 1
@@ -62,6 +90,17 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
     write_digits_batch(tmp_path / "b1.npz", 0, 300, (0, 1))
     assert main(["ingest", str(tmp_path / "b1.npz"), "--pipeline", "digits"]) == 0
     assert "for pipeline digits" in capsys.readouterr().out
+    assert main(["ingest", str(tmp_path / "b1.npz"), "--pipeline", "digits"]) == 0  # the same content again
+    assert capsys.readouterr().out.startswith("duplicate:")
+
+    # a retraining killed while learning changes nothing: no version, the same champion; the next one learns it
+    def kill(key):
+        raise RuntimeError(f"killed while learning {key}")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        retrain_pipeline("digits", "mlruns", {"mode": "student_only"}, on_batch=kill)
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
 
     # a decision no version can pass: registered, learned batch recorded, champion kept
     refused = retrain(tmp_path, "--tolerance", "-1")
@@ -74,6 +113,10 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
     assert len(refused["matrix"]) == 2 and len(refused["matrix"][-1]) == 2  # champion row, then after the batch
     registered = summary["models"][summary["registered"]["role"]]  # the gate may register the labels-only student
     assert abs(refused["champion_part_accuracies"]["original"] - registered["test_acc"]) < 1e-6
+    # a version the decision refused is not built again from the same champion, batches and settings
+    again = retrain(tmp_path, "--tolerance", "-1")
+    assert again["status"] == "already-tried" and again["version"] == "2" and not again["promoted"]
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
 
     # the same champion, the same batch, a tolerance that accepts: a new version becomes the champion
     accepted = retrain(tmp_path, "--tolerance", "1", "--mode", "student_only")
@@ -108,8 +151,21 @@ def test_batches_retrain_the_pipeline_champion_through_the_decision(kdflow, tmp_
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == ("4" if expected[0] else "3")
     assert parts["original"] > 0.5  # it still reads digits through the champion's own input view
 
-    # nothing new: nothing registered
-    assert retrain(tmp_path)["status"] in ("up-to-date", "already-tried")
+    # one retraining per pipeline at a time: a second one waits for the pipeline's lock, another pipeline's is free
+    results = {}
+    with pipeline_lock("mlruns", "digits"):
+        waiting = threading.Thread(target=lambda: results.update(second=retrain(tmp_path)), daemon=True)
+        waiting.start()
+        deadline = time.monotonic() + 600  # only keeps a failing test from hanging
+        while not blocked_on(tmp_path / "mlruns" / "pipelines" / "digits" / ".retrain.lock"):
+            assert waiting.is_alive() and time.monotonic() < deadline, results
+            time.sleep(0.01)
+        with pipeline_lock("mlruns", "other"):  # not blocked by digits' lock
+            pass
+        assert "second" not in results
+    waiting.join(timeout=600)
+    # it went on once the lock was free, found nothing new, and registered nothing
+    assert results["second"]["status"] in ("up-to-date", "already-tried")
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 4
 
 
@@ -123,4 +179,7 @@ def test_retrain_pipeline_form_is_typed_and_the_event_names_the_pipeline():
     assert section["strategy"]["enum"] == ["finetune", "lwf", "derpp", "joint"]  # a plain choice, no null toggle
     assert section["tolerance"]["description"]
     (trigger,) = deployment.triggers
+    assert trigger.expect == {"kdflow.data.arrived"}
     assert trigger.parameters["pipeline"] == "{{ event.payload.pipeline }}"
+    assert deployment.schedules[0].schedule.cron == "0 3 * * *"  # nightly, every pipeline with unlearned batches
+    assert [d.name for d in DEPLOYMENTS] == ["distill-pipeline", "retrain-pipeline"]  # one retraining deployment

@@ -4,13 +4,16 @@ cron schedule starts) retrains every pipeline with unlearned batches."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import mlflow
 from conftest import TINY, isolated_env
 from test_pipeline_retrain import write_digits_batch
-from test_retrain_event_trigger import api, free_port, wait_for
 
 from flows.retrain_pipeline import DEPLOYMENT_NAME
 
@@ -21,6 +24,39 @@ from prefect import serve
 from flows.retrain_pipeline import retrain_pipeline_flow, retrain_pipeline_options
 serve(retrain_pipeline_flow.to_deployment(name="{name}", **retrain_pipeline_options(cron=None, store_dir=sys.argv[1])))
 """
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(url: str, path: str, body: dict | None = None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url + path, data=data, headers={"Content-Type": "application/json"}, method="GET" if body is None else "POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or "null")
+
+
+def wait_for(what: str, probe, timeout: float, procs=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(
+                    f"{what}: {p.args[1:4]} exited early with status {p.returncode} (its log is under logs/)"
+                )
+        try:
+            value = probe()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_arrival_event_and_the_scheduled_run_retrain_the_pipeline_champion(kdflow, tmp_path):

@@ -1,5 +1,5 @@
-"""Text batches in the stream store: CSV, JSONL and folder-per-class ingest, whole-batch rejection, duplicates,
-and a retraining on a 2-batch text stream through `kdflow ingest` / `kdflow retrain` (real MLflow, real Prefect)."""
+"""Text batches in the stream store: CSV, JSONL and folder-per-class ingest, whole-batch rejection, duplicates.
+A text pipeline's student learning a text batch: tests/test_retrain_text.py."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import mlflow
 import pytest
-import torch
 
-from pipelines.lifelong import RetrainConfig, retrain_stream
-from pipelines.lifelong.state import LifelongState
 from pipelines.stream import StreamStore, ingest
 from pipelines.stream.readers import BatchError, TextColumns
 
@@ -208,14 +204,14 @@ def test_texts_and_images_do_not_share_a_stream(tmp_path):
         ingest(mixed, tmp_path / "store", "t", fmt="text-folder")  # told it is texts: the odd file is still refused
 
 
-def test_cli_text_ingest_and_one_line_rejection(tmp_path, kdflow):
+def test_cli_text_ingest_rejects_a_bad_batch_in_one_line_before_looking_for_a_champion(tmp_path, kdflow):
     write_csv(tmp_path / "a.csv", [(lbl, txt) for txt, lbl in records()], columns=("stars", "review"))
-    proc, _ = kdflow("ingest", "a.csv", "--stream", "reviews", "--store", "store")
+    proc, _ = kdflow("ingest", "a.csv", "--pipeline", "reviews", "--store", "store")
     assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "--text-column" in proc.stderr
     proc, _ = kdflow(
         "ingest",
         "a.csv",
-        "--stream",
+        "--pipeline",
         "reviews",
         "--store",
         "store",
@@ -224,72 +220,6 @@ def test_cli_text_ingest_and_one_line_rejection(tmp_path, kdflow):
         "--label-column",
         "stars",
     )
-    assert proc.returncode == 0 and "as batch 00001-" in proc.stdout, proc.stderr
-    assert "no event sent" in proc.stdout  # the same arrival event as image batches (no server configured here)
-
-
-def test_retraining_a_text_stream_end_to_end(tmp_path, kdflow):
-    """Two text batches (CSV, then a folder), one `kdflow retrain` (Prefect flow -> stage -> SQLite MLflow)."""
-    store = tmp_path / "store"
-    first = ingest(write_csv(tmp_path / "first.csv", records()), store, "reviews")
-    second = ingest(write_folder(tmp_path / "second", records(" zebra")), store, "reviews")  # "zebra": not in the first
-    ids = [first.batch_id, second.batch_id]
-    settings = [
-        "--set",
-        "epochs=3",
-        "--set",
-        "lr=0.3",
-        "--set",
-        "min_freq=1",
-        "--set",
-        "max_len=16",
-        "--set",
-        "buffer_size=20",
-        "--set",
-        "teacher_width=8",
-        "--set",
-        "student_width=8",
-    ]
-    proc, _ = kdflow(
-        "retrain", "--stream", "reviews", "--store", "store", "--strategy", "derpp", *settings, "--output", "out.json"
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((tmp_path / "out.json").read_text())[0]
-    assert result["status"] == "retrained" and result["promoted"] and result["learned_batches"] == ids
-
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
-    cfg = RetrainConfig(stream="reviews", store_dir=str(tmp_path / "store"))
-    champion = mlflow.MlflowClient().get_model_version_by_alias(cfg.registered_name, "champion")
-    assert champion.tags["kdflow.learned_batches"] == ",".join(ids)
-    state = LifelongState.load(
-        Path(mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path="lifelong/state.pt")),
-        "derpp",
-        cfg.strategy_options(),
-    )
-    assert state.student_spec["arch"] == "fasttext" and state.teacher_spec["arch"] == "textcnn"  # text defaults
-    tokens = state.tokenizer["tokens"]
-    assert "wonderful" in tokens and "zebra" not in tokens  # the vocabulary is the first batch's, kept fixed
-    assert state.student_spec["options"]["vocab_size"] == len(tokens)
-    buffer = state.student_strategy.buffer
-    assert buffer.x.dtype == torch.long and buffer.x.shape[1:] == (16,) and len(buffer) == 20  # DER++ replays token ids
-    served = mlflow.pyfunc.load_model(f"models:/{cfg.registered_name}@champion")
-    answer = served.predict(["a wonderful film", "zebra zebra"])
-    assert set(answer["class"]) <= {"neg", "pos"}  # raw strings in, class names (and probabilities) out
-
-    # the same texts again, as JSONL in another order: reported, not stored, and not learned again
-    again = ingest(write_jsonl(tmp_path / "again.jsonl", list(reversed(records(" zebra")))), store, "reviews")
-    assert again.duplicate and again.batch_id == ids[1] and len(StreamStore(store, "reviews").batches()) == 2
-    assert retrain_stream(cfg).status == "up-to-date"
-
-
-def test_models_follow_the_stream_modality():
-    cfg = RetrainConfig(stream="reviews")
-    assert (cfg.for_modality("text").teacher_arch, cfg.for_modality("text").student_arch) == ("textcnn", "fasttext")
-    assert (cfg.for_modality("image").teacher_arch, cfg.for_modality("image").student_arch) == ("mlp", "mlp")
-    with pytest.raises(
-        ValueError,
-        match="student_arch=mlp reads images or feature vectors but stream 'reviews' holds texts; pick one of",
-    ):
-        cfg.model_copy(update={"student_arch": "mlp"}).for_modality("text")
-    with pytest.raises(ValueError, match="teacher_arch=bilstm reads token ids but stream 'reviews' holds images"):
-        cfg.model_copy(update={"teacher_arch": "bilstm"}).for_modality("image")
+    # a well-formed batch: read, then refused for want of the pipeline's champion (nothing stored)
+    assert proc.returncode == 1 and "run `kdflow run --preset reviews` first" in proc.stderr, proc.stderr
+    assert not (tmp_path / "store" / "streams" / "reviews").exists()

@@ -31,6 +31,7 @@ from kdcore.data.bundle import Split
 from kdcore.data.image_input import ImagePreprocessing
 from kdcore.device import resolve_device
 from kdcore.lifelong import accuracy_row, build_strategy, grow_head, summarise
+from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.remember import remember
 from kdcore.text.tokenizer import Tokenizer
 from kdcore.train import TrainSettings
@@ -42,7 +43,6 @@ from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.lineage import Lineage, LineageError, original_data, rebuild_lineage, registered_name
 from pipelines.lifelong.promotion import lifecycle_decision
 from pipelines.lifelong.refit_policy import refit_models
-from pipelines.lifelong.state import model_out
 from pipelines.lifelong.strategies import learn_task, strategy_options
 from pipelines.lifelong.token_width import to_width
 from pipelines.model_card import retrain_card
@@ -77,6 +77,11 @@ class PipelineRetrainResult:
         d = asdict(self)
         d["matrix"] = [[None if math.isnan(v) else v for v in row] for row in self.matrix]
         return d
+
+
+def model_out(model: torch.nn.Module) -> int:
+    """Classes the model's head scores now (a batch of new classes widens it)."""
+    return last_linear(model)[2].out_features
 
 
 def store_tracking_uri(store_dir: str) -> str:
@@ -220,7 +225,7 @@ def learn_settings(lineage: Lineage, role: str, device: str) -> TrainSettings:
         lr=float(p.get("lr", train.lr)) if best else train.lr,
         weight_decay=float(p.get("weight_decay", train.weight_decay)) if best else train.weight_decay,
         optimizer=train.optimizer,
-        momentum=0.9 if train.optimizer == "sgd" else 0.0,
+        momentum=train.momentum if train.optimizer == "sgd" else 0.0,
         schedule="constant",
         seed=cfg.runtime.seed,
         device=device,

@@ -77,10 +77,6 @@ class StreamStore:
         self.batches_dir = self.dir / "batches"
         self.incoming_dir = self.dir / ".incoming"  # same filesystem as batches/, so rename is atomic
 
-    @property
-    def resource_id(self) -> str:
-        return f"kdflow.stream.{self.name}"
-
     def settings(self) -> dict | None:
         path = self.dir / "stream.json"
         return json.loads(path.read_text()) if path.exists() else None
@@ -101,13 +97,6 @@ class StreamStore:
             if d.is_dir() and manifest.exists():
                 out.append(StoredBatch(d.name, d, json.loads(manifest.read_text())))
         return out
-
-    def class_order(self, batches: list[StoredBatch] | None = None) -> list[str]:
-        """Stream-wide class indices: classes in order of first arrival (so old outputs keep their index)."""
-        order: list[str] = []
-        for b in self.batches() if batches is None else batches:
-            order += [c for c in b.classes if c not in order]
-        return order
 
     @contextmanager
     def lock(self, purpose: str) -> Iterator[None]:

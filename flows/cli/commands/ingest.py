@@ -1,4 +1,5 @@
-"""`kdflow ingest`: a batch of new data into a stream, atomically, then the kdflow.data.arrived event."""
+"""`kdflow ingest PATH --pipeline NAME`: a batch of new data for a pipeline's champion, stored atomically, then the
+kdflow.data.arrived event naming the pipeline."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pipelines.stream.readers import FORMATS
 
 
 def add_parser(commands) -> None:
-    ingest = commands.add_parser("ingest", help="add a batch of new data to a stream (and emit kdflow.data.arrived)")
+    ingest = commands.add_parser(
+        "ingest", help="add a batch of new data for a pipeline's champion (and emit kdflow.data.arrived)"
+    )
     ingest.add_argument(
         "path",
         type=Path,
@@ -25,7 +28,7 @@ def add_parser(commands) -> None:
     )
     ingest.add_argument(
         "--stream",
-        help="stream name (letters, digits, - and _); default: the pipeline's name (one of the two is needed)",
+        help="stream name (letters, digits, - and _), for several streams per pipeline; default: the pipeline's name",
     )
     ingest.add_argument("--store", default="mlruns", help="stream store root (default: mlruns)")
     ingest.add_argument("--scenario", default="class-il", choices=SCENARIOS, help="set by a stream's first batch")
@@ -47,18 +50,16 @@ def run_ingest(args) -> int:
     from pipelines.stream import StreamError, ingest
     from pipelines.stream.readers import TextColumns
 
-    if not (args.pipeline or args.stream):
-        raise StreamError("name the pipeline whose model learns this batch: --pipeline NAME (or a --stream)")
+    if not args.pipeline:  # a stream has no model of its own: its batches are learned by the pipeline they name
+        raise StreamError("name the pipeline whose champion learns this batch: --pipeline NAME")
     args.stream = args.stream or args.pipeline
-    fits = None
-    if args.pipeline:
-        import mlflow
+    import mlflow
 
-        from pipelines.lifelong.continual import store_tracking_uri
-        from pipelines.lifelong.lineage import check_fits_champion
+    from pipelines.lifelong.continual import store_tracking_uri
+    from pipelines.lifelong.lineage import check_fits_champion
 
-        mlflow.set_tracking_uri(store_tracking_uri(args.store))
-        fits = functools.partial(check_fits_champion, args.pipeline)
+    mlflow.set_tracking_uri(store_tracking_uri(args.store))
+    fits = functools.partial(check_fits_champion, args.pipeline)
     r = ingest(
         args.path,
         args.store,
@@ -79,9 +80,9 @@ def run_ingest(args) -> int:
     if r.dropped:
         held = f" (already in batches {', '.join(r.dropped_from)})" if r.dropped_from else ""
         print(f"dropped {r.dropped} sample(s) of {args.path} already stored{held}; ingesting the rest")
-    bound = f" for pipeline {args.pipeline}" if args.pipeline else ""
     print(
-        f"ingested {args.path} into stream {args.stream}{bound} as batch {r.batch_id}: classes {', '.join(r.classes)}; "
+        f"ingested {args.path} into stream {args.stream} for pipeline {args.pipeline} as batch {r.batch_id}: "
+        f"classes {', '.join(r.classes)}; "
         f"train {sum(r.counts['train'].values())}, test {sum(r.counts['test'].values())}"
     )
     sent = emit_arrival(

@@ -1,28 +1,24 @@
-"""`kdflow retrain`: a pipeline's champion learns its new batches (--pipeline), or the stream flow once (--stream)."""
+"""`kdflow retrain --pipeline NAME`: a pipeline's champion learns the batches ingested for it."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 from pathlib import Path
 
-from flows.cli.commands._lifelong import check_settings, lifelong_errors, print_result, write_output
-
-STREAM_DEFAULTS = {"strategy": "derpp", "mode": "teacher_student", "tolerance": 0.02}
+from flows.cli.commands._lifelong import lifelong_errors, print_pipeline_result, write_output
 
 
 def add_parser(commands) -> None:
-    retrain = commands.add_parser(
-        "retrain", help="retrain a pipeline's champion on its new batches (or run the stream flow once)"
-    )
-    target = retrain.add_mutually_exclusive_group(required=True)
-    target.add_argument("--pipeline", help="the pipeline whose champion (kdflow-NAME-student) learns its new batches")
-    target.add_argument("--stream", help="a stream's own lifelong model (the older path), or * for every stream")
+    retrain = commands.add_parser("retrain", help="retrain a pipeline's champion on the batches ingested for it")
+    retrain.add_argument("--pipeline", help="the pipeline whose champion (kdflow-NAME-student) learns its new batches")
+    retrain.add_argument("--stream", help=argparse.SUPPRESS)  # the retired per-stream model: refused with a pointer
     retrain.add_argument("--store", default="mlruns", help="stream store and MLflow root (default: mlruns)")
     retrain.add_argument(
         "--policy",
         choices=("continual", "refit"),
-        help="--pipeline: continual (a lifelong strategy on the new batches) or refit (the pipeline on all the data); "
+        help="continual (a lifelong strategy on the new batches) or refit (the pipeline on all the data); "
         "default: retrain.policy",
     )
     retrain.add_argument("--strategy", choices=("finetune", "lwf", "derpp", "joint"), help="default: retrain.strategy")
@@ -34,8 +30,7 @@ def add_parser(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="another setting: retrain.KEY for --pipeline (e.g. retrain.buffer_size=500), a RetrainConfig field "
-        "for --stream (repeatable)",
+        help="another setting: retrain.KEY (e.g. retrain.buffer_size=500; repeatable)",
     )
     retrain.add_argument("--output", type=Path, help="write the results as JSON to this file")
     retrain.set_defaults(handler=lifelong_errors(run_retrain))
@@ -79,30 +74,18 @@ def run_retrain(args) -> int:
 
 
 def retrain_target(args) -> int:
-    if args.pipeline:
-        from flows.cli.commands._lifelong import print_pipeline_result
-        from pipelines.lifelong.continual import retrain_pipeline
+    from pipelines.stream import StreamError
 
-        result = retrain_pipeline(args.pipeline, str(Path(args.store).resolve()), pipeline_changes(args)).to_dict()
-        print_pipeline_result(result)
-        write_output(args.output, [result])
-        return 0
-    if args.policy:
-        raise ValueError("--policy applies to a pipeline's champion: use it with --pipeline NAME")
-    from flows.retrain import retrain_on_new_data
+    if not args.pipeline:  # before any work
+        if args.stream:
+            raise StreamError(
+                f"--stream {args.stream}: a stream has no model of its own any more; retrain the pipeline its batches "
+                "were ingested for with --pipeline NAME"
+            )
+        raise StreamError("name the pipeline whose champion retrains: --pipeline NAME")
+    from pipelines.lifelong.continual import retrain_pipeline
 
-    for key, value in STREAM_DEFAULTS.items():
-        setattr(args, key, value if getattr(args, key) is None else getattr(args, key))
-    settings = check_settings(args)
-    results = retrain_on_new_data(
-        stream=args.stream,
-        store_dir=str(Path(args.store).resolve()),
-        strategy=args.strategy,
-        mode=args.mode,
-        tolerance=args.tolerance,
-        settings=settings,
-    )
-    for r in results:
-        print_result(r)
-    write_output(args.output, results)
+    result = retrain_pipeline(args.pipeline, str(Path(args.store).resolve()), pipeline_changes(args)).to_dict()
+    print_pipeline_result(result)
+    write_output(args.output, [result])
     return 0

@@ -1,65 +1,92 @@
-"""`kdflow stream simulate`: cut a dataset into batches, then ingest and retrain on each in turn."""
+"""`kdflow stream simulate`: a class-incremental run through the pipeline path. The pipeline distils its champion
+on the first task's classes (data.classes); each later task is ingested as a batch for it and learned by
+`retrain --pipeline`'s own code, the champion moving only by the retraining decision."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
-from flows.cli.commands._lifelong import (
-    add_retrain_options,
-    check_settings,
-    lifelong_errors,
-    print_result,
-    write_output,
-)
-from pipelines.stream import SCENARIOS
+from flows.cli.commands._lifelong import lifelong_errors, print_pipeline_result, write_output
 
 
 def add_parser(commands) -> None:
     stream = commands.add_parser("stream", help="lifelong-learning streams")
     actions = stream.add_subparsers(dest="stream_command", required=True)
-    simulate = actions.add_parser("simulate", help="cut a dataset into batches; ingest and retrain on each in turn")
-    simulate.add_argument("--preset", default="fashion_mnist", choices=("fashion_mnist", "digits"))
-    simulate.add_argument(
-        "--root", help="dataset folder (fashion_mnist: the IDX .gz files; default /usr/share/datasets/fashion-mnist)"
+    simulate = actions.add_parser(
+        "simulate",
+        help="run a pipeline on the first task's classes, then ingest and retrain on each later task in turn",
     )
-    simulate.add_argument("--scenario", default="class-il", choices=SCENARIOS)
-    simulate.add_argument("--tasks", type=int, default=5, help="number of batches")
-    simulate.add_argument("--limit", type=int, help="at most this many examples per batch")
-    simulate.add_argument("--stream", help="stream name (default: <preset>-<scenario>-<strategy>)")
-    simulate.add_argument("--seed", type=int, default=0)
-    add_retrain_options(simulate)
+    simulate.add_argument(
+        "--preset", default="split_fmnist", help="pipeline preset on fashion_mnist or digits (default: split_fmnist)"
+    )
+    simulate.add_argument("--tasks", type=int, default=5, help="class-incremental tasks (default 5)")
+    simulate.add_argument("--limit", type=int, help="at most this many training images per task (quick runs)")
+    simulate.add_argument("--store", default="mlruns", help="stream store and MLflow root (default: mlruns)")
+    simulate.add_argument("--strategy", choices=("finetune", "lwf", "derpp", "joint"), help="default: retrain.strategy")
+    simulate.add_argument("--tolerance", type=float, help="default: retrain.tolerance")
+    simulate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any pipeline setting, e.g. --set retrain.buffer_size=500 (repeatable)",
+    )
+    simulate.add_argument("--output", type=Path, help="write each retraining's result as JSON to this file")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of the per-task image sample (--limit)")
     simulate.set_defaults(handler=lifelong_errors(run_simulate))
 
 
 def run_simulate(args) -> int:
-    from flows.retrain import retrain_on_new_data
-    from pipelines.stream import ingest
-    from pipelines.stream.simulate import preset_arrays, scenario_batches, write_batches
+    from pipelines.config import load_config
+    from pipelines.stream.simulate import class_tasks, dataset_arrays
 
-    settings = check_settings(args)
-    name = args.stream or f"{args.preset}-{args.scenario}-{args.strategy}".replace("_", "-")
-    x, y, classes = preset_arrays(args.preset, args.root)
-    batches = scenario_batches(x, y, args.scenario, args.tasks, args.limit, args.seed)
     store = str(Path(args.store).resolve())
+    cfg = load_config(args.preset, [*args.overrides, f"runtime.store_dir={store}"])  # bad settings fail here
+    changes = {k: getattr(args, k) for k in ("strategy", "tolerance") if getattr(args, k) is not None}
+    cfg = cfg.model_copy(update={"retrain": cfg.retrain.model_validate({**cfg.retrain.model_dump(), **changes})})
+    x, y, class_names = dataset_arrays(cfg.data.dataset, cfg.data.root)
+    tasks = class_tasks(class_names, args.tasks)
+    data = {"classes": tasks[0]} | ({"limit_train": args.limit} if args.limit else {})
+    cfg = cfg.model_copy(update={"data": cfg.data.model_validate({**cfg.data.model_dump(), **data})})
+    first_task(args.preset, cfg)
     steps = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in write_batches(batches, classes, Path(tmp)):
-            r = ingest(path, store, name, args.scenario)
-            print(
-                f"batch {r.batch_id}: classes {', '.join(r.classes)}" + (" (duplicate)" if r.duplicate else ""),
-                flush=True,
-            )
-            result = retrain_on_new_data(
-                stream=name,
-                store_dir=store,
-                strategy=args.strategy,
-                mode=args.mode,
-                tolerance=args.tolerance,
-                settings=settings,
-            )[0]
+        for t, task in enumerate(tasks[1:], start=2):
+            result = later_task(cfg, store, (x, y, class_names), task, Path(tmp) / f"task-{t}.npz", args)
             steps.append(result)
-            print(f"  {result['status']}: {result['reason']}", flush=True)
-    print_result(steps[-1])
+            print(f"task {t} ({', '.join(task)}): {result['status']}: {result['reason']}", flush=True)
+    print_pipeline_result(steps[-1])
     write_output(args.output, steps)
     return 0
+
+
+def first_task(preset: str, cfg) -> None:
+    """The pipeline itself on the first task's classes: its champion is what later tasks retrain."""
+    from flows.cli.commands.run import print_summary, quiet_libraries
+    from flows.distill_pipeline import distill_pipeline
+    from pipelines.config import preset_names
+    from pipelines.stages import prepare_data
+
+    quiet_libraries()
+    print(f"task 1 ({', '.join(cfg.data.classes)}): kdflow run --preset {preset}", flush=True)
+    prepare_data(cfg)  # bad data fails here, in one line
+    print_summary(distill_pipeline(preset=preset if preset in preset_names() else "digits", config=cfg))
+
+
+def later_task(cfg, store: str, arrays, task: list[str], path: Path, args) -> dict:
+    """One later task: ingested as a batch for the pipeline (checked against its champion), then learned."""
+    import mlflow
+
+    from pipelines.lifelong.continual import retrain_pipeline, store_tracking_uri
+    from pipelines.lifelong.lineage import check_fits_champion
+    from pipelines.stream import ingest
+    from pipelines.stream.simulate import write_task_batch
+
+    mlflow.set_tracking_uri(store_tracking_uri(store))
+    write_task_batch(*arrays, task, args.limit, args.seed, path)
+    r = ingest(path, store, cfg.name, pipeline=cfg.name, fits=functools.partial(check_fits_champion, cfg.name))
+    print(f"batch {r.batch_id}: classes {', '.join(r.classes)}" + (" (duplicate)" if r.duplicate else ""), flush=True)
+    return retrain_pipeline(cfg.name, store, cfg.retrain.model_dump()).to_dict()

@@ -1,0 +1,56 @@
+"""Split-Fashion-MNIST through the pipeline path: `kdflow stream simulate --preset split_fmnist` once per strategy,
+side by side with the same protocol run on kdcore directly (benchmarks/lifelong_split_fmnist.py, its table).
+
+    OMP_NUM_THREADS=1 nice python benchmarks/lifelong_split_fmnist_pipeline.py [--tasks 5]
+
+Prints the average accuracy over the 5 tasks' test parts after the last task, and forgetting, per strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# LwF at kdcore's own options (kd_weight 1, T 2): retrain.alpha is its KD weight, distill.temperature its T
+RUNS = {
+    "finetune": ("finetune", []),
+    "lwf": ("lwf", ["retrain.alpha=1.0", "distill.temperature=2.0"]),
+    "derpp-200": ("derpp", ["retrain.buffer_size=200"]),
+    "derpp-500": ("derpp", ["retrain.buffer_size=500"]),
+    "joint": ("joint", []),
+}
+KDCORE = {"finetune": 19.94, "lwf": 31.39, "derpp-200": 76.33, "derpp-500": 80.38, "joint": 85.56}  # 3 seeds, mean
+
+
+def simulate(strategy: str, overrides: list[str], tasks: int, folder: Path) -> dict:
+    out = folder / "steps.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    env |= {"PREFECT_HOME": str(folder / "prefect"), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "flows.cli", "stream", "simulate", "--preset", "split_fmnist", "--tasks", str(tasks)]
+    cmd += ["--strategy", strategy, *(a for o in overrides for a in ("--set", o)), "--output", str(out)]
+    subprocess.run(cmd, cwd=folder, env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.read_text())[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=5)
+    parser.add_argument("--only", nargs="+", choices=list(RUNS), default=list(RUNS), help="these rows only")
+    args = parser.parse_args()
+    print(f"{'strategy':<10} {'avg acc':>8} {'forgetting':>10} {'kdcore table':>12}")
+    for name in args.only:
+        strategy, overrides = RUNS[name]
+        with tempfile.TemporaryDirectory() as tmp:
+            last = simulate(strategy, overrides, args.tasks, Path(tmp))
+        m = last["metrics"]
+        print(f"{name:<10} {m['avg_acc']:>8.2%} {m['forgetting']:>10.2%} {KDCORE[name]:>11.2f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()
