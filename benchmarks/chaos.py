@@ -72,7 +72,10 @@ class Step:
             head = f"{self.kind} ended before its {self.signal} at {self.after_s:.1f} s (not counted)"
         else:
             head = f"{self.signal} {self.kind} at {self.after_s:.1f} s, stopped in {self.stopped_s:.1f} s"
-        verdict = "survived" if self.survived else "NOT survived: " + "; ".join(self.problems)
+        if self.problems:
+            verdict = "NOT survived: " + "; ".join(self.problems)
+        else:
+            verdict = "survived" if self.landed else "store whole"
         return f"{head}; rerun exit {self.rerun_rc} in {self.rerun_s:.1f} s; {verdict}"
 
 
