@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.stream import StreamStore, ingest
-from tests.conftest import isolated_env
+from tests.conftest import TINY, isolated_env
 
 
 def write_images(root, pixels: np.ndarray, names: list[str]):
@@ -113,17 +113,21 @@ def test_texts_reordered_or_partly_new_store_only_new_texts(tmp_path):
     assert_no_sample_stored_twice(store)
 
 
-def test_cli_reports_dropped_samples_in_one_line_and_nothing_new(tmp_path):
+def test_cli_reports_dropped_samples_in_one_line_and_nothing_new(tmp_path, kdflow):
+    proc, _ = kdflow("run", "--preset", "digits", *TINY)  # a batch is ingested for a pipeline with a champion
+    assert proc.returncode == 0, proc.stderr[-3000:]
     pixels = random_pixels(12, seed=6)
     write_images(tmp_path / "a", pixels[:8], [f"{'x' if i % 2 else 'y'}/{i}.png" for i in range(8)])
     write_images(tmp_path / "b", pixels[4:], [f"{'x' if i % 2 else 'y'}/n{i}.png" for i in range(8)])
-    cmd = [sys.executable, "-m", "flows.cli", "ingest", "--stream", "s", "--store", str(tmp_path / "store")]
+    cmd = [sys.executable, "-m", "flows.cli", "ingest", "--pipeline", "digits", "--stream", "s"]
     env = isolated_env(tmp_path)
-    run = lambda folder: subprocess.run([*cmd, str(tmp_path / folder)], env=env, capture_output=True, text=True)  # noqa: E731
+    run = lambda folder: subprocess.run(  # noqa: E731
+        [*cmd, str(tmp_path / folder)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert run("a").returncode == 0
     second = run("b")
     assert second.returncode == 0, second.stderr
     assert [line for line in second.stdout.splitlines() if line.startswith("dropped 4 sample(s)")]
     third = run("b")
     assert third.returncode == 0 and third.stdout.startswith("duplicate: every sample of")
-    assert len(StreamStore(tmp_path / "store", "s").batches()) == 2
+    assert len(StreamStore(tmp_path / "mlruns", "s").batches()) == 2
