@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from flows.cli.commands._lifelong import lifelong_errors, print_pipeline_result, write_output
@@ -62,7 +63,8 @@ def stop_like_ctrl_c(signum: int, frame: object) -> None:
 
 
 def run_retrain(args) -> int:
-    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+        signal.signal(signal.SIGTERM, stop_like_ctrl_c)
     try:
         return retrain_target(args)
     except KeyboardInterrupt:
