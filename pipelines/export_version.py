@@ -22,6 +22,7 @@ from pipelines.onnx_export import (
     OnnxExportError,
     export_onnx,
 )
+from pipelines.registry import split_model_ref
 
 
 class ExportError(ValueError):
@@ -40,12 +41,7 @@ class Exported:
 def resolve_version(model: str) -> ModelVersion:
     """NAME (its champion, else its latest version), NAME@ALIAS, NAME/VERSION, or any of them as models:/..."""
     client = mlflow.MlflowClient()
-    ref = model.removeprefix("models:/")
-    name, alias, number = ref, None, None
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-    elif "/" in ref:
-        name, number = ref.rsplit("/", 1)
+    name, alias, number = split_model_ref(model)
     try:
         client.get_registered_model(name)
     except mlflow.exceptions.MlflowException:

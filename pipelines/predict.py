@@ -23,7 +23,7 @@ import pandas as pd
 
 from kdcore.class_probabilities import probability_column
 from kdcore.data.imagefolder import IMAGE_SUFFIXES
-from pipelines.registry import CLASSES_KEY, MODALITY_KEY
+from pipelines.registry import CLASSES_KEY, MODALITY_KEY, split_model_ref
 
 TEXT_TABLES = {".csv", ".jsonl"}
 CHUNK = 256  # inputs per model call: a folder of 100,000 images is never in memory at once
@@ -113,12 +113,7 @@ def check_registered(uri: str) -> None:
     """models:/NAME@alias and models:/NAME/VERSION: say which of name, alias or version is missing."""
     if not uri.startswith("models:/") or uri.startswith("models:/m-"):
         return
-    rest = uri.removeprefix("models:/")
-    name, alias, version = rest, None, None
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-    elif "/" in rest:
-        name, version = rest.rsplit("/", 1)
+    name, alias, version = split_model_ref(uri)
     client = mlflow.MlflowClient()
     where = mlflow.get_tracking_uri()
     try:

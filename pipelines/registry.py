@@ -170,3 +170,15 @@ def register_version(
         client.set_tag(run_id, PROMOTION_RUN_TAG, promotion_line(name, decision))
     log.info("register: %s", promotion_line(name, decision))
     return decision
+
+
+def split_model_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """`NAME`, `NAME@ALIAS` or `NAME/VERSION` (with or without `models:/`) as (name, alias, version)."""
+    ref = ref.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, alias, None
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        return name, None, version
+    return ref, None, None

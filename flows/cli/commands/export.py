@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli.commands._store import store_uri
+from flows.cli.commands._store import existing_store_uri
 
 
 def add_parser(commands) -> None:
@@ -22,12 +22,8 @@ def add_parser(commands) -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    uri = store_uri(args.store_dir)
+    uri = existing_store_uri("export", args.store_dir)
     if uri is None:
-        print(
-            f"kdflow export: no MLflow store in {args.store_dir}/; pass --store-dir or set MLFLOW_TRACKING_URI",
-            file=sys.stderr,
-        )
         return 1
     import mlflow
 

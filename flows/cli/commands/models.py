@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.cli.commands._store import store_uri
+from flows.cli.commands._store import existing_store_uri
 
 
 def add_parser(commands) -> None:
@@ -25,13 +25,8 @@ def version_line(v, aliases: list[str]) -> str:
 
 
 def models_command(args: argparse.Namespace) -> int:
-    uri = store_uri(args.store_dir)
+    uri = existing_store_uri("models", args.store_dir, "run `kdflow run` first, ")
     if uri is None:
-        print(
-            f"kdflow models: no MLflow store in {args.store_dir}/; run `kdflow run` first, pass --store-dir, "
-            "or set MLFLOW_TRACKING_URI",
-            file=sys.stderr,
-        )
         return 1
     import mlflow
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli.commands._store import store_uri
+from flows.cli.commands._store import existing_store_uri
 
 
 def add_parser(commands) -> None:
@@ -31,12 +31,8 @@ def predict_command(args: argparse.Namespace) -> int:
     if not model or not inputs:
         print("kdflow predict: give a model URI (or --preset NAME) and at least one input", file=sys.stderr)
         return 2
-    uri = store_uri(args.store_dir)
+    uri = existing_store_uri("predict", args.store_dir)
     if uri is None:
-        print(
-            f"kdflow predict: no MLflow store in {args.store_dir}/; pass --store-dir or set MLFLOW_TRACKING_URI",
-            file=sys.stderr,
-        )
         return 1
     import mlflow
 
