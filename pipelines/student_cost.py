@@ -8,7 +8,6 @@ worker) reuse it.
 
 from __future__ import annotations
 
-import io
 import statistics
 import time
 
@@ -18,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from kdcore.data import DataBundle
 from kdcore.models import build_model, count_parameters
 from pipelines.config import ModelConfig
+from pipelines.model_timing import weights_megabytes
 
 MEASURES = ("params", "size_mb", "flops", "latency_ms")
 UNITS = {"params": "parameters", "size_mb": "MB", "flops": "FLOPs per sample", "latency_ms": "ms at batch 1"}
@@ -36,13 +36,6 @@ def build_student(spec: ModelConfig, bundle: DataBundle) -> torch.nn.Module:
 
 def one_sample(bundle: DataBundle) -> torch.Tensor:
     return bundle.view.normalise(bundle.train.x[:1])
-
-
-def size_mb(model: torch.nn.Module) -> float:
-    """The state dict as torch.save writes it, in MB (10^6 bytes)."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.tell() / 1e6
 
 
 def flops(model: torch.nn.Module, sample: torch.Tensor) -> float:
@@ -82,7 +75,7 @@ def measure(
         if name == "params":
             out[name] = float(count_parameters(model))
         elif name == "size_mb":
-            out[name] = size_mb(model)
+            out[name] = weights_megabytes(model)  # as the evaluate stage measures it
         elif name == "flops":
             out[name] = flops(model, sample)
         elif name == "latency_ms":
