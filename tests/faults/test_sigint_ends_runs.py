@@ -12,6 +12,7 @@ import sys
 import time
 
 from tests.conftest import isolated_env
+from tests.faults.stacks import wait_or_show_stacks
 from tests.faults.test_sigterm_ends_runs import TUNING, count
 
 
@@ -33,7 +34,7 @@ def test_ctrl_c_during_tuning_ends_every_run_and_trial(tmp_path):
             time.sleep(1)
         os.killpg(run.pid, signal.SIGINT)
         interrupted = time.monotonic()
-        assert run.wait(timeout=300) != 0
+        assert wait_or_show_stacks(run, 300, log) != 0
         print(f"kdflow run exited {time.monotonic() - interrupted:.1f} s after Ctrl-C")  # reported, not asserted
     finally:
         if run.poll() is None:

@@ -9,6 +9,7 @@ import sys
 import time
 
 from tests.conftest import isolated_env
+from tests.faults.stacks import wait_or_show_stacks
 
 TUNING = [
     *("--set", "teacher.train.epochs=1", "--set", "student.train.epochs=1"),
@@ -39,7 +40,7 @@ def test_sigterm_during_tuning_ends_every_run_and_trial(tmp_path):
         assert run.poll() is None, log.read_text()[-3000:]
         time.sleep(1)
     run.send_signal(signal.SIGTERM)
-    assert run.wait(timeout=300) != 0
+    assert wait_or_show_stacks(run, 300, log) != 0
     stderr = log.read_text()
     assert count(mlflow_db, "select count(*) from runs where status = 'RUNNING'") == 0, stderr[-3000:]
     assert count(optuna_db, "select count(*) from trials where state = 'RUNNING'") == 0, stderr[-3000:]
