@@ -16,9 +16,14 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
+
+from kdcore.datasets import DATASETS, MODALITY
+from kdcore.distill import DISTILLERS
+from kdcore.options import OptionSpec, option_specs
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -62,20 +67,9 @@ class TextDataConfig(Section):
     )
 
 
-TEXT_DATASETS = ("imdb", "ag_news", "text_csv", "text_jsonl", "text_folder")
-DatasetName = Literal[
-    "digits",
-    "mnist",
-    "fashion_mnist",
-    "cifar10",
-    "cifar100",
-    "imagefolder",
-    "imdb",
-    "ag_news",
-    "text_csv",
-    "text_jsonl",
-    "text_folder",
-]
+# Every registered loader, image and text (kdcore/data, kdcore/text): a new dataset file is a new choice here.
+DatasetName = Literal[tuple(sorted(DATASETS, key=lambda name: MODALITY[name] != "image"))]  # images first
+TEXT_DATASETS = tuple(name for name in DATASETS if MODALITY[name] == "text")
 
 
 class DataConfig(Section):
@@ -327,61 +321,69 @@ class ModelConfig(Section):
         return {k: v for k, v in values.items() if v is not None}
 
 
-MethodName = Literal["kd", "dkd", "dist", "fitnets", "at", "sp", "rkd", "pkt", "crd"]  # = kdcore.distill.DISTILLERS
+class Range(Section):
+    low: float = Field(description="Lowest value tried.")
+    high: float = Field(description="Highest value tried.")
+    log: bool = Field(False, description="Sample on a log scale.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high or (self.log and self.low <= 0):
+            raise ValueError("needs low < high (and low > 0 on a log scale)")
+        return self
 
 
-class DKDConfig(Section):
-    """Zhao et al. 2022, CIFAR-100 resnet32x4 -> resnet8x4 settings."""
-
-    alpha: float = Field(1.0, ge=0, le=1000, description="Weight of target-class KD (TCKD).")
-    beta: float = Field(8.0, ge=0, le=1000, description="Weight of non-target-class KD (NCKD).")
-    temperature: float = Field(4.0, gt=0, le=100, description="Softmax temperature.")
-    warmup: float = Field(
-        20 / 240,
-        ge=0,
-        le=1,
-        description="Share of the epochs over which the DKD term ramps up linearly (paper: 20 of 240).",
-    )
+def span(low: float, high: float, what: str, log: bool = True) -> Any:
+    return Field(default_factory=lambda: Range(low=low, high=high, log=log), description=f"Range of {what}.")
 
 
-class DISTConfig(Section):
-    """Huang et al. 2022, CIFAR-100 settings."""
-
-    beta: float = Field(2.0, ge=0, le=1000, description="Weight of the inter-class relation term.")
-    gamma: float = Field(2.0, ge=0, le=1000, description="Weight of the intra-class relation term.")
-    temperature: float = Field(4.0, gt=0, le=100, description="Softmax temperature.")
-
-
-class FitNetsConfig(Section):
-    weight: float = Field(100.0, ge=0, le=1e6, description="Weight of the hint (feature regression) loss.")
+# KD methods: their config sections, form fields and search ranges come from the options each method declares
+# beside its loss (kdcore/distill/<method>.py); kd's own two sit flat under `distill`, the spine of every method.
+METHODS = sorted(DISTILLERS, key=lambda m: (m != "kd", DISTILLERS[m].needs_features, m))
+MethodName = Literal[tuple(METHODS)]
+KD_OPTIONS = {o.name: o for o in option_specs(DISTILLERS["kd"].Options)}
 
 
-class ATConfig(Section):
-    weight: float = Field(1000.0, ge=0, le=1e6, description="Weight of the attention-transfer loss.")
-    p: float = Field(
-        2.0, gt=0, le=8, description="Exponent of the attention map (sum of |activation|^p over channels)."
-    )
+def option_field(o: OptionSpec) -> Any:
+    return Field(o.default, description=o.description, **o.bounds)
 
 
-class SPConfig(Section):
-    weight: float = Field(3000.0, ge=0, le=1e7, description="Weight of the similarity-preserving loss.")
+def kd_span(name: str) -> Any:
+    search = KD_OPTIONS[name].search
+    return span(search.low, search.high, f"distill.{name}", log=search.log)
 
 
-class RKDConfig(Section):
-    distance_weight: float = Field(25.0, ge=0, le=1e5, description="Weight of the distance-wise relation loss.")
-    angle_weight: float = Field(50.0, ge=0, le=1e5, description="Weight of the angle-wise relation loss.")
+def title(options: type) -> str:
+    return (options.__doc__ or "").strip().splitlines()[0]
 
 
-class PKTConfig(Section):
-    weight: float = Field(30000.0, ge=0, le=1e8, description="Weight of the probabilistic knowledge transfer loss.")
+def method_sections(make_section, describe=lambda method: title(DISTILLERS[method].Options)) -> dict[str, Any]:
+    """`{method: (section model, its field)}` for every method but kd; `make_section(method, options)` builds the
+    section model, or None when the method has nothing to put in it."""
+    out = {}
+    for method in METHODS[1:]:
+        section = make_section(method, DISTILLERS[method].Options)
+        if section is not None:
+            out[method] = (section, Field(default_factory=section, description=describe(method)))
+    return out
 
 
-class CRDConfig(Section):
-    weight: float = Field(0.8, ge=0, le=1000, description="Weight of the contrastive loss.")
-    temperature: float = Field(0.07, gt=0, le=10, description="Temperature of the contrastive scores.")
-    nce_k: int = Field(16384, ge=1, le=1_000_000, description="Negatives per sample drawn from the memory bank.")
-    feat_dim: int = Field(128, ge=1, le=65_536, description="Size of the contrastive embedding.")
-    momentum: float = Field(0.5, ge=0, lt=1, description="Momentum of the memory-bank update.")
+def options_section(method: str, options: type) -> type[Section]:
+    """A method's config section: one field per option, with its default, bounds and meaning."""
+    fields = {o.name: (o.type, option_field(o)) for o in option_specs(options)}
+    return create_model(f"{DISTILLERS[method].__name__}Config", __base__=Section, __doc__=options.__doc__, **fields)
+
+
+def search_section(method: str, options: type) -> type[Section] | None:
+    """A method's search ranges: one per tuned option (None when none is tuned)."""
+    fields = {
+        o.name: (Range, span(o.search.low, o.search.high, f"distill.{method}.{o.name}", log=o.search.log))
+        for o in option_specs(options)
+        if o.search is not None
+    }
+    if not fields:
+        return None
+    return create_model(f"{DISTILLERS[method].__name__}Space", __base__=Section, **fields)
 
 
 class LayersConfig(Section):
@@ -504,14 +506,18 @@ class TeacherConfig(ModelConfig):
         return self
 
 
-class DistillConfig(Section):
+class DistillSpine(Section):
+    """Settings every method shares: which method, kd's temperature and weight, and the teacher's views."""
+
     method: MethodName = Field(
-        "kd", description="Distillation method: kd, dkd, dist (logits); fitnets, at, sp, rkd, pkt, crd (features)."
+        "kd",
+        description=(
+            f"Distillation method: {', '.join(m for m in METHODS if not DISTILLERS[m].needs_features)} (logits); "
+            f"{', '.join(m for m in METHODS if DISTILLERS[m].needs_features)} (features)."
+        ),
     )
-    temperature: float = Field(4.0, gt=0, le=100, description="KD: softmax temperature T of the soft targets.")
-    alpha: float = Field(
-        0.9, ge=0, le=1, description="KD: weight of the distillation term; 1 - alpha weights the labels."
-    )
+    temperature: float = option_field(KD_OPTIONS["temperature"])
+    alpha: float = option_field(KD_OPTIONS["alpha"])
     teacher_views: int = Field(
         0,
         ge=0,
@@ -522,72 +528,10 @@ class DistillConfig(Section):
             "views to the student (feature methods still run the teacher online for its features)."
         ),
     )
-    dkd: DKDConfig = Field(default_factory=DKDConfig, description="Decoupled KD (Zhao et al. 2022).")
-    dist: DISTConfig = Field(default_factory=DISTConfig, description="DIST (Huang et al. 2022).")
-    fitnets: FitNetsConfig = Field(default_factory=FitNetsConfig, description="FitNets hints (Romero et al. 2015).")
-    at: ATConfig = Field(default_factory=ATConfig, description="Attention transfer (Zagoruyko & Komodakis 2017).")
-    sp: SPConfig = Field(default_factory=SPConfig, description="Similarity-preserving KD (Tung & Mori 2019).")
-    rkd: RKDConfig = Field(default_factory=RKDConfig, description="Relational KD (Park et al. 2019).")
-    pkt: PKTConfig = Field(
-        default_factory=PKTConfig, description="Probabilistic knowledge transfer (Passalis & Tefas 2018)."
-    )
-    crd: CRDConfig = Field(
-        default_factory=CRDConfig, description="Contrastive representation distillation (Tian et al. 2020)."
-    )
     layers: LayersConfig = Field(default_factory=LayersConfig, description="Which modules feature methods read.")
 
 
-class Range(Section):
-    low: float = Field(description="Lowest value tried.")
-    high: float = Field(description="Highest value tried.")
-    log: bool = Field(False, description="Sample on a log scale.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if not self.low < self.high or (self.log and self.low <= 0):
-            raise ValueError("needs low < high (and low > 0 on a log scale)")
-        return self
-
-
-def span(low: float, high: float, what: str, log: bool = True) -> Any:
-    return Field(default_factory=lambda: Range(low=low, high=high, log=log), description=f"Range of {what}.")
-
-
-class DKDSpace(Section):
-    alpha: Range = span(0.25, 4.0, "distill.dkd.alpha")
-    beta: Range = span(1.0, 16.0, "distill.dkd.beta")
-    temperature: Range = span(1.0, 8.0, "distill.dkd.temperature", log=False)
-
-
-class DISTSpace(Section):
-    beta: Range = span(0.5, 8.0, "distill.dist.beta")
-    gamma: Range = span(0.5, 8.0, "distill.dist.gamma")
-    temperature: Range = span(1.0, 8.0, "distill.dist.temperature", log=False)
-
-
-class FitNetsSpace(Section):
-    weight: Range = span(1.0, 1000.0, "distill.fitnets.weight")
-
-
-class ATSpace(Section):
-    weight: Range = span(10.0, 10000.0, "distill.at.weight")
-
-
-class SPSpace(Section):
-    weight: Range = span(30.0, 30000.0, "distill.sp.weight")
-
-
-class RKDSpace(Section):
-    distance_weight: Range = span(1.0, 250.0, "distill.rkd.distance_weight")
-    angle_weight: Range = span(2.0, 500.0, "distill.rkd.angle_weight")
-
-
-class PKTSpace(Section):
-    weight: Range = span(300.0, 300000.0, "distill.pkt.weight")
-
-
-class CRDSpace(Section):
-    weight: Range = span(0.1, 5.0, "distill.crd.weight")
+DistillConfig = create_model("DistillConfig", __base__=DistillSpine, **method_sections(options_section))
 
 
 class SizeRange(Section):
@@ -602,11 +546,9 @@ class SizeRange(Section):
         return self
 
 
-class SearchSpace(Section):
-    temperature: Range = Field(
-        default_factory=lambda: Range(low=1.0, high=8.0), description="Range of distill.temperature."
-    )
-    alpha: Range = Field(default_factory=lambda: Range(low=0.1, high=0.95), description="Range of distill.alpha.")
+class SearchSpaceSpine(Section):
+    temperature: Range = kd_span("temperature")
+    alpha: Range = kd_span("alpha")
     lr: Range = Field(
         default_factory=lambda: Range(low=1e-4, high=3e-2, log=True),
         description="Range of the student's learning rate.",
@@ -614,12 +556,6 @@ class SearchSpace(Section):
     weight_decay: Range = Field(
         default_factory=lambda: Range(low=1e-6, high=1e-2, log=True), description="Range of the student's weight decay."
     )
-    dkd: DKDSpace = Field(default_factory=DKDSpace, description="Ranges of DKD's weights.")
-    dist: DISTSpace = Field(default_factory=DISTSpace, description="Ranges of DIST's weights.")
-    fitnets: FitNetsSpace = Field(default_factory=FitNetsSpace, description="Range of the FitNets hint weight.")
-    at: ATSpace = Field(default_factory=ATSpace, description="Range of the AT weight.")
-    sp: SPSpace = Field(default_factory=SPSpace, description="Range of the SP weight.")
-    rkd: RKDSpace = Field(default_factory=RKDSpace, description="Ranges of RKD's weights.")
     width: SizeRange | None = Field(
         None,
         description=(
@@ -634,8 +570,13 @@ class SearchSpace(Section):
             "resnet*: 6n+2); empty: not searched."
         ),
     )
-    pkt: PKTSpace = Field(default_factory=PKTSpace, description="Range of the PKT weight.")
-    crd: CRDSpace = Field(default_factory=CRDSpace, description="Range of the CRD weight.")
+
+
+SearchSpace = create_model(
+    "SearchSpace",
+    __base__=SearchSpaceSpine,
+    **method_sections(search_section, lambda method: f"Ranges of {DISTILLERS[method].__name__}'s tuned options."),
+)
 
 
 COSTS = ("params", "size_mb", "flops", "latency_ms")  # = pipelines.student_cost.MEASURES

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from kdcore.models import build_model, count_parameters
 from pipelines import stages
 from pipelines.checkpoint import load_model
-from pipelines.config import ConfigError, CRDConfig, load_config
+from pipelines.config import ConfigError, DistillConfig, load_config
 from pipelines.results import TuneResult
 from pipelines.tracking import setup_experiment
 from pipelines.tuning import defaults
@@ -110,7 +110,7 @@ def test_method_config_is_typed_with_published_defaults():
         30000.0,
     )
     assert (d.rkd.distance_weight, d.rkd.angle_weight, d.crd.weight, d.crd.temperature) == (25.0, 50.0, 0.8, 0.07)
-    assert CRDConfig().nce_k == 16384 and d.crd.nce_k == 1024  # the digits preset has fewer samples than 16,384
+    assert DistillConfig().crd.nce_k == 16384 and d.crd.nce_k == 1024  # the digits preset has fewer samples than 16,384
     assert cfg.flat()["distill.dkd.beta"] == 2.0 and cfg.tune.methods == ["kd", "crd"]
     with pytest.raises(ConfigError, match="^invalid config: distill.method: Input should be 'kd', 'dkd', "):
         load_config("digits", ["distill.method=fitnet"])

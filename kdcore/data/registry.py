@@ -14,11 +14,12 @@ from kdcore.data.request import DataRequest
 
 Loader = Callable[[DataRequest], DataBundle]
 DATASETS: dict[str, Loader] = {}
+MODALITY: dict[str, str] = {}  # "image" or "text", by dataset name: which models and settings fit it
 
 
-def register_dataset(name: str):
+def register_dataset(name: str, modality: str = "image"):
     def add(loader: Loader) -> Loader:
-        DATASETS[name] = loader
+        DATASETS[name], MODALITY[name] = loader, modality
         return loader
 
     return add

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +11,7 @@ from kdcore.distill.connectors import align
 from kdcore.distill.features import FeatureDistiller, Features, stage_pairs
 from kdcore.distill.layers import LayerChoice
 from kdcore.distill.registry import register_distiller
+from kdcore.options import option, tuned
 
 
 def attention_map(feature: torch.Tensor, p: float) -> torch.Tensor:
@@ -25,11 +28,21 @@ def at_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]], p: float) -> torch.T
     return total
 
 
+@dataclass(frozen=True)
+class ATOptions:
+    """Attention transfer (Zagoruyko & Komodakis 2017)."""
+
+    weight: float = tuned(1000.0, 10.0, 10000.0, "Weight of the attention-transfer loss.", ge=0, le=1e6)
+    p: float = option(2.0, "Exponent of the attention map (sum of |activation|^p over channels).", gt=0, le=8)
+
+
 @register_distiller("at")
 class AT(FeatureDistiller):
     """CE + weight * attention-transfer loss over every student stage and its teacher partner."""
 
-    def __init__(self, weight: float = 1000.0, p: float = 2.0, layers: LayerChoice | None = None):
+    Options = ATOptions
+
+    def __init__(self, weight: float = ATOptions.weight, p: float = ATOptions.p, layers: LayerChoice | None = None):
         super().__init__(layers)
         self.weight, self.p = weight, p
 

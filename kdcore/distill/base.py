@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdcore.data.bundle import Split
+from kdcore.options import NoOptions
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Distiller(nn.Module):
     """
 
     needs_features: bool = False  # True: the loop must pass the teacher model itself, not only its logits
+    Options: type = NoOptions  # its settings, declared with kdcore.options.option / tuned
 
     def attach(
         self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -13,6 +14,7 @@ from kdcore.distill.base import Batch
 from kdcore.distill.features import FeatureDistiller, Features
 from kdcore.distill.layers import LayerChoice
 from kdcore.distill.registry import register_distiller
+from kdcore.options import option, tuned
 
 
 def nce_loss(scores: torch.Tensor, num_data: int, eps: float = 1e-7) -> torch.Tensor:
@@ -37,6 +39,17 @@ class Embed(nn.Module):
         return F.normalize(self.linear(x.flatten(1)), dim=1)
 
 
+@dataclass(frozen=True)
+class CRDOptions:
+    """Contrastive representation distillation (Tian et al. 2020)."""
+
+    weight: float = tuned(0.8, 0.1, 5.0, "Weight of the contrastive loss.", ge=0, le=1000)
+    temperature: float = option(0.07, "Temperature of the contrastive scores.", gt=0, le=10)
+    nce_k: int = option(16384, "Negatives per sample drawn from the memory bank.", ge=1, le=1_000_000)
+    feat_dim: int = option(128, "Size of the contrastive embedding.", ge=1, le=65_536)
+    momentum: float = option(0.5, "Momentum of the memory-bank update.", ge=0, lt=1)
+
+
 @register_distiller("crd")
 class CRD(FeatureDistiller):
     """CE + weight * (NCE of student vs teacher memory + NCE of teacher vs student memory).
@@ -45,13 +58,15 @@ class CRD(FeatureDistiller):
     negatives are drawn from samples of other classes (the paper's "exact" sampling).
     """
 
+    Options = CRDOptions
+
     def __init__(
         self,
-        weight: float = 0.8,
-        temperature: float = 0.07,
-        nce_k: int = 16384,
-        feat_dim: int = 128,
-        momentum: float = 0.5,
+        weight: float = CRDOptions.weight,
+        temperature: float = CRDOptions.temperature,
+        nce_k: int = CRDOptions.nce_k,
+        feat_dim: int = CRDOptions.feat_dim,
+        momentum: float = CRDOptions.momentum,
         layers: LayerChoice | None = None,
     ):
         super().__init__(layers)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.kd import teacher_logits_of
 from kdcore.distill.registry import register_distiller
+from kdcore.options import tuned
 
 
 def mean_pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -25,11 +28,29 @@ def dist_terms(student: torch.Tensor, teacher: torch.Tensor, t: float) -> tuple[
     return inter * t * t, intra * t * t
 
 
+@dataclass(frozen=True)
+class DISTOptions:
+    """DIST (Huang et al. 2022).
+
+    Defaults: the paper's CIFAR-100 settings."""
+
+    beta: float = tuned(2.0, 0.5, 8.0, "Weight of the inter-class relation term.", ge=0, le=1000)
+    gamma: float = tuned(2.0, 0.5, 8.0, "Weight of the intra-class relation term.", ge=0, le=1000)
+    temperature: float = tuned(4.0, 1.0, 8.0, "Softmax temperature.", log=False, gt=0, le=100)
+
+
 @register_distiller("dist")
 class DIST(Distiller):
     """CE + beta * inter-class + gamma * intra-class relation loss."""
 
-    def __init__(self, beta: float = 2.0, gamma: float = 2.0, temperature: float = 4.0):
+    Options = DISTOptions
+
+    def __init__(
+        self,
+        beta: float = DISTOptions.beta,
+        gamma: float = DISTOptions.gamma,
+        temperature: float = DISTOptions.temperature,
+    ):
         super().__init__()
         self.beta, self.gamma, self.temperature = beta, gamma, temperature
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.kd import teacher_logits_of
 from kdcore.distill.registry import register_distiller
+from kdcore.options import option, tuned
 
 
 def binary_log_probs(logits: torch.Tensor, target: torch.Tensor, t: float) -> torch.Tensor:
@@ -47,11 +50,33 @@ def dkd_terms(
     return tckd * t * t, nckd * t * t
 
 
+@dataclass(frozen=True)
+class DKDOptions:
+    """Decoupled KD (Zhao et al. 2022).
+
+    Defaults: the paper's CIFAR-100 resnet32x4 -> resnet8x4 settings."""
+
+    alpha: float = tuned(1.0, 0.25, 4.0, "Weight of target-class KD (TCKD).", ge=0, le=1000)
+    beta: float = tuned(8.0, 1.0, 16.0, "Weight of non-target-class KD (NCKD).", ge=0, le=1000)
+    temperature: float = tuned(4.0, 1.0, 8.0, "Softmax temperature.", log=False, gt=0, le=100)
+    warmup: float = option(
+        20 / 240, "Share of the epochs over which the DKD term ramps up linearly (paper: 20 of 240).", ge=0, le=1
+    )
+
+
 @register_distiller("dkd")
 class DKD(Distiller):
     """CE + ramp * (alpha * TCKD + beta * NCKD); the ramp grows linearly over the first `warmup` share of epochs."""
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup: float = 20 / 240):
+    Options = DKDOptions
+
+    def __init__(
+        self,
+        alpha: float = DKDOptions.alpha,
+        beta: float = DKDOptions.beta,
+        temperature: float = DKDOptions.temperature,
+        warmup: float = DKDOptions.warmup,
+    ):
         super().__init__()
         self.alpha, self.beta, self.temperature, self.warmup = alpha, beta, temperature, warmup
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.registry import register_distiller
+from kdcore.options import tuned
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -28,11 +31,23 @@ def teacher_logits_of(batch: Batch, method: str) -> torch.Tensor:
     return batch.teacher_logits
 
 
+@dataclass(frozen=True)
+class KDOptions:
+    """Hinton et al. 2015: the soft targets at temperature T, weighed against the labels."""
+
+    temperature: float = tuned(4.0, 1.0, 8.0, "KD: softmax temperature T of the soft targets.", log=False, gt=0, le=100)
+    alpha: float = tuned(
+        0.9, 0.1, 0.95, "KD: weight of the distillation term; 1 - alpha weights the labels.", log=False, ge=0, le=1
+    )
+
+
 @register_distiller("kd")
 class KD(Distiller):
     """(1 - alpha) * CE(student, y) + alpha * T^2 * KL(teacher_T || student_T)."""
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
+    Options = KDOptions
+
+    def __init__(self, temperature: float = KDOptions.temperature, alpha: float = KDOptions.alpha):
         super().__init__()
         self.temperature, self.alpha = temperature, alpha
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from kdcore.distill.features import FeatureDistiller, Features
 from kdcore.distill.layers import LayerChoice
 from kdcore.distill.registry import register_distiller
+from kdcore.options import tuned
 
 
 def conditional_probabilities(e: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -22,11 +25,22 @@ def pkt_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-7) ->
     return (pt * torch.log((pt + eps) / (ps + eps))).mean()
 
 
+@dataclass(frozen=True)
+class PKTOptions:
+    """Probabilistic knowledge transfer (Passalis & Tefas 2018)."""
+
+    weight: float = tuned(
+        30000.0, 300.0, 300000.0, "Weight of the probabilistic knowledge transfer loss.", ge=0, le=1e8
+    )
+
+
 @register_distiller("pkt")
 class PKT(FeatureDistiller):
     """CE + weight * PKT loss on the penultimate embeddings."""
 
-    def __init__(self, weight: float = 30000.0, layers: LayerChoice | None = None):
+    Options = PKTOptions
+
+    def __init__(self, weight: float = PKTOptions.weight, layers: LayerChoice | None = None):
         super().__init__(layers)
         self.weight = weight
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from kdcore.distill.features import FeatureDistiller, Features
 from kdcore.distill.layers import LayerChoice
 from kdcore.distill.registry import register_distiller
+from kdcore.options import tuned
 
 
 def pairwise_distances(e: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -48,11 +51,26 @@ def angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(angles(student), t)
 
 
+@dataclass(frozen=True)
+class RKDOptions:
+    """Relational KD (Park et al. 2019)."""
+
+    distance_weight: float = tuned(25.0, 1.0, 250.0, "Weight of the distance-wise relation loss.", ge=0, le=1e5)
+    angle_weight: float = tuned(50.0, 2.0, 500.0, "Weight of the angle-wise relation loss.", ge=0, le=1e5)
+
+
 @register_distiller("rkd")
 class RKD(FeatureDistiller):
     """CE + distance_weight * distance loss + angle_weight * angle loss, on the penultimate embeddings."""
 
-    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0, layers: LayerChoice | None = None):
+    Options = RKDOptions
+
+    def __init__(
+        self,
+        distance_weight: float = RKDOptions.distance_weight,
+        angle_weight: float = RKDOptions.angle_weight,
+        layers: LayerChoice | None = None,
+    ):
         super().__init__(layers)
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from kdcore.distill.features import FeatureDistiller, Features
 from kdcore.distill.layers import LayerChoice
 from kdcore.distill.registry import register_distiller
+from kdcore.options import tuned
 
 
 def similarity(feature: torch.Tensor) -> torch.Tensor:
@@ -22,11 +25,20 @@ def sp_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return (similarity(teacher.detach()) - similarity(student)).pow(2).sum() / (b * b)
 
 
+@dataclass(frozen=True)
+class SPOptions:
+    """Similarity-preserving KD (Tung & Mori 2019)."""
+
+    weight: float = tuned(3000.0, 30.0, 30000.0, "Weight of the similarity-preserving loss.", ge=0, le=1e7)
+
+
 @register_distiller("sp")
 class SP(FeatureDistiller):
     """CE + weight * similarity-preserving loss on the deepest stage pair."""
 
-    def __init__(self, weight: float = 3000.0, layers: LayerChoice | None = None):
+    Options = SPOptions
+
+    def __init__(self, weight: float = SPOptions.weight, layers: LayerChoice | None = None):
         super().__init__(layers)
         self.weight = weight
 

@@ -33,7 +33,7 @@ def text_dataset(name: str):
             text = req.text or TextSettings()  # strict unless told otherwise
             return loader(req.root, req.val_fraction, req.test_fraction, req.seed, text=text)
 
-        register_dataset(name)(load)
+        register_dataset(name, modality="text")(load)
         return loader
 
     return add

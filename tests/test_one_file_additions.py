@@ -1,0 +1,133 @@
+"""Adding a KD method, a model or a dataset is one new file: on a copy of the code with only that file added, the
+pipeline config, the Prefect form, the Optuna space and the name choices all offer it, and it trains."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NEW_METHOD = '''
+"""A made-up logit method for the test: CE + weight * MSE between the softened probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from kdcore.distill.base import Batch, Distiller
+from kdcore.distill.registry import register_distiller
+from kdcore.options import option, tuned
+
+
+@dataclass(frozen=True)
+class ToyOptions:
+    """Toy distillation (a test's own method)."""
+
+    weight: float = tuned(2.0, 0.5, 8.0, "Weight of the probability MSE.", ge=0, le=100)
+    temperature: float = option(3.0, "Softmax temperature.", gt=0, le=100)
+
+
+@register_distiller("toy")
+class Toy(Distiller):
+    Options = ToyOptions
+
+    def __init__(self, weight: float = ToyOptions.weight, temperature: float = ToyOptions.temperature):
+        super().__init__()
+        self.weight, self.temperature = weight, temperature
+
+    def loss_terms(self, student_logits, batch: Batch):
+        t = self.temperature
+        p_s, p_t = F.softmax(student_logits / t, 1), F.softmax(batch.teacher_logits / t, 1)
+        return {"ce": F.cross_entropy(student_logits, batch.y), "toy": self.weight * F.mse_loss(p_s, p_t)}
+'''
+
+NEW_MODEL = '''
+"""A made-up model for the test."""
+
+import torch.nn as nn
+
+from kdcore.models.registry import register_model
+
+
+@register_model("toy_net", "one hidden layer, for a test")
+def toy_net(input_shape, num_classes, width: int = 16):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, width), nn.ReLU(), nn.Linear(width, num_classes))
+'''
+
+NEW_DATASET = '''
+"""A made-up dataset for the test: the digits, upside down."""
+
+import numpy as np
+
+from kdcore.data.assemble import bundle_from_pool
+from kdcore.data.registry import register_dataset
+
+
+@register_dataset("flipped_digits")
+def load_flipped_digits(req):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.images[:, ::-1].astype(np.uint8)[:, None]
+    return bundle_from_pool("flipped_digits", x, d.target, [str(c) for c in range(10)], req, scale=1 / 16)
+'''
+
+CHECK = """
+import optuna, torch
+from typing import get_args
+from pipelines.config import DatasetName, MethodName, PipelineConfig, load_config
+from pipelines.methods import build_method
+from pipelines.overrides import ConfigOverrides
+from pipelines.tuning import search
+from kdcore.datasets import load_dataset
+from kdcore.models import build_model
+from kdcore.soft_targets import SoftTargets
+from kdcore.train import TrainSettings, fit
+
+import kdcore, os
+assert kdcore.__file__.startswith(os.getcwd()), kdcore.__file__  # the copy, not the checkout
+assert "toy" in get_args(MethodName) and "flipped_digits" in get_args(DatasetName)
+cfg = load_config("digits", ["distill.method=toy", "distill.toy.weight=4", "student.arch=toy_net",
+                             "data.dataset=flipped_digits", "tune.n_trials=1"])
+assert cfg.distill.toy.temperature == 3.0 and PipelineConfig().tune.space.toy.weight.high == 8.0
+form = ConfigOverrides.model_json_schema()["$defs"]
+assert "toy" in form["DistillConfigOverrides"]["properties"], "the Prefect form has no section for the method"
+assert "toy_net" in str(form), "the Prefect form does not offer the model"
+trial = optuna.create_study().ask()
+method, params = search(trial, cfg)
+assert method == "toy" and 0.5 <= params["toy.weight"] <= 8.0, params
+distiller = build_method(cfg, "toy", params)
+assert distiller.weight == params["toy.weight"] and distiller.temperature == 3.0
+data = load_dataset("flipped_digits")
+teacher_logits = torch.randn(len(data.train), 10)
+model = build_model("toy_net", data.input_shape, 10)
+history = fit(model, data.train, data.val, TrainSettings(epochs=1), distiller,
+              soft_targets=SoftTargets(logits=teacher_logits), view=data.view)
+assert "train/toy" in history[0] and history[0]["val/acc"] >= 0
+print("OK")
+"""
+
+
+def test_a_method_a_model_and_a_dataset_are_each_one_new_file(tmp_path):
+    for package in ("kdcore", "pipelines"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "kdcore/distill/toy.py").write_text(textwrap.dedent(NEW_METHOD))
+    (tmp_path / "kdcore/models/toy_net.py").write_text(textwrap.dedent(NEW_MODEL))
+    (tmp_path / "kdcore/data/flipped_digits.py").write_text(textwrap.dedent(NEW_DATASET))
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
