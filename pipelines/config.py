@@ -353,11 +353,12 @@ def kd_span(name: str) -> Any:
     return span(search.low, search.high, f"distill.{name}", log=search.log)
 
 
-def title(options: type) -> str:
-    return (options.__doc__ or "").strip().splitlines()[0]
+def about(options: type) -> str:
+    """The options' docstring on one line: the method's name and source, and where its defaults come from."""
+    return " ".join((options.__doc__ or "").split())
 
 
-def method_sections(make_section, describe=lambda method: title(DISTILLERS[method].Options)) -> dict[str, Any]:
+def method_sections(make_section, describe=lambda method: about(DISTILLERS[method].Options)) -> dict[str, Any]:
     """`{method: (section model, its field)}` for every method but kd; `make_section(method, options)` builds the
     section model, or None when the method has nothing to put in it."""
     out = {}
@@ -371,7 +372,7 @@ def method_sections(make_section, describe=lambda method: title(DISTILLERS[metho
 def options_section(method: str, options: type) -> type[Section]:
     """A method's config section: one field per option, with its default, bounds and meaning."""
     fields = {o.name: (o.type, option_field(o)) for o in option_specs(options)}
-    return create_model(f"{DISTILLERS[method].__name__}Config", __base__=Section, __doc__=options.__doc__, **fields)
+    return create_model(f"{DISTILLERS[method].__name__}Config", __base__=Section, **fields)
 
 
 def search_section(method: str, options: type) -> type[Section] | None:

@@ -112,7 +112,7 @@ def test_method_config_is_typed_with_published_defaults():
     assert (d.rkd.distance_weight, d.rkd.angle_weight, d.crd.weight, d.crd.temperature) == (25.0, 50.0, 0.8, 0.07)
     assert DistillConfig().crd.nce_k == 16384 and d.crd.nce_k == 1024  # the digits preset has fewer samples than 16,384
     assert cfg.flat()["distill.dkd.beta"] == 2.0 and cfg.tune.methods == ["kd", "crd"]
-    with pytest.raises(ConfigError, match="^invalid config: distill.method: Input should be 'kd', 'dkd', "):
+    with pytest.raises(ConfigError, match="^invalid config: distill.method: Input should be 'kd', 'dist', 'dkd', "):
         load_config("digits", ["distill.method=fitnet"])
     with pytest.raises(ConfigError, match="^invalid config: tune.methods.1: Input should be 'kd'"):
         load_config("digits", ["tune.methods=[kd, hint]"])
