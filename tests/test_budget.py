@@ -15,6 +15,7 @@ from pipelines import student_cost
 from pipelines.config import ConfigError, load_config
 from pipelines.method_fit import check_methods_fit
 from pipelines.pareto_front import BudgetUnreachable, non_dominated, points_of
+from pipelines.preflight import check_search
 from pipelines.size_search_fit import check_size_search
 from pipelines.stages import (
     compute_teacher_logits,
@@ -252,9 +253,9 @@ def test_a_resnet_depth_range_searches_only_its_6n_plus_2_depths_and_one_without
     from kdcore.data import DataBundle
 
     bundle = DataBundle.load(store["data"].path)  # the smallest student checked before any work is ResNet-14
-    check_size_search(
-        load_config("digits", ["tune.student_archs=[resnet8]", "tune.space.depth={low: 9, high: 20}"]), bundle
-    )
+    resnet = load_config("digits", ["tune.student_archs=[mlp, resnet8]", "tune.space.depth={low: 9, high: 20}"])
+    check_size_search(resnet, bundle)
+    assert "students mlp, resnet8 at depth 9-20, resnet8 depths 14, 20 for accuracy" in check_search(resnet)
 
 
 def test_a_feature_method_is_checked_against_every_searched_student_before_any_work(
