@@ -568,7 +568,7 @@ class SearchSpaceSpine(Section):
         None,
         description=(
             "Range of the student's depth, for the searched students that have one (mlp: hidden layers; "
-            "resnet*: 6n+2); empty: not searched."
+            "resnet*: 6n+2, wrn_*: 6n+4, of which only those in the range are tried); empty: not searched."
         ),
     )
 
@@ -896,7 +896,7 @@ class PipelineConfig(Section):
         import inspect
 
         from kdcore.models import MODELS
-        from kdcore.models.registry import ABOUT
+        from kdcore.models.registry import ABOUT, depth_rule, depths_within
 
         modality = "text" if self.data.dataset in TEXT_DATASETS else "image"
         for arch in self.tune.student_archs:
@@ -914,6 +914,19 @@ class PipelineConfig(Section):
                     f"tune.space.{size} is set but no searched student ({', '.join(archs)}) has a {size}; "
                     "leave it empty"
                 )
+        if (r := self.tune.space.depth) is not None:  # a ResNet's depth is 6n+2: the range must hold one
+            for arch in (a for a in archs if ABOUT[a].depths is not None):
+                if not depths_within(arch, r.low, r.high):
+                    raise ValueError(
+                        f"tune.space.depth {r.low}-{r.high} holds no depth {arch} can have ({depth_rule(arch)}); "
+                        "widen the range to hold one or "
+                        + (f"drop {arch} from tune.student_archs" if self.tune.student_archs else "leave it empty")
+                    )
+                if r.log:
+                    raise ValueError(
+                        f"tune.space.depth.log cannot be used with {arch}, whose depths step by "
+                        f"{ABOUT[arch].depths.step} ({depth_rule(arch)}); drop log"
+                    )
         return self
 
     @model_validator(mode="after")

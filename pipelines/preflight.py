@@ -17,7 +17,15 @@ from pipelines.size_search_fit import check_size_search
 from pipelines.stages.prepare_data import check_teacher_fits
 from pipelines.store_reachability import check_stores_reachable
 from pipelines.tracking import redact, tracking_uri
-from pipelines.tuning import defaults, inside_ranges, searched_methods, searched_students, searches_size, storage_url
+from pipelines.tuning import (
+    defaults,
+    inside_ranges,
+    searched_methods,
+    searched_students,
+    searches_size,
+    size_values,
+    storage_url,
+)
 
 
 def check_store(cfg: PipelineConfig) -> str:
@@ -56,6 +64,11 @@ def check_search(cfg: PipelineConfig) -> str:
     if searches_size(cfg):
         space = cfg.tune.space
         ranges = [f"{n} {r.low}-{r.high}" for n, r in (("width", space.width), ("depth", space.depth)) if r]
+        ranges += [  # a ResNet's depths step by 6: say which of the range it tries
+            f"{arch} depths {', '.join(map(str, d)) if len(d) <= 4 else f'{d[0]}, {d[1]}, ..., {d[-1]}'}"
+            for arch in searched_students(cfg)
+            if (d := size_values(cfg, arch, "depth")) and d.step > 1
+        ]
         sizes = f"; students {', '.join(searched_students(cfg))}" + (f" at {', '.join(ranges)}" if ranges else "")
     goal = " x ".join(cfg.tune.objectives) + (f", register.budget {cfg.register.budget}" if cfg.register.budget else "")
     return f"search: {cfg.tune.n_trials} trials over {', '.join(searched_methods(cfg))}{sizes} for {goal}, {where}"

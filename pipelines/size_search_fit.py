@@ -1,8 +1,8 @@
 """A size search and its costs are checked against the data before any training.
 
-The smallest student of each searched architecture must build and run on one sample (a width of 1 channel or a
-depth a ResNet cannot have fails here, not in the fifth trial), and the cost the study optimises or budgets must
-be measurable where the trials run.
+The smallest student of each searched architecture must build and run on one sample (resnet8x4 at width 1 has a
+stem of no channels: it fails here, not in the fifth trial), and the cost the study optimises or budgets must be
+measurable where the trials run. (A depth range holding no ResNet depth is refused with the config.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from kdcore.data import DataBundle
 from kdcore.device import resolve_device
 from pipelines.config import ConfigError, PipelineConfig
 from pipelines.student_cost import build_student, measure, one_sample, wanted_costs
-from pipelines.tuning import has_option, searched_students, searches_size, student_spec
+from pipelines.tuning import searched_students, searches_size, smallest_student
 
 
 def check_size_search(cfg: PipelineConfig, bundle: DataBundle) -> None:
@@ -30,8 +30,7 @@ def check_size_search(cfg: PipelineConfig, bundle: DataBundle) -> None:
             "measurement; set tune.n_workers=1 or use params, size_mb or flops"
         )
     for arch in searched_students(cfg):
-        sizes = {s: getattr(cfg.tune.space, s).low for s in ("width", "depth") if getattr(cfg.tune.space, s)}
-        spec = student_spec(cfg, arch, **{s: v for s, v in sizes.items() if has_option(arch, s)})
+        spec = smallest_student(cfg, arch)
         smallest = ", ".join(f"{k}={v}" for k, v in spec.options().items() if k in ("width", "depth"))
         try:
             with torch.no_grad():

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 
 from kdcore.models import MODELS
+from kdcore.models.registry import depths_within
 from pipelines.config import ModelConfig, PipelineConfig, Range
 from pipelines.methods import method_space, method_values, needs_teacher_model, searched_methods
 from pipelines.results import TuneResult
@@ -80,19 +81,34 @@ def student_spec(cfg: PipelineConfig, arch: str, **sizes: int) -> ModelConfig:
     return ModelConfig.model_validate(tree)
 
 
+def size_values(cfg: PipelineConfig, arch: str, size: str) -> range | None:
+    """The values of `size` searched for `arch`, with their step (a ResNet's depths are 6n+2: 8, 14, 20 of 8-20);
+    None when `size` is not searched for `arch`."""
+    r = getattr(cfg.tune.space, size)
+    if r is None or not has_option(arch, size):
+        return None
+    return depths_within(arch, r.low, r.high) if size == "depth" else range(r.low, r.high + 1)
+
+
 def search_student(trial: optuna.Trial, cfg: PipelineConfig) -> ModelConfig:
     """The student's architecture (a categorical when tune.student_archs lists several) and its searched sizes.
 
-    A size is suggested only for architectures that have it (cnn_small has no depth).
+    A size is suggested only for architectures that have it (cnn_small has no depth), and only values they can
+    have (a ResNet's depth steps by 6).
     """
     archs = searched_students(cfg)
     arch = trial.suggest_categorical("student_arch", archs) if len(archs) > 1 else archs[0]
     sizes = {}
     for size in ("width", "depth"):
-        r = getattr(cfg.tune.space, size)
-        if r is not None and has_option(arch, size):
-            sizes[size] = trial.suggest_int(size, r.low, r.high, log=r.log)
+        if values := size_values(cfg, arch, size):
+            log = getattr(cfg.tune.space, size).log
+            sizes[size] = trial.suggest_int(size, values.start, values[-1], step=values.step, log=log)
     return student_spec(cfg, arch, **sizes)
+
+
+def smallest_student(cfg: PipelineConfig, arch: str) -> ModelConfig:
+    """`arch` at the smallest searched sizes (its own otherwise): what the checks before any work build."""
+    return student_spec(cfg, arch, **{s: v.start for s in ("width", "depth") if (v := size_values(cfg, arch, s))})
 
 
 def chosen_student(cfg: PipelineConfig, params: dict) -> ModelConfig:
@@ -117,11 +133,10 @@ def student_warm_start(cfg: PipelineConfig) -> dict[str, str | int]:
     arch = cfg.student.arch if cfg.student.arch in archs else archs[0]
     out: dict[str, str | int] = {"student_arch": arch} if len(archs) > 1 else {}
     for size in ("width", "depth"):
-        r = getattr(cfg.tune.space, size)
-        if r is not None and has_option(arch, size):
+        if values := size_values(cfg, arch, size):
             value = getattr(cfg.student, size) if arch == cfg.student.arch else None
             value = option_default(arch, size) if value is None else value
-            out[size] = min(max(value, r.low), r.high)
+            out[size] = min(values, key=lambda v: (abs(v - value), v))  # the nearest value the search can suggest
     return out
 
 

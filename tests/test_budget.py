@@ -13,7 +13,9 @@ from mlflow.tracking import MlflowClient
 from flows.cli import main
 from pipelines import student_cost
 from pipelines.config import ConfigError, load_config
+from pipelines.method_fit import check_methods_fit
 from pipelines.pareto_front import BudgetUnreachable, non_dominated, points_of
+from pipelines.preflight import check_search
 from pipelines.size_search_fit import check_size_search
 from pipelines.stages import (
     compute_teacher_logits,
@@ -192,9 +194,9 @@ def test_bad_budgets_objectives_and_sizes_fail_in_one_sentence(store, capsys, tm
     from kdcore.data import DataBundle
 
     bundle = DataBundle.load(store["data"].path)
-    resnet = load_config("digits", ["tune.student_archs=[resnet8]", "tune.space.depth={low: 3, high: 8}"])
-    with pytest.raises(ConfigError, match=r"the smallest searched student, resnet8 .*depth=3, cannot be built"):
-        check_size_search(resnet, bundle)
+    thin = load_config("digits", ["tune.student_archs=[resnet8x4]", "tune.space.width={low: 1, high: 8}"])
+    with pytest.raises(ConfigError, match=r"the smallest searched student, resnet8x4 width=1.*, cannot be built"):
+        check_size_search(thin, bundle)  # its stem has width // 2 = 0 channels
     busy = load_config("digits", ["runtime.device=cpu", "tune.objectives=[accuracy, latency_ms]", "tune.n_workers=2"])
     with pytest.raises(ConfigError, match="cannot be measured with tune.n_workers=2 on a CPU"):
         check_size_search(busy, bundle)
@@ -226,3 +228,51 @@ def test_kdflow_run_registers_the_chosen_size_says_why_and_refuses_a_budget_no_t
     assert proc.returncode == 2 and summary is None
     assert "no trial fits register.budget=params<=50: the smallest student tried costs" in proc.stderr
     assert len(client.search_model_versions("name='kdflow-digits-student'")) == len(versions)  # nothing new
+
+
+def test_a_resnet_depth_range_searches_only_its_6n_plus_2_depths_and_one_without_any_is_refused(store):
+    with pytest.raises(ConfigError, match=r"tune.space.depth 9-13 holds no depth resnet8 can have \(6n\+2: 8, 14, 20"):
+        load_config("digits", ["tune.student_archs=[mlp, resnet8]", "tune.space.depth={low: 9, high: 13}"])
+    with pytest.raises(ConfigError, match="tune.space.depth.log cannot be used with wrn_16_2, whose depths step by 6"):
+        load_config("digits", ["tune.student_archs=[wrn_16_2]", "tune.space.depth={low: 10, high: 40, log: true}"])
+
+    cfg, tuned, study, _ = search(
+        store,
+        "student.arch=resnet8",
+        "tune.space.depth={low: 9, high: 20}",  # holds 14 and 20; the warm start (resnet8's 8) moves to 14
+        "tune.space.width={low: 2, high: 4}",
+        "tune.n_trials=4",
+        "tune.epochs=1",
+        "tune.pruner=none",
+        "tune.study_name=resnet-depths",
+    )
+    assert len(study.trials) == 4 and all(t.state == State.COMPLETE for t in study.trials)  # no trial failed
+    assert {t.params["depth"] for t in study.trials} <= {14, 20} and study.trials[0].params["depth"] == 14
+    assert final_student(cfg, tuned).depth in (14, 20)
+
+    from kdcore.data import DataBundle
+
+    bundle = DataBundle.load(store["data"].path)  # the smallest student checked before any work is ResNet-14
+    resnet = load_config("digits", ["tune.student_archs=[mlp, resnet8]", "tune.space.depth={low: 9, high: 20}"])
+    check_size_search(resnet, bundle)
+    assert "students mlp, resnet8 at depth 9-20, resnet8 depths 14, 20 for accuracy" in check_search(resnet)
+
+
+def test_a_feature_method_is_checked_against_every_searched_student_before_any_work(
+    store, capsys, tmp_path, monkeypatch
+):
+    from kdcore.data import DataBundle
+
+    bundle = DataBundle.load(store["data"].path)
+    both = ["student.arch=cnn_small", "tune.student_archs=[cnn_small, mlp]", "tune.methods=[kd, at]"]
+    with pytest.raises(
+        ConfigError, match="tune.methods=at cannot distil teacher.arch=cnn_medium into mlp, one of tune.student_archs"
+    ):
+        check_methods_fit(load_config("digits", both), bundle)  # student.arch (cnn_small) alone has feature maps
+    check_methods_fit(load_config("digits", [*both[:1], "tune.student_archs=[cnn_small, resnet8]", both[2]]), bundle)
+
+    monkeypatch.chdir(tmp_path)  # kdflow run --dry-run: exit 2, one line naming the student, nothing trained
+    assert main(["run", "--dry-run", *(x for o in both for x in ("--set", o))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "into mlp, one of tune.student_archs" in err
+    assert not (tmp_path / "mlruns" / "cache").exists()

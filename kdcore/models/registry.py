@@ -15,15 +15,33 @@ ABOUT: dict[str, ModelAbout] = {}  # what `kdflow list models` says of each
 class ModelAbout:
     modality: str  # "image": (C, H, W) float inputs; "text": token ids
     description: str
+    depths: range | None = None  # the `depth`s the model can have when not every one (ResNets: 6n+2)
 
 
-def register_model(name: str, description: str = "", modality: str = "image"):
+def register_model(name: str, description: str = "", modality: str = "image", depths: range | None = None):
     def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         MODELS[name] = factory
-        ABOUT[name] = ModelAbout(modality, description)
+        ABOUT[name] = ModelAbout(modality, description, depths)
         return factory
 
     return add
+
+
+def depths_within(name: str, low: int, high: int) -> range:
+    """The depths `name` can have from `low` to `high`, as a range with its step (empty if none)."""
+    rule = ABOUT[name].depths
+    if rule is None:
+        return range(low, high + 1)
+    ok = [d for d in rule if low <= d <= high]
+    return range(ok[0], ok[-1] + 1, rule.step) if ok else range(0)
+
+
+def depth_rule(name: str) -> str:
+    """`6n+2: 8, 14, 20, ...`: the depths `name` can have, in words; "" when it can have any."""
+    rule = ABOUT[name].depths
+    if rule is None:
+        return ""
+    return f"{rule.step}n+{rule.start % rule.step}: {', '.join(map(str, rule[:3]))}, ..."
 
 
 def models_of(modality: str) -> tuple[str, ...]:

@@ -63,13 +63,15 @@ def cifar_resnet(default_depth: int, default_width: int, wide_stem: bool):
     return build
 
 
+DEPTHS = range(8, 4097, 6)  # 6n+2, n >= 1: what a size search may suggest
+
 for _name, _depth in (("resnet8", 8), ("resnet20", 20), ("resnet32", 32), ("resnet56", 56), ("resnet110", 110)):
-    register_model(_name, f"CIFAR ResNet-{_depth} (He et al. 2016), 16-32-64 channels")(
+    register_model(_name, f"CIFAR ResNet-{_depth} (He et al. 2016), 16-32-64 channels", depths=DEPTHS)(
         cifar_resnet(_depth, 16, wide_stem=False)
     )
-register_model("resnet8x4", "CIFAR ResNet-8 at 4x width (64-128-256): the CRD student")(
+register_model("resnet8x4", "CIFAR ResNet-8 at 4x width (64-128-256): the CRD student", depths=DEPTHS)(
     cifar_resnet(8, 64, wide_stem=True)
 )
-register_model("resnet32x4", "CIFAR ResNet-32 at 4x width (64-128-256): the CRD teacher")(
+register_model("resnet32x4", "CIFAR ResNet-32 at 4x width (64-128-256): the CRD teacher", depths=DEPTHS)(
     cifar_resnet(32, 64, wide_stem=True)
 )

@@ -56,5 +56,11 @@ def wide_resnet(default_depth: int, default_widen: int):
     return build
 
 
-register_model("wrn_16_2", "Wide ResNet 16-2 (Zagoruyko and Komodakis 2016), CIFAR-size")(wide_resnet(16, 2))
-register_model("wrn_40_2", "Wide ResNet 40-2, CIFAR-size; the CRD teacher for wrn_16_2")(wide_resnet(40, 2))
+DEPTHS = range(10, 4097, 6)  # 6n+4, n >= 1: what a size search may suggest
+
+register_model("wrn_16_2", "Wide ResNet 16-2 (Zagoruyko and Komodakis 2016), CIFAR-size", depths=DEPTHS)(
+    wide_resnet(16, 2)
+)
+register_model("wrn_40_2", "Wide ResNet 40-2, CIFAR-size; the CRD teacher for wrn_16_2", depths=DEPTHS)(
+    wide_resnet(40, 2)
+)
