@@ -14,8 +14,11 @@ Uses kdcore directly (no MLflow, Prefect or Optuna): the same `fit`, `LabelsOnly
 The students are fasttext (--student-ngrams: 1 words, the default; 2 adds hashed bigrams). scikit-learn's TF-IDF
 (word 1-2 grams) + logistic regression reads the same words the students read (the vocabulary's, the first
 --max-len), its C chosen on the validation split; `--teacher tfidf_lr` makes it the teacher too (its soft targets
-cross-fitted). --no-teacher skips the teacher and the KD student. --seeds N repeats everything on N splits (each
-seed its own split and initialisation) and reports the paired 95 % interval of KD minus labels-only and KD minus
+cross-fitted), `--teacher tfidf_chars_lr` teaches with character 2-5 grams of those words beside them.
+--transfer DIR: unlabelled texts the teacher labels and the KD student trains on beside the labelled train split
+(Bucilua et al. 2006; Hinton et al. 2015); --transfer-vocabulary counts the KD student's words on them too.
+--no-teacher skips the teacher and the KD student. --seeds N repeats everything on N splits (each seed its own
+split and initialisation) and reports the paired 95 % interval of KD minus labels-only and KD minus
 TF-IDF + LR across them (benchmarks/paired.py).
 
 Throughput: raw strings -> tokenizer -> model -> class, batch 256, on the CPU, teacher and student
@@ -176,8 +179,11 @@ def train(arch, bundle, width, epochs, lr, distiller, logits, seed, **options):
     return model.eval(), history.kept["val/acc"], time.perf_counter() - started
 
 
-def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int, teach: bool = False, transfer=None):
+def tfidf_logistic_regression(
+    bundle, tokenizer: Tokenizer, seed: int, teach: bool = False, transfer=None, chars: bool = False
+):
     """TF-IDF of word 1-2 grams + logistic regression on the students' words; C chosen on validation.
+    `chars`: TF-IDF of character 2-5 grams (within words) beside the word features, one model on both.
 
     With `teach`, also its soft targets for the train split, cross-fitted (5 folds): each text scored by a model
     that did not see it, since a C=100 model scores its own training texts near one-hot and would teach nothing
@@ -187,11 +193,15 @@ def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int, teach: bo
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import FeatureUnion
 
     started = time.perf_counter()
     texts = {name: [tokenizer.decode(row) for row in split.x] for name, split in bundle.splits().items()}
     labels = {name: split.y.numpy() for name, split in bundle.splits().items()}
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+")
+    if chars:
+        char_grams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+        vectorizer = FeatureUnion([("words", vectorizer), ("chars", char_grams)])
     x = {"train": vectorizer.fit_transform(texts["train"])}
     x.update({name: vectorizer.transform(texts[name]) for name in ("val", "test")})
     fitted = {
@@ -214,7 +224,7 @@ def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int, teach: bo
         )
         logits = torch.from_numpy(log_proba).float()  # log-probabilities: their softmax is the model's probabilities
     facts = {
-        "arch": f"tfidf-1-2gram+lr(C={best})",
+        "arch": f"tfidf-1-2gram{'+char-2-5gram' if chars else ''}+lr(C={best})",
         "test_acc": fitted[best].score(x["test"], labels["test"]),
         "val_acc": val[best],
         "parameters": int(fitted[best].coef_.size + fitted[best].intercept_.size),
@@ -234,6 +244,17 @@ def with_transfer(bundle, logits: torch.Tensor, transfer: torch.Tensor, transfer
     return replace(bundle, train=Split(x, y)), torch.cat([logits, transfer_logits])
 
 
+def with_vocabulary(bundle, texts: list[str], settings: TextSettings):
+    """The bundle's splits encoded again with a vocabulary counted on its train texts and `texts` (unlabelled):
+    the words only the transfer texts hold get an embedding the student learns from the teacher's soft targets."""
+    tokenizer = Tokenizer.fit(
+        [*bundle.train.texts, *texts], settings.vocab_size, settings.min_freq, settings.max_len, settings.lowercase
+    )
+    width = bundle.input_shape[0]
+    splits = {n: Split(tokenizer.encode(s.texts, width)[0], s.y, s.texts) for n, s in bundle.splits().items()}
+    return replace(bundle, **splits, tokenizer=tokenizer.state_dict()), tokenizer
+
+
 def read_transfer(folder: Path) -> list[str]:
     """Unlabelled texts: every folder/*.txt, in sorted order."""
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("*.txt"))]
@@ -243,11 +264,12 @@ def read_transfer(folder: Path) -> list[str]:
 
 
 @torch.no_grad()
-def texts_per_second(models: dict, tokenizer: Tokenizer, texts: list[str], repeats: int) -> dict[str, float]:
-    """Raw strings to predicted classes, batch 256; models take turns so both see the same machine load."""
+def texts_per_second(models: dict, texts: list[str], repeats: int) -> dict[str, float]:
+    """Raw strings to predicted classes, batch 256, each model (role: (model, tokenizer)) through its tokenizer;
+    models take turns so both see the same machine load."""
     times = {name: [] for name in models}
     for _ in range(repeats):
-        for name, model in models.items():
+        for name, (model, tokenizer) in models.items():
             started = time.perf_counter()
             for i in range(0, len(texts), 256):
                 model(tokenizer.encode(texts[i : i + 256])[0]).argmax(1)
@@ -268,15 +290,21 @@ def run_seed(
         file=sys.stderr,
     )
     tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
-    teaches = a.teacher == "tfidf_lr" and not a.no_teacher
+    teaches = a.teacher in ("tfidf_lr", "tfidf_chars_lr") and not a.no_teacher
     transfer = None if transfer_texts is None else tokenizer.encode(transfer_texts, bundle.input_shape[0])[0]
     print("TF-IDF + logistic regression:", file=sys.stderr)
     tfidf, tfidf_logits, tfidf_transfer = tfidf_logistic_regression(
-        bundle, tokenizer, seed, teach=teaches, transfer=transfer if teaches else None
+        bundle, tokenizer, seed, teach=a.teacher == "tfidf_lr" and teaches, transfer=transfer if teaches else None
     )
+    tfidf_teacher = tfidf
+    if teaches and a.teacher == "tfidf_chars_lr":
+        print("teacher: TF-IDF of words and characters + logistic regression:", file=sys.stderr)
+        tfidf_teacher, tfidf_logits, tfidf_transfer = tfidf_logistic_regression(
+            bundle, tokenizer, seed, teach=True, transfer=transfer, chars=True
+        )
 
     ngrams = {"ngrams": a.student_ngrams, "buckets": a.buckets} if a.student == "fasttext" else {}
-    trained = {}  # role: (arch, model, seconds, val acc)
+    trained = {}  # role: (arch, model, seconds, val acc, its bundle, its tokenizer)
     logits = transfer_logits = None
     if teaches:
         logits, transfer_logits = tfidf_logits, tfidf_transfer
@@ -285,7 +313,7 @@ def run_seed(
         teacher, teacher_val, teacher_s = train(
             a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, seed
         )
-        trained["teacher"] = (a.teacher, teacher, teacher_s, teacher_val)
+        trained["teacher"] = (a.teacher, teacher, teacher_s, teacher_val, bundle, tokenizer)
         logits = predict_logits(teacher, bundle.train.x, 256)
         if transfer is not None:
             transfer_logits = predict_logits(teacher, transfer, 256)
@@ -294,11 +322,15 @@ def run_seed(
     baseline, baseline_val, baseline_s = train(
         a.student, bundle, a.student_width, a.student_epochs, student_lr, LabelsOnly(), None, seed, **ngrams
     )
-    trained["baseline"] = (a.student, baseline, baseline_s, baseline_val)
+    trained["baseline"] = (a.student, baseline, baseline_s, baseline_val, bundle, tokenizer)
     if logits is not None:
-        kd_bundle = bundle
+        kd_bundle, kd_tokenizer = bundle, tokenizer
         if transfer is not None:
-            kd_bundle, logits = with_transfer(bundle, logits, transfer, transfer_logits)
+            kd_transfer = transfer
+            if a.transfer_vocabulary:
+                kd_bundle, kd_tokenizer = with_vocabulary(bundle, transfer_texts, settings)
+                kd_transfer = kd_tokenizer.encode(transfer_texts, bundle.input_shape[0])[0]
+            kd_bundle, logits = with_transfer(kd_bundle, logits, kd_transfer, transfer_logits)
         print(
             f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}, {len(kd_bundle.train)} train texts):",
             file=sys.stderr,
@@ -314,27 +346,28 @@ def run_seed(
             seed,
             **ngrams,
         )
-        trained["kd_student"] = (a.student, student, student_s, student_val)
+        trained["kd_student"] = (a.student, student, student_s, student_val, kd_bundle, kd_tokenizer)
 
-    test_texts = [tokenizer.decode(row) for row in bundle.test.x]  # the test texts as strings again
+    test_texts = bundle.test.texts or [tokenizer.decode(row) for row in bundle.test.x]
     speed = {}
     if timed:
-        models = {role: trained[role][1] for role in ("teacher", "kd_student", "baseline") if role in trained}
-        speed = texts_per_second(models, tokenizer, test_texts, a.repeats)
+        roles = [role for role in ("teacher", "kd_student", "baseline") if role in trained]
+        speed = texts_per_second({r: (trained[r][1], trained[r][5]) for r in roles}, test_texts, a.repeats)
     models = {
         role: {
             "arch": arch,
-            "test_acc": evaluate(m, bundle.test, 256)["acc"],
+            "vocabulary": len(tok),
+            "test_acc": evaluate(m, b.test, 256)["acc"],
             "val_acc": val,
             "parameters": count_parameters(m),
             "train_seconds": round(s, 1),
             "texts_per_second": round(speed[role], 1) if role in speed else None,
         }
-        for role, (arch, m, s, val) in trained.items()
+        for role, (arch, m, s, val, b, tok) in trained.items()
     }
     models["tfidf_lr"] = tfidf
     if teaches:
-        models["teacher"] = tfidf | {"arch": tfidf["arch"] + ", cross-fitted soft targets"}
+        models["teacher"] = tfidf_teacher | {"arch": tfidf_teacher["arch"] + ", cross-fitted soft targets"}
     return {
         "sizes": sizes,
         "classes": bundle.classes,
@@ -372,6 +405,11 @@ def main() -> None:
         help="unlabelled texts (*.txt) the teacher labels for the KD student (--build-from-* writes spare ones here)",
     )
     p.add_argument(
+        "--transfer-vocabulary",
+        action="store_true",
+        help="the KD student's vocabulary counted on the train and the transfer texts (not the train texts alone)",
+    )
+    p.add_argument(
         "--transfer-per-class",
         type=int,
         default=100_000,
@@ -381,7 +419,11 @@ def main() -> None:
     p.add_argument("--label-column", default="label")
     p.add_argument("--max-len", type=int, default=256)
     p.add_argument("--vocab-size", type=int, default=20_000)
-    p.add_argument("--teacher", default="bilstm", help="a text arch, or tfidf_lr (cross-fitted soft targets)")
+    p.add_argument(
+        "--teacher",
+        default="bilstm",
+        help="a text arch, or tfidf_lr / tfidf_chars_lr (TF-IDF of words / and characters + LR, cross-fitted)",
+    )
     p.add_argument("--teacher-width", type=int, default=128)
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--student", default="fasttext")
@@ -406,6 +448,8 @@ def main() -> None:
     )
     if (a.build_from_man or a.build_from_debian) and not a.folder:
         p.error("--build-from-man and --build-from-debian need --folder (where the class folders are written)")
+    if a.transfer_vocabulary and not a.transfer:
+        p.error("--transfer-vocabulary needs --transfer (the unlabelled texts whose words it counts)")
     if a.transfer and a.no_teacher:
         p.error("--transfer needs a teacher to label the texts: drop --no-teacher")
     if a.build_from_man:
