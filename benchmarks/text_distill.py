@@ -303,7 +303,11 @@ def run_seed(
             bundle, tokenizer, seed, teach=True, transfer=transfer, chars=True
         )
 
-    ngrams = {"ngrams": a.student_ngrams, "buckets": a.buckets} if a.student == "fasttext" else {}
+    ngrams = (
+        {"ngrams": a.student_ngrams, "buckets": a.buckets, "weighted": a.student_weighted}
+        if a.student == "fasttext"
+        else {}
+    )
     trained = {}  # role: (arch, model, seconds, val acc, its bundle, its tokenizer)
     logits = transfer_logits = None
     if teaches:
@@ -431,6 +435,9 @@ def main() -> None:
     p.add_argument("--student-epochs", type=int, default=20)
     p.add_argument("--student-lr", type=float, default=5e-3)
     p.add_argument("--student-ngrams", type=int, default=1, help="word n-grams of the fasttext students (1: words)")
+    p.add_argument(
+        "--student-weighted", action="store_true", help="fasttext students weight their mean by a learned word score"
+    )
     p.add_argument("--buckets", type=int, default=BUCKETS, help="hash buckets of those n-grams")
     p.add_argument("--no-teacher", action="store_true", help="labels-only students and TF-IDF + LR only")
     p.add_argument("--temperature", type=float, default=2.0)
