@@ -14,8 +14,11 @@ Uses kdcore directly (no MLflow, Prefect or Optuna): the same `fit`, `LabelsOnly
 The students are fasttext (--student-ngrams: 1 words, the default; 2 adds hashed bigrams). scikit-learn's TF-IDF
 (word 1-2 grams) + logistic regression reads the same words the students read (the vocabulary's, the first
 --max-len), its C chosen on the validation split; `--teacher tfidf_lr` makes it the teacher too (its soft targets
-cross-fitted). --no-teacher skips the teacher and the KD student. --seeds N repeats everything on N splits (each
-seed its own split and initialisation) and reports the paired 95 % interval of KD minus labels-only and KD minus
+cross-fitted), `--teacher tfidf_chars_lr` teaches with character 2-5 grams of those words beside them.
+--transfer DIR: unlabelled texts the teacher labels and the KD student trains on beside the labelled train split
+(Bucilua et al. 2006; Hinton et al. 2015); --transfer-vocabulary counts the KD student's words on them too.
+--no-teacher skips the teacher and the KD student. --seeds N repeats everything on N splits (each seed its own
+split and initialisation) and reports the paired 95 % interval of KD minus labels-only and KD minus
 TF-IDF + LR across them (benchmarks/paired.py).
 
 Throughput: raw strings -> tokenizer -> model -> class, batch 256, on the CPU, teacher and student
@@ -33,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,6 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.paired import paired_difference  # noqa: E402
+from kdcore.data.bundle import Split  # noqa: E402
 from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.distill import KD, LabelsOnly  # noqa: E402
 from kdcore.evaluate import evaluate, predict_logits  # noqa: E402
@@ -68,26 +73,38 @@ def man_page_text(source: str, max_words: int) -> str:
     return " ".join(text.split()[:max_words])
 
 
-def build_from_man(man_root: Path, out: Path, per_class: int, max_words: int, seed: int) -> None:
-    """out/<section>/<page>.txt for sections 1, 2, 3, 5, 7, 8: up to `per_class` pages each, seeded."""
+def build_from_man(
+    man_root: Path, out: Path, per_class: int, max_words: int, seed: int, transfer: Path | None = None, cap: int = 0
+) -> None:
+    """out/<section>/<page>.txt for sections 1, 2, 3, 5, 7, 8: up to `per_class` pages each, seeded.
+
+    With `transfer`, the pages left over (up to `cap` of each section) go to transfer/<page>.txt
+    with no section: unlabelled texts for the teacher to label.
+    """
     rng = random.Random(seed)
     for section in SECTIONS:
         pages = sorted((man_root / f"man{section}").glob("*.gz"))
         rng.shuffle(pages)
         folder = out / section
         folder.mkdir(parents=True, exist_ok=True)
-        kept = 0
+        kept = left_over = 0
         for page in pages:
-            if kept == per_class:
+            if kept == per_class and (transfer is None or left_over == cap):
                 break
             try:
                 text = man_page_text(gzip.decompress(page.read_bytes()).decode("utf-8", errors="replace"), max_words)
             except (OSError, EOFError):
                 continue
-            if len(text.split()) >= 40:  # stubs that only point to another page say nothing
+            if len(text.split()) < 40:  # stubs that only point to another page say nothing
+                continue
+            if kept < per_class:
                 (folder / f"{page.name[:-3]}.txt").write_text(text)
                 kept += 1
-        print(f"man{section}: {kept} pages", file=sys.stderr)
+            else:
+                transfer.mkdir(parents=True, exist_ok=True)
+                (transfer / f"man{section}-{page.name[:-3]}.txt").write_text(text)
+                left_over += 1
+        print(f"man{section}: {kept} pages, {left_over} unlabelled", file=sys.stderr)
 
 
 def debian_descriptions(dumpavail: str) -> dict[str, str]:
@@ -105,8 +122,12 @@ def debian_descriptions(dumpavail: str) -> dict[str, str]:
     return {text: next(iter(s)) for text, s in sections.items() if len(s) == 1}
 
 
-def build_from_debian(out: Path, min_packages: int, per_class: int, seed: int) -> None:
+def build_from_debian(
+    out: Path, min_packages: int, per_class: int, seed: int, transfer: Path | None = None, cap: int = 0
+) -> None:
     """out/<section>/<n>.txt: the sections with at least `min_packages` distinct descriptions, `per_class` each.
+    With `transfer`, those sections' other descriptions (up to `cap` each) go to
+    transfer/<section>-<n>.txt, unlabelled: the section is in the file name only for the record, nothing reads it.
 
     The text is the Description's first line (the apt lists here hold no Translation-en, so no long descriptions);
     the package name is left out: `python3-*`, `lib*-dev`, `golang-*` would give the section away.
@@ -124,7 +145,14 @@ def build_from_debian(out: Path, min_packages: int, per_class: int, seed: int) -
         folder.mkdir(parents=True, exist_ok=True)
         for i, text in enumerate(texts[:per_class]):
             (folder / f"{i}.txt").write_text(text + "\n")
-        print(f"{section}: {min(per_class, len(texts))} of {len(texts)} descriptions", file=sys.stderr)
+        left_over = texts[per_class : per_class + cap] if transfer else []
+        for i, text in enumerate(left_over):
+            transfer.mkdir(parents=True, exist_ok=True)
+            (transfer / f"{section}-{i}.txt").write_text(text + "\n")
+        print(
+            f"{section}: {min(per_class, len(texts))} of {len(texts)} descriptions, {len(left_over)} unlabelled",
+            file=sys.stderr,
+        )
 
 
 def train(arch, bundle, width, epochs, lr, distiller, logits, seed, **options):
@@ -151,21 +179,29 @@ def train(arch, bundle, width, epochs, lr, distiller, logits, seed, **options):
     return model.eval(), history.kept["val/acc"], time.perf_counter() - started
 
 
-def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int, teach: bool = False):
+def tfidf_logistic_regression(
+    bundle, tokenizer: Tokenizer, seed: int, teach: bool = False, transfer=None, chars: bool = False
+):
     """TF-IDF of word 1-2 grams + logistic regression on the students' words; C chosen on validation.
+    `chars`: TF-IDF of character 2-5 grams (within words) beside the word features, one model on both.
 
     With `teach`, also its soft targets for the train split, cross-fitted (5 folds): each text scored by a model
     that did not see it, since a C=100 model scores its own training texts near one-hot and would teach nothing
-    but the labels.
+    but the labels. `transfer` (token ids of unlabelled texts): also its log-probabilities on them, from the model
+    fitted on the whole train split.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import FeatureUnion
 
     started = time.perf_counter()
     texts = {name: [tokenizer.decode(row) for row in split.x] for name, split in bundle.splits().items()}
     labels = {name: split.y.numpy() for name, split in bundle.splits().items()}
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+")
+    if chars:
+        char_grams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+        vectorizer = FeatureUnion([("words", vectorizer), ("chars", char_grams)])
     x = {"train": vectorizer.fit_transform(texts["train"])}
     x.update({name: vectorizer.transform(texts[name]) for name in ("val", "test")})
     fitted = {
@@ -174,7 +210,10 @@ def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int, teach: bo
     }
     val = {c: m.score(x["val"], labels["val"]) for c, m in fitted.items()}
     best = max(val, key=val.get)
-    logits = None
+    logits = transfer_logits = None
+    if transfer is not None:
+        transfer_x = vectorizer.transform([tokenizer.decode(row) for row in transfer])
+        transfer_logits = torch.from_numpy(fitted[best].predict_log_proba(transfer_x)).float()
     if teach:
         log_proba = cross_val_predict(
             LogisticRegression(C=best, max_iter=2000, random_state=seed),
@@ -185,22 +224,52 @@ def tfidf_logistic_regression(bundle, tokenizer: Tokenizer, seed: int, teach: bo
         )
         logits = torch.from_numpy(log_proba).float()  # log-probabilities: their softmax is the model's probabilities
     facts = {
-        "arch": f"tfidf-1-2gram+lr(C={best})",
+        "arch": f"tfidf-1-2gram{'+char-2-5gram' if chars else ''}+lr(C={best})",
         "test_acc": fitted[best].score(x["test"], labels["test"]),
         "val_acc": val[best],
         "parameters": int(fitted[best].coef_.size + fitted[best].intercept_.size),
         "train_seconds": round(time.perf_counter() - started, 1),
         "texts_per_second": None,
     }
-    return facts, logits
+    return facts, logits, transfer_logits
+
+
+def with_transfer(bundle, logits: torch.Tensor, transfer: torch.Tensor, transfer_logits: torch.Tensor):
+    """The bundle whose train split also holds the unlabelled transfer texts, and the soft targets for all of it.
+
+    A transfer text's label is the teacher's top class: the KD loss's hard-label term reads it, weighted 1 - alpha.
+    """
+    x = torch.cat([bundle.train.x, transfer])
+    y = torch.cat([bundle.train.y, transfer_logits.argmax(1)])
+    return replace(bundle, train=Split(x, y)), torch.cat([logits, transfer_logits])
+
+
+def with_vocabulary(bundle, texts: list[str], settings: TextSettings):
+    """The bundle's splits encoded again with a vocabulary counted on its train texts and `texts` (unlabelled):
+    the words only the transfer texts hold get an embedding the student learns from the teacher's soft targets."""
+    tokenizer = Tokenizer.fit(
+        [*bundle.train.texts, *texts], settings.vocab_size, settings.min_freq, settings.max_len, settings.lowercase
+    )
+    width = bundle.input_shape[0]
+    splits = {n: Split(tokenizer.encode(s.texts, width)[0], s.y, s.texts) for n, s in bundle.splits().items()}
+    return replace(bundle, **splits, tokenizer=tokenizer.state_dict()), tokenizer
+
+
+def read_transfer(folder: Path) -> list[str]:
+    """Unlabelled texts: every folder/*.txt, in sorted order."""
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.glob("*.txt"))]
+    if not texts:
+        raise SystemExit(f"--transfer {folder} holds no .txt files; build it with --build-from-* or point it elsewhere")
+    return texts
 
 
 @torch.no_grad()
-def texts_per_second(models: dict, tokenizer: Tokenizer, texts: list[str], repeats: int) -> dict[str, float]:
-    """Raw strings to predicted classes, batch 256; models take turns so both see the same machine load."""
+def texts_per_second(models: dict, texts: list[str], repeats: int) -> dict[str, float]:
+    """Raw strings to predicted classes, batch 256, each model (role: (model, tokenizer)) through its tokenizer;
+    models take turns so both see the same machine load."""
     times = {name: [] for name in models}
     for _ in range(repeats):
-        for name, model in models.items():
+        for name, (model, tokenizer) in models.items():
             started = time.perf_counter()
             for i in range(0, len(texts), 256):
                 model(tokenizer.encode(texts[i : i + 256])[0]).argmax(1)
@@ -208,8 +277,11 @@ def texts_per_second(models: dict, tokenizer: Tokenizer, texts: list[str], repea
     return {name: len(texts) / statistics.median(t) for name, t in times.items()}
 
 
-def run_seed(a, name: str, root: str, settings: TextSettings, seed: int, timed: bool) -> dict:
-    """One split (seed) and every model on it; `timed`: also the CPU throughput of the torch models."""
+def run_seed(
+    a, name: str, root: str, settings: TextSettings, seed: int, timed: bool, transfer_texts: list[str] | None = None
+) -> dict:
+    """One split (seed) and every model on it; `timed`: also the CPU throughput of the torch models.
+    `transfer_texts`: unlabelled texts the teacher labels for the KD student (not for the labels-only one)."""
     bundle = load_dataset(name, root, 0.15, 0.2, seed, text=settings)
     sizes = {k: len(v) for k, v in bundle.splits().items()}
     print(
@@ -218,33 +290,58 @@ def run_seed(a, name: str, root: str, settings: TextSettings, seed: int, timed: 
         file=sys.stderr,
     )
     tokenizer = Tokenizer.from_state_dict(bundle.tokenizer)
-    teaches = a.teacher == "tfidf_lr" and not a.no_teacher
+    teaches = a.teacher in ("tfidf_lr", "tfidf_chars_lr") and not a.no_teacher
+    transfer = None if transfer_texts is None else tokenizer.encode(transfer_texts, bundle.input_shape[0])[0]
     print("TF-IDF + logistic regression:", file=sys.stderr)
-    tfidf, tfidf_logits = tfidf_logistic_regression(bundle, tokenizer, seed, teach=teaches)
+    tfidf, tfidf_logits, tfidf_transfer = tfidf_logistic_regression(
+        bundle, tokenizer, seed, teach=a.teacher == "tfidf_lr" and teaches, transfer=transfer if teaches else None
+    )
+    tfidf_teacher = tfidf
+    if teaches and a.teacher == "tfidf_chars_lr":
+        print("teacher: TF-IDF of words and characters + logistic regression:", file=sys.stderr)
+        tfidf_teacher, tfidf_logits, tfidf_transfer = tfidf_logistic_regression(
+            bundle, tokenizer, seed, teach=True, transfer=transfer, chars=True
+        )
 
-    ngrams = {"ngrams": a.student_ngrams, "buckets": a.buckets} if a.student == "fasttext" else {}
-    trained = {}  # role: (arch, model, seconds, val acc)
-    logits = None
+    ngrams = (
+        {"ngrams": a.student_ngrams, "buckets": a.buckets, "weighted": a.student_weighted}
+        if a.student == "fasttext"
+        else {}
+    )
+    trained = {}  # role: (arch, model, seconds, val acc, its bundle, its tokenizer)
+    logits = transfer_logits = None
     if teaches:
-        logits = tfidf_logits
+        logits, transfer_logits = tfidf_logits, tfidf_transfer
     elif not a.no_teacher:
         print(f"teacher {a.teacher}:", file=sys.stderr)
         teacher, teacher_val, teacher_s = train(
             a.teacher, bundle, a.teacher_width, a.teacher_epochs, 2e-3, LabelsOnly(), None, seed
         )
-        trained["teacher"] = (a.teacher, teacher, teacher_s, teacher_val)
+        trained["teacher"] = (a.teacher, teacher, teacher_s, teacher_val, bundle, tokenizer)
         logits = predict_logits(teacher, bundle.train.x, 256)
+        if transfer is not None:
+            transfer_logits = predict_logits(teacher, transfer, 256)
     print(f"labels-only student {a.student} {ngrams}:", file=sys.stderr)
     student_lr = a.student_lr
     baseline, baseline_val, baseline_s = train(
         a.student, bundle, a.student_width, a.student_epochs, student_lr, LabelsOnly(), None, seed, **ngrams
     )
-    trained["baseline"] = (a.student, baseline, baseline_s, baseline_val)
+    trained["baseline"] = (a.student, baseline, baseline_s, baseline_val, bundle, tokenizer)
     if logits is not None:
-        print(f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}):", file=sys.stderr)
+        kd_bundle, kd_tokenizer = bundle, tokenizer
+        if transfer is not None:
+            kd_transfer = transfer
+            if a.transfer_vocabulary:
+                kd_bundle, kd_tokenizer = with_vocabulary(bundle, transfer_texts, settings)
+                kd_transfer = kd_tokenizer.encode(transfer_texts, bundle.input_shape[0])[0]
+            kd_bundle, logits = with_transfer(kd_bundle, logits, kd_transfer, transfer_logits)
+        print(
+            f"KD student {a.student} (T={a.temperature}, alpha={a.alpha}, {len(kd_bundle.train)} train texts):",
+            file=sys.stderr,
+        )
         student, student_val, student_s = train(
             a.student,
-            bundle,
+            kd_bundle,
             a.student_width,
             a.student_epochs,
             student_lr,
@@ -253,27 +350,28 @@ def run_seed(a, name: str, root: str, settings: TextSettings, seed: int, timed: 
             seed,
             **ngrams,
         )
-        trained["kd_student"] = (a.student, student, student_s, student_val)
+        trained["kd_student"] = (a.student, student, student_s, student_val, kd_bundle, kd_tokenizer)
 
-    test_texts = [tokenizer.decode(row) for row in bundle.test.x]  # the test texts as strings again
+    test_texts = bundle.test.texts or [tokenizer.decode(row) for row in bundle.test.x]
     speed = {}
     if timed:
-        models = {role: trained[role][1] for role in ("teacher", "kd_student", "baseline") if role in trained}
-        speed = texts_per_second(models, tokenizer, test_texts, a.repeats)
+        roles = [role for role in ("teacher", "kd_student", "baseline") if role in trained]
+        speed = texts_per_second({r: (trained[r][1], trained[r][5]) for r in roles}, test_texts, a.repeats)
     models = {
         role: {
             "arch": arch,
-            "test_acc": evaluate(m, bundle.test, 256)["acc"],
+            "vocabulary": len(tok),
+            "test_acc": evaluate(m, b.test, 256)["acc"],
             "val_acc": val,
             "parameters": count_parameters(m),
             "train_seconds": round(s, 1),
             "texts_per_second": round(speed[role], 1) if role in speed else None,
         }
-        for role, (arch, m, s, val) in trained.items()
+        for role, (arch, m, s, val, b, tok) in trained.items()
     }
     models["tfidf_lr"] = tfidf
     if teaches:
-        models["teacher"] = tfidf | {"arch": tfidf["arch"] + ", cross-fitted soft targets"}
+        models["teacher"] = tfidf_teacher | {"arch": tfidf_teacher["arch"] + ", cross-fitted soft targets"}
     return {
         "sizes": sizes,
         "classes": bundle.classes,
@@ -305,11 +403,31 @@ def main() -> None:
     p.add_argument(
         "--min-packages", type=int, default=1000, help="sections kept (with --build-from-debian): this many or more"
     )
+    p.add_argument(
+        "--transfer",
+        type=Path,
+        help="unlabelled texts (*.txt) the teacher labels for the KD student (--build-from-* writes spare ones here)",
+    )
+    p.add_argument(
+        "--transfer-vocabulary",
+        action="store_true",
+        help="the KD student's vocabulary counted on the train and the transfer texts (not the train texts alone)",
+    )
+    p.add_argument(
+        "--transfer-per-class",
+        type=int,
+        default=100_000,
+        help="cap of each class's texts --build-from-* writes to --transfer",
+    )
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
     p.add_argument("--max-len", type=int, default=256)
     p.add_argument("--vocab-size", type=int, default=20_000)
-    p.add_argument("--teacher", default="bilstm", help="a text arch, or tfidf_lr (cross-fitted soft targets)")
+    p.add_argument(
+        "--teacher",
+        default="bilstm",
+        help="a text arch, or tfidf_lr / tfidf_chars_lr (TF-IDF of words / and characters + LR, cross-fitted)",
+    )
     p.add_argument("--teacher-width", type=int, default=128)
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--student", default="fasttext")
@@ -317,6 +435,9 @@ def main() -> None:
     p.add_argument("--student-epochs", type=int, default=20)
     p.add_argument("--student-lr", type=float, default=5e-3)
     p.add_argument("--student-ngrams", type=int, default=1, help="word n-grams of the fasttext students (1: words)")
+    p.add_argument(
+        "--student-weighted", action="store_true", help="fasttext students weight their mean by a learned word score"
+    )
     p.add_argument("--buckets", type=int, default=BUCKETS, help="hash buckets of those n-grams")
     p.add_argument("--no-teacher", action="store_true", help="labels-only students and TF-IDF + LR only")
     p.add_argument("--temperature", type=float, default=2.0)
@@ -334,19 +455,27 @@ def main() -> None:
     )
     if (a.build_from_man or a.build_from_debian) and not a.folder:
         p.error("--build-from-man and --build-from-debian need --folder (where the class folders are written)")
+    if a.transfer_vocabulary and not a.transfer:
+        p.error("--transfer-vocabulary needs --transfer (the unlabelled texts whose words it counts)")
+    if a.transfer and a.no_teacher:
+        p.error("--transfer needs a teacher to label the texts: drop --no-teacher")
     if a.build_from_man:
-        build_from_man(Path(a.build_from_man), Path(a.folder), a.per_class, a.man_words, a.seed)
+        build_from_man(
+            Path(a.build_from_man), Path(a.folder), a.per_class, a.man_words, a.seed, a.transfer, a.transfer_per_class
+        )
     if a.build_from_debian:
-        build_from_debian(Path(a.folder), a.min_packages, a.per_class, a.seed)
+        build_from_debian(Path(a.folder), a.min_packages, a.per_class, a.seed, a.transfer, a.transfer_per_class)
+    transfer_texts = read_transfer(a.transfer) if a.transfer else None
     name, root = ("imdb", a.imdb) if a.imdb else ("text_folder", a.folder) if a.folder else ("text_csv", a.csv)
 
     seeds = list(range(a.seed, a.seed + a.seeds))
-    runs = [run_seed(a, name, root, settings, seed, timed=i == 0) for i, seed in enumerate(seeds)]
+    runs = [run_seed(a, name, root, settings, seed, i == 0, transfer_texts) for i, seed in enumerate(seeds)]
     roles = list(runs[0]["models"])
     acc = {role: [r["models"][role]["test_acc"] for r in runs] for role in roles}
     result = {
         "data": {"name": name, "root": str(root), **{k: runs[0][k] for k in ("sizes", "classes", "vocabulary")}},
         "kd": {"temperature": a.temperature, "alpha": a.alpha},
+        "transfer": {"folder": str(a.transfer), "texts": len(transfer_texts)} if transfer_texts else None,
         "student_ngrams": a.student_ngrams,
         "buckets": a.buckets,
         "threads": a.threads,

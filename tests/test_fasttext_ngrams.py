@@ -62,3 +62,18 @@ def test_pipelines_ask_for_bigrams_on_request_and_older_checkpoints_load_as_word
     path = save_model(old, "fasttext", (6,), 3, {"vocab_size": 12, "width": 8}, tmp_path / "old.pt")
     loaded = load_model(path)
     assert loaded.ngram_bag is None and torch.equal(loaded(IDS), old.eval()(IDS))
+
+
+def test_weighted_mean_starts_as_the_plain_mean_and_moves_only_through_the_word_scores():
+    torch.manual_seed(0)
+    plain = build_model("fasttext", (6,), 3, vocab_size=12, width=8)
+    weighted = build_model("fasttext", (6,), 3, vocab_size=12, width=8, weighted=True)
+    assert set(weighted.state_dict()) - set(plain.state_dict()) == {"word_score.weight"}
+    weighted.load_state_dict({**plain.state_dict(), "word_score.weight": weighted.word_score.weight.detach()})
+    assert torch.allclose(weighted(IDS), plain(IDS), atol=1e-6)  # zero scores: every word weighs the same
+    with torch.no_grad():
+        weighted.word_score.weight[5] = 3.0  # word 5 counts e^3 times as much as the others
+    moved = weighted(IDS)
+    assert not torch.allclose(moved[[0, 2]], plain(IDS)[[0, 2]])  # the rows holding word 5
+    assert torch.allclose(moved[1], plain(IDS)[1], atol=1e-6)  # a text of one other word is its embedding still
+    assert torch.isfinite(weighted(torch.zeros(1, 6, dtype=torch.long))).all()  # all padding: no NaN
