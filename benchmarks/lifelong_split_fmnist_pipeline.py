@@ -3,7 +3,8 @@ side by side with the same protocol run on kdcore directly (benchmarks/lifelong_
 
     OMP_NUM_THREADS=1 nice python benchmarks/lifelong_split_fmnist_pipeline.py [--tasks 5]
 
-Prints the average accuracy over the 5 tasks' test parts after the last task, and forgetting, per strategy.
+Prints the average accuracy over the 5 tasks' test parts after the last task, forgetting and seconds (the whole
+`kdflow stream simulate` command), per strategy.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +45,18 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5)
     parser.add_argument("--only", nargs="+", choices=list(RUNS), default=list(RUNS), help="these rows only")
     args = parser.parse_args()
-    print(f"{'strategy':<10} {'avg acc':>8} {'forgetting':>10} {'kdcore table':>12}")
+    print(f"{'strategy':<10} {'avg acc':>8} {'forgetting':>10} {'kdcore table':>12} {'seconds':>8}")
     for name in args.only:
         strategy, overrides = RUNS[name]
+        started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             last = simulate(strategy, overrides, args.tasks, Path(tmp))
+        seconds = time.perf_counter() - started
         m = last["metrics"]
-        print(f"{name:<10} {m['avg_acc']:>8.2%} {m['forgetting']:>10.2%} {KDCORE[name]:>11.2f}%", flush=True)
+        print(
+            f"{name:<10} {m['avg_acc']:>8.2%} {m['forgetting']:>10.2%} {KDCORE[name]:>11.2f}% {seconds:>8.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
