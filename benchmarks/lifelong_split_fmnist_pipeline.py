@@ -19,12 +19,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# LwF at kdcore's own options (kd_weight 1, T 2): retrain.alpha is its KD weight, distill.temperature its T
+# The kdcore table's options: LwF's kd_weight 1 and T 2 (retrain.alpha is its KD weight, distill.temperature its T);
+# DER++ with the paper's values for each buffer size (kdcore.lifelong.derpp.BEST; the preset's are buffer 200's)
 RUNS = {
     "finetune": ("finetune", []),
     "lwf": ("lwf", ["retrain.alpha=1.0", "distill.temperature=2.0"]),
-    "derpp-200": ("derpp", ["retrain.buffer_size=200"]),
-    "derpp-500": ("derpp", ["retrain.buffer_size=500"]),
+    "derpp-200": (
+        "derpp",
+        ["retrain.buffer_size=200", "retrain.alpha=0.2", "retrain.beta=1.0", "retrain.replay_batch_size=128"],
+    ),
+    "derpp-500": (
+        "derpp",
+        ["retrain.buffer_size=500", "retrain.alpha=1.0", "retrain.beta=0.5", "retrain.replay_batch_size=10"],
+    ),
     "joint": ("joint", []),
 }
 KDCORE = {"finetune": 19.94, "lwf": 31.39, "derpp-200": 76.33, "derpp-500": 80.38, "joint": 85.56}  # 3 seeds, mean
