@@ -23,6 +23,7 @@ def test_split_fmnist_trains_with_plain_sgd_at_a_constant_rate():
     cfg = load_config("split_fmnist")
     assert (cfg.student.arch, cfg.student.options()) == ("mlp", {"width": 100, "depth": 2})
     assert cfg.data.head_classes == "all"  # 784-100-100-10: all 10 outputs from the first task on, as in the paper
+    assert (cfg.data.mean, cfg.data.std) == ([0.0], [1.0])  # the paper's inputs: pixels in [0, 1], not normalised
     settings = settings_for(cfg.student.train, cfg)
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = make_optimizer([weight], settings)
