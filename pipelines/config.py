@@ -148,6 +148,15 @@ class DataConfig(Section):
             "model's head widens to them. Default: every class."
         ),
     )
+    head_classes: Literal["kept", "all"] = Field(
+        "kept",
+        description=(
+            "With data.classes, the classes the model's head scores from the start. kept: data.classes only; "
+            "its head widens when a batch brings a new class. all: every class of the dataset, the others "
+            "untrained until a batch brings them, as class-incremental protocols do (the DER paper's "
+            "Seq-MNIST): LwF then also distils, and DER++ also stores, the outputs of classes not yet seen."
+        ),
+    )
     text: TextDataConfig = Field(
         default_factory=TextDataConfig, description="Tokenisation and columns of text datasets."
     )

@@ -100,3 +100,15 @@ def test_data_classes_keeps_the_listed_classes_and_names_an_unknown_one():
     assert set(kept.test.y.tolist()) == {0, 1} and len(kept.train) < len(bundle.train) / 4
     with pytest.raises(DataError, match=r"data.classes names \['x'\], which digits does not have"):
         keep_classes(bundle, ["3", "x"])
+
+
+def test_data_head_classes_all_keeps_the_datasets_labels_and_class_count():
+    """A head for every class from the start (the DER paper's class-incremental protocol): only the listed classes'
+    samples, under the dataset's own labels, so later batches' classes need no new outputs."""
+    from kdcore.data.keep_classes import keep_classes
+    from kdcore.datasets import load_dataset
+
+    bundle = load_dataset("digits", None, 0.15, 0.2, 0)
+    kept = keep_classes(bundle, ["7", "3"], all_in_head=True)
+    assert kept.num_classes == 10 and kept.classes == [str(c) for c in range(10)]
+    assert set(kept.test.y.tolist()) == {3, 7} and len(kept.train) < len(bundle.train) / 4

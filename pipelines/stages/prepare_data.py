@@ -34,7 +34,7 @@ def prepare_data(cfg: PipelineConfig) -> PreparedData:
     else:
         bundle = load_dataset(d.dataset, d.root, d.val_fraction, d.test_fraction, d.seed, **d.loader_options())
         if d.classes:
-            bundle = keep_classes(bundle, d.classes)
+            bundle = keep_classes(bundle, d.classes, all_in_head=d.head_classes == "all")
         save_atomic(bundle.state_dict(), path)
     check_teacher_fits(cfg, bundle)
     check_size_search(cfg, bundle)  # the smallest searched student builds for this data; its costs are measurable
