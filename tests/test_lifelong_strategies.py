@@ -3,6 +3,7 @@ against a plain hand-written loop (same seeds, same batch order), typed options,
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -240,3 +241,63 @@ def test_masked_future_logits_store_only_the_classes_seen():
     assert set(strategy.buffer.logit_width.tolist()) == {2}  # classes 2..5 not seen yet: their logits not kept
     fit(model, stream[1], None, settings, LabelsOnly(), strategy=strategy)
     assert set(strategy.buffer.logit_width.tolist()) == {2, 4}
+
+
+def test_transplant_logits_by_hand_float64():
+    from kdcore.lifelong.derpp import transplant_logits
+
+    stored = torch.tensor([[2.0, 0.5, -1.0, -1.0], [0.1, 1.5, -2.0, -2.0]], dtype=torch.float64)
+    now = torch.tensor([[9.0, 9.0, 3.0, 1.0], [9.0, 9.0, 0.4, 1.2]], dtype=torch.float64)
+    labels, columns = torch.tensor([0, 1]), torch.tensor([2, 3])
+    out = transplant_logits(stored, now, labels, columns, gamma=0.85)
+    # row 0: new part's max 3.0 exceeds its true-class logit 2.0: scaled by 0.85 * 2.0 / 3.0
+    expected0 = [2.0, 0.5, 3.0 * 0.85 * 2.0 / 3.0, 1.0 * 0.85 * 2.0 / 3.0]
+    # row 1: max 1.2 below the true-class logit 1.5: taken as it is
+    expected1 = [0.1, 1.5, 0.4, 1.2]
+    assert out.tolist() == [pytest.approx(expected0, rel=1e-12), pytest.approx(expected1, rel=1e-12)]
+    assert stored[0, 2].item() == -1.0  # the stored rows are not changed in place
+
+
+def run_tiny_stream(strategy, tasks=2):
+    """Train a 6-way MLP on the first `tasks` tasks; returns the model and a copy of it after each task."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    snapshots = []
+    for task in tiny_stream()[:tasks]:
+        fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+        snapshots.append(copy.deepcopy(model))
+    return model, snapshots
+
+
+def test_refreshed_logits_are_those_of_the_model_that_finished_the_rows_task():
+    strategy = build_strategy("derpp", buffer_size=30, refresh_task_logits=True)
+    _, (after_first, after_second) = run_tiny_stream(strategy)
+    b = strategy.buffer
+    second = b.y >= 2
+    assert 0 < int(second.sum()) < len(b)
+    with torch.no_grad():
+        assert torch.allclose(b.logits[second], after_second(b.x[second]), atol=1e-6)
+        # the first task's rows were refreshed when it ended, and the second task left them alone
+        assert torch.allclose(b.logits[~second], after_first(b.x[~second]), atol=1e-6)
+    plain = build_strategy("derpp", buffer_size=30)
+    run_tiny_stream(plain)
+    with torch.no_grad():  # without the option, the stored logits are those met mid-task
+        assert not torch.allclose(plain.buffer.logits, after_second(plain.buffer.x), atol=1e-3)
+
+
+def test_transplant_fills_the_new_classes_columns_of_earlier_rows_under_masking():
+    strategy = build_strategy("derpp", buffer_size=30, transplant_gamma=0.85, mask_future_logits=True)
+    model, _ = run_tiny_stream(strategy)
+    b = strategy.buffer
+    assert set(b.logit_width.tolist()) == {4}  # masked rows of task 1 (2 columns) now carry classes 2-3 too
+    old = b.y < 2
+    with torch.no_grad():
+        now = model(b.x[old])[:, :4]
+    stored = b.logits[old]
+    true = stored.gather(1, b.y[old][:, None])[:, 0]
+    top = now[:, 2:4].max(1).values
+    scale = torch.where(top > true, 0.85 * true / top, torch.ones_like(top))
+    assert torch.allclose(stored[:, 2:4], now[:, 2:4] * scale[:, None])
+    positive = true > 0  # (the paper's scaling flips the signs where the true-class logit is negative)
+    assert (stored[positive, 2:4].max(1).values <= true[positive] + 1e-6).all()

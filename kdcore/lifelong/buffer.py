@@ -91,6 +91,11 @@ class ReservoirBuffer:
         self._logits.index_copy_(0, slots, row)
         self._logit_width.index_copy_(0, slots, torch.full_like(slots, logits.shape[1]))
 
+    def set_logits(self, pick: torch.Tensor, logits: torch.Tensor, width: torch.Tensor) -> None:
+        """Replace the stored logits of rows `pick` (at the buffer's width) and how many of their columns are real."""
+        self._logits.index_copy_(0, pick, logits.detach().float())
+        self._logit_width.index_copy_(0, pick, width)
+
     def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
         """Offer examples to the reservoir now (outside training: seeding the buffer from learned data)."""
         device = x.device if self._x is None else self._x.device

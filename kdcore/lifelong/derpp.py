@@ -25,6 +25,14 @@ class DERppOptions:
     # X-DER (Boschini et al. 2022): the logits a stored example got for classes not seen yet are untrained noise;
     # store only the columns of classes seen so far (labels arrive in index order), so replay leaves the others free
     mask_future_logits: bool = False
+    # X-DER's end-of-task update of the stored logits (Boschini et al. 2022, sec. 3): the rows of the task just learned
+    # take the logits of the model that finished it (X-DER stores a task's examples at its end), not those of the
+    # half-trained model that met them mid-task
+    refresh_task_logits: bool = False
+    # ...and the rows of earlier tasks take the finished model's logits on the new classes' columns (which they were
+    # stored without), scaled down where their largest exceeds gamma times the row's stored true-class logit, so
+    # replay never teaches that an old example looks more like a new class than its own; None: off (paper: 0.85)
+    transplant_gamma: float | None = None
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
@@ -53,6 +61,18 @@ def asymmetric_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.masked_fill(~present, float("-inf")), labels)
 
 
+def transplant_logits(
+    stored: torch.Tensor, now: torch.Tensor, labels: torch.Tensor, columns: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """`stored` with its `columns` replaced by `now`'s, each row's new part times gamma * stored[true class] / its
+    max where that max exceeds the stored true-class logit (X-DER's past update)."""
+    true = stored.gather(1, labels[:, None])
+    part = now[:, columns]
+    top = part.max(1, keepdim=True).values
+    part = part * torch.where(top > true, gamma * true / top, torch.ones_like(top))
+    return stored.index_copy(1, columns, part)
+
+
 @dataclass(frozen=True)
 class ReplayStep:
     """One step's draws: rows for the logits term and for the labels term (None: empty buffer), slots to write."""
@@ -73,6 +93,7 @@ class DERpp(Strategy):
         self.plan: list[ReplayStep] = []
         self.step = 0
         self.known_classes = 0  # 1 + the largest label trained on so far
+        self.task_classes: torch.Tensor | None = None  # the labels of the task being learned
 
     def before_task(self, model, train, settings):
         """Draw the whole task's replay and reservoir choices now, in the order the steps use them, and send
@@ -81,6 +102,7 @@ class DERpp(Strategy):
         self.buffer.to(device)
         if self.options.mask_future_logits:  # one host read per task
             self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
+        self.task_classes = torch.unique(train.y).to(device)
         n, size = len(train), settings.batch_size
         batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
         flat, spans, self.counts = [], [], []
@@ -126,6 +148,28 @@ class DERpp(Strategy):
         if 0 < self.step < len(self.plan):  # training stopped early: count only the examples that were offered
             self.buffer.seen, self.buffer.filled = self.counts[self.step - 1]
         self.plan = []
+        if (self.options.refresh_task_logits or self.options.transplant_gamma is not None) and len(self.buffer):
+            self.update_stored_logits(model)
+
+    @torch.no_grad()
+    def update_stored_logits(self, model) -> None:
+        """X-DER's end-of-task update: one pass of the finished model over the buffer, no host read."""
+        o = self.options
+        pick = torch.arange(len(self.buffer), device=self.buffer.y.device)
+        x, y, stored, mask = self.buffer.rows(pick)
+        training = model.training
+        model.eval()
+        now = model(x).float()[:, : stored.shape[1]]
+        model.train(training)
+        present = torch.isin(y, self.task_classes)[:, None]
+        new, changed = stored, torch.zeros_like(present)
+        if o.refresh_task_logits:
+            new, changed = torch.where(present, now, new), present
+        if o.transplant_gamma is not None:
+            moved = transplant_logits(stored, now, y, self.task_classes, o.transplant_gamma)
+            new, changed = torch.where(present, new, moved), torch.ones_like(present)
+        width = torch.where(changed[:, 0], stored.shape[1], mask.sum(1))
+        self.buffer.set_logits(pick, new, width)
 
     def state_dict(self):
         return {**super().state_dict(), "buffer": self.buffer.state_dict()}
