@@ -176,7 +176,10 @@ def main() -> None:
             a = run(strategy, options, tasks, seed, args.device)
             seconds.append(time.perf_counter() - started)
             scores.append(summarise(a))
-            print(f"{name} seed {seed}: {scores[-1]}  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
+            final = " ".join(f"{100 * v:.1f}" for v in a[-1])  # each task's accuracy after the last task
+            print(
+                f"{name} seed {seed}: {scores[-1]}  final [{final}]  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True
+            )
         acc = 100 * np.array([s["avg_acc"] for s in scores])
         fgt = 100 * np.array([s["forgetting"] for s in scores])
         lines.append(
