@@ -301,3 +301,39 @@ def test_transplant_fills_the_new_classes_columns_of_earlier_rows_under_masking(
     assert torch.allclose(stored[:, 2:4], now[:, 2:4] * scale[:, None])
     positive = true > 0  # (the paper's scaling flips the signs where the true-class logit is negative)
     assert (stored[positive, 2:4].max(1).values <= true[positive] + 1e-6).all()
+
+
+def test_margin_terms_by_hand_float64():
+    from kdcore.lifelong.derpp import DERppOptions, margin_terms
+
+    # 6 classes: 0-1 past, 2-3 the task's, 4-5 not seen yet; margin 0.3, weight 0.1
+    logits = torch.tensor([[2.0, 0.0, 1.0, 0.5, 0.2, -1.0], [0.0, 0.1, 3.0, 0.0, 0.0, 2.9]], dtype=torch.float64)
+    replayed = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.9, 0.0], [0.0, 2.0, 0.0, 0.0, 0.0, -1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    o = DERppOptions(margin=0.3, margin_weight=0.1)
+    terms = margin_terms(logits, replayed, labels, first=2, known=4, o=o)
+    # past: softmax over classes 0-3; a row breaks it when max p(past) + 0.3 > max p(task's)
+    past = []
+    for row in logits.tolist():
+        e = [math.exp(v) for v in row[:4]]
+        p = [v / sum(e) for v in e]
+        past.append(max(p[:2]) + 0.3 - max(p[2:4]))
+    broken = [v for v in past if v > 0]
+    assert terms["past_margin"].item() == pytest.approx(0.1 * sum(broken) / max(len(broken), 1), rel=1e-12)
+    # future: top of classes 4-5 + 0.3 - own (the task's top on the batch, the true class's logit on replayed rows)
+    future = [0.2 + 0.3 - 1.0, 2.9 + 0.3 - 3.0, 0.9 + 0.3 - 1.0, 0.0 + 0.3 - 2.0]
+    broken = [v for v in future if v > 0]  # the batch's second row and the first replayed row
+    assert len(broken) == 2
+    assert terms["future_margin"].item() == pytest.approx(0.1 * sum(broken) / 2, rel=1e-12)
+    nothing = margin_terms(logits, replayed, labels, first=0, known=6, o=o)  # no past, no future classes
+    assert nothing["past_margin"].item() == 0.0 and nothing["future_margin"].item() == 0.0
+
+
+def test_margins_are_named_terms_of_every_step():
+    strategy = build_strategy("derpp", buffer_size=20, margin=0.3)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    for task in tiny_stream()[:2]:
+        history = fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+    assert {"train/past_margin", "train/future_margin"} <= set(history[-1])
+    assert history[-1]["train/loss"] == pytest.approx(sum(v for k, v in history[-1].items() if k != "train/loss"))

@@ -33,6 +33,12 @@ class DERppOptions:
     # stored without), scaled down where their largest exceeds gamma times the row's stored true-class logit, so
     # replay never teaches that an old example looks more like a new class than its own; None: off (paper: 0.85)
     transplant_gamma: float | None = None
+    # X-DER's margins (its CE variant): on the incoming batch the new classes' top probability (softmax over the classes
+    # seen) should beat the old classes' by `margin`, and on the batch and the replayed rows the top logit of the
+    # classes not seen yet should stay `margin` below the row's own (the task's top / the true class's); each term is
+    # averaged over the rows that break it, times `margin_weight`. Classes arrive in index order. None: off (paper 0.3)
+    margin: float | None = None
+    margin_weight: float = 0.1  # the paper's eta
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
@@ -73,6 +79,33 @@ def transplant_logits(
     return stored.index_copy(1, columns, part)
 
 
+def broken_mean(violation: torch.Tensor) -> torch.Tensor:
+    """Mean of the positive entries (0 if none), without asking the host how many there are."""
+    return violation.clamp(min=0).sum() / (violation > 0).sum().clamp(min=1)
+
+
+def margin_terms(
+    logits: torch.Tensor,
+    replayed: torch.Tensor,
+    replayed_labels: torch.Tensor,
+    first: int,
+    known: int,
+    o: DERppOptions,
+) -> dict[str, torch.Tensor]:
+    """X-DER's constraints: classes [0, first) are past, [first, known) the task's, [known, ...) the future."""
+    cols = torch.arange(logits.shape[1], device=logits.device)
+    past, present, future = cols < first, (cols >= first) & (cols < known), cols >= known
+    p = F.softmax(logits.masked_fill(~(past | present), float("-inf")), dim=1)
+    worst_past = p.masked_fill(~past, -1.0).max(1).values.detach()  # -1: no past class, never broken
+    past_term = broken_mean(worst_past + o.margin - p.masked_fill(~present, -1.0).max(1).values)
+    own = torch.cat(
+        [logits.masked_fill(~present, float("-inf")).max(1).values, replayed.gather(1, replayed_labels[:, None])[:, 0]]
+    )
+    top_future = torch.cat([logits, replayed]).masked_fill(~future, float("-inf")).max(1).values
+    future_term = broken_mean(top_future + o.margin - own) if known < logits.shape[1] else logits.new_zeros(())
+    return {"past_margin": o.margin_weight * past_term, "future_margin": o.margin_weight * future_term}
+
+
 @dataclass(frozen=True)
 class ReplayStep:
     """One step's draws: rows for the logits term and for the labels term (None: empty buffer), slots to write."""
@@ -94,14 +127,16 @@ class DERpp(Strategy):
         self.step = 0
         self.known_classes = 0  # 1 + the largest label trained on so far
         self.task_classes: torch.Tensor | None = None  # the labels of the task being learned
+        self.first_class = 0  # the smallest of them
 
     def before_task(self, model, train, settings):
         """Draw the whole task's replay and reservoir choices now, in the order the steps use them, and send
         them to the device at once: no step then moves an index between host and device."""
         device = next(model.parameters()).device
         self.buffer.to(device)
-        if self.options.mask_future_logits:  # one host read per task
+        if self.options.mask_future_logits or self.options.margin is not None:  # host reads, once per task
             self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
+            self.first_class = int(train.y.min())
         self.task_classes = torch.unique(train.y).to(device)
         n, size = len(train), settings.batch_size
         batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
@@ -130,12 +165,20 @@ class DERpp(Strategy):
         step = self.plan[self.step]
         if step.logit_rows is None:  # the very first step: nothing stored yet (zeros keep the terms' names)
             zero = logits.new_zeros(())
-            return {**current, "replay_mse": zero, "replay_ce": zero}
-        bx, _, stored, mask = self.buffer.rows(step.logit_rows)
+            nothing = logits.new_zeros((0, logits.shape[1])), batch.y[:0]
+            return {**current, "replay_mse": zero, "replay_ce": zero, **self.margins(logits, *nothing)}
+        bx, by, stored, mask = self.buffer.rows(step.logit_rows)
         lx, ly, _, _ = self.buffer.rows(step.label_rows)
         with ForwardMode(batch.autocast).context(batch.x.device):
-            now, label_logits = model(bx), model(lx)
-        return {**current, **derpp_terms(now.float(), stored, mask, label_logits.float(), ly, self.options)}
+            now, label_logits = model(bx).float(), model(lx).float()
+        replayed = torch.cat([now, label_logits]), torch.cat([by, ly])
+        terms = derpp_terms(now, stored, mask, label_logits, ly, self.options)
+        return {**current, **terms, **self.margins(logits, *replayed)}
+
+    def margins(self, logits, replayed, labels):
+        if self.options.margin is None:
+            return {}
+        return margin_terms(logits, replayed, labels, self.first_class, self.known_classes, self.options)
 
     def after_step(self, batch, logits):
         if self.options.mask_future_logits:
