@@ -337,3 +337,29 @@ def test_margins_are_named_terms_of_every_step():
         history = fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
     assert {"train/past_margin", "train/future_margin"} <= set(history[-1])
     assert history[-1]["train/loss"] == pytest.approx(sum(v for k, v in history[-1].items() if k != "train/loss"))
+
+
+def test_filling_at_task_end_keeps_an_equal_share_per_class_with_the_finished_models_logits():
+    strategy = build_strategy("derpp", buffer_size=31, fill_at_task_end=True)
+    model, snapshots = run_tiny_stream(strategy, tasks=3)
+    b = strategy.buffer
+    # 6 classes seen: 31 // 6 = 5 rows for each earlier class, the last task's two classes share the 11 left
+    counts = [int((b.y == c).sum()) for c in range(6)]
+    assert counts[:4] == [5, 5, 5, 5] and sorted(counts[4:]) == [5, 6] and len(b) == 31
+    last = b.y >= 4
+    with torch.no_grad():
+        assert torch.allclose(b.logits[last], model(b.x[last]), atol=1e-6)
+        # an earlier task's rows keep the logits of the model that finished that task
+        first = b.y < 2
+        assert torch.allclose(b.logits[first], snapshots[0](b.x[first]), atol=1e-6)
+    for task, rows in zip(tiny_stream(), (b.y < 2, (b.y >= 2) & (b.y < 4), last)):  # the rows are the task's images
+        assert all(any(torch.equal(r, t) for t in task.x) for r in b.x[rows])
+
+
+def test_filling_at_task_end_stores_nothing_during_the_first_task():
+    strategy = build_strategy("derpp", buffer_size=20, fill_at_task_end=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    history = fit(model, tiny_stream()[0], None, settings, LabelsOnly(), strategy=strategy)
+    assert history[-1]["train/replay_mse"] == 0.0 and history[-1]["train/replay_ce"] == 0.0
+    assert len(strategy.buffer) == 20

@@ -96,6 +96,17 @@ class ReservoirBuffer:
         self._logits.index_copy_(0, pick, logits.detach().float())
         self._logit_width.index_copy_(0, pick, width)
 
+    def hold(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, width: torch.Tensor) -> None:
+        """Hold exactly these rows, chosen by a policy other than the reservoir's (`seen` is left as it is)."""
+        if len(y) > self.capacity:
+            raise ValueError(f"{len(y)} rows do not fit a buffer of {self.capacity}")
+        pad = self.capacity + 1 - len(y)
+        self._x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
+        self._y = torch.cat([y, y.new_zeros(pad)])
+        self._logits = torch.cat([logits.float(), logits.new_zeros((pad, logits.shape[1])).float()])
+        self._logit_width = torch.cat([width, width.new_zeros(pad)])
+        self.filled = len(y)
+
     def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
         """Offer examples to the reservoir now (outside training: seeding the buffer from learned data)."""
         device = x.device if self._x is None else self._x.device

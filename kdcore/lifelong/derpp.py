@@ -39,6 +39,10 @@ class DERppOptions:
     # averaged over the rows that break it, times `margin_weight`. Classes arrive in index order. None: off (paper 0.3)
     margin: float | None = None
     margin_weight: float = 0.1  # the paper's eta
+    # X-DER's buffer policy: nothing is stored during a task (replay then draws only earlier tasks' rows); when it ends,
+    # each class seen keeps an equal share of the buffer (its first rows) and the task's classes fill the room left
+    # with random examples of the task, stored with the finished model's logits
+    fill_at_task_end: bool = False
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
@@ -128,6 +132,8 @@ class DERpp(Strategy):
         self.known_classes = 0  # 1 + the largest label trained on so far
         self.task_classes: torch.Tensor | None = None  # the labels of the task being learned
         self.first_class = 0  # the smallest of them
+        self.classes_seen: set[int] = set()
+        self.task_data = None  # the task's examples, for fill_at_task_end
 
     def before_task(self, model, train, settings):
         """Draw the whole task's replay and reservoir choices now, in the order the steps use them, and send
@@ -138,6 +144,7 @@ class DERpp(Strategy):
             self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
             self.first_class = int(train.y.min())
         self.task_classes = torch.unique(train.y).to(device)
+        self.task_data = train if self.options.fill_at_task_end else None
         n, size = len(train), settings.batch_size
         batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
         flat, spans, self.counts = [], [], []
@@ -146,7 +153,7 @@ class DERpp(Strategy):
             spans.append([len(flat) + sum(map(len, draws[:k])) for k in range(len(draws) + 1)])
             for d in draws:
                 flat += d
-            slots = self.buffer.slots(b)
+            slots = [self.buffer.discard] * b if self.options.fill_at_task_end else self.buffer.slots(b)
             spans[-1].append(spans[-1][-1] + b)
             flat += slots
             self.counts.append((self.buffer.seen, self.buffer.filled))
@@ -191,6 +198,8 @@ class DERpp(Strategy):
         if 0 < self.step < len(self.plan):  # training stopped early: count only the examples that were offered
             self.buffer.seen, self.buffer.filled = self.counts[self.step - 1]
         self.plan = []
+        if self.task_data is not None:
+            self.fill_balanced(model)
         if (self.options.refresh_task_logits or self.options.transplant_gamma is not None) and len(self.buffer):
             self.update_stored_logits(model)
 
@@ -213,6 +222,44 @@ class DERpp(Strategy):
             new, changed = torch.where(present, new, moved), torch.ones_like(present)
         width = torch.where(changed[:, 0], stored.shape[1], mask.sum(1))
         self.buffer.set_logits(pick, new, width)
+
+    @torch.no_grad()
+    def fill_balanced(self, model) -> None:
+        """X-DER's end-of-task buffer: an equal share per class seen; host reads here, once per task."""
+        train, self.task_data = self.task_data, None
+        new_classes = sorted(set(torch.unique(train.y).tolist()) - self.classes_seen)
+        self.classes_seen |= set(new_classes)
+        share = self.buffer.capacity // len(self.classes_seen)
+        kept, y_old = [], self.buffer.y.tolist()
+        for c in sorted(set(y_old)):
+            kept += [i for i, label in enumerate(y_old) if label == c][:share]
+        room = self.buffer.capacity - len(kept)
+        counts = [room // len(new_classes)] * len(new_classes)
+        for k in torch.randperm(len(new_classes), generator=self.buffer.generator)[: room % len(new_classes)].tolist():
+            counts[k] += 1
+        pick = []
+        for c, k in zip(new_classes, counts):
+            rows = torch.nonzero(train.y == c)[:, 0]
+            pick.append(rows[torch.randperm(len(rows), generator=self.buffer.generator)[:k]])
+        pick = torch.cat(pick)
+        device = next(model.parameters()).device
+        x, y = train.x[pick].to(device), train.y[pick].to(device)
+        training = model.training
+        model.eval()
+        logits = model(x).float()
+        model.train(training)
+        if self.options.mask_future_logits:
+            logits = logits[:, : self.known_classes]
+        old = torch.tensor(kept, dtype=torch.long, device=device)
+        if len(self.buffer):
+            ox, oy, ol, om = self.buffer.rows(old)
+            width = max(ol.shape[1], logits.shape[1])
+            ol, logits = F.pad(ol, (0, width - ol.shape[1])), F.pad(logits, (0, width - logits.shape[1]))
+            x, y, logits = torch.cat([ox, x.to(ox.dtype)]), torch.cat([oy, y]), torch.cat([ol, logits])
+            widths = torch.cat([om.sum(1), torch.full_like(y[len(oy) :], logits.shape[1])])
+        else:
+            widths = torch.full_like(y, logits.shape[1])
+        self.buffer.hold(x, y, logits, widths)
 
     def state_dict(self):
         return {**super().state_dict(), "buffer": self.buffer.state_dict()}
