@@ -83,6 +83,19 @@ RUNS = {  # row name -> (strategy, options)
             "mask_future_logits": True,
         },
     ),
+    # chosen on the validation stream (3 seeds): X-DER's buffer policy and end-of-task logits, replay batch 32, beta 1
+    "derpp-xder-fill (buffer 500)": (
+        "derpp",
+        {
+            "buffer_size": 500,
+            **BEST[500],
+            "label_weight": 1.0,
+            "replay_batch_size": 32,
+            "refresh_task_logits": True,
+            "transplant_gamma": 0.85,
+            "fill_at_task_end": True,
+        },
+    ),
 }
 DEFAULT = ["finetune", "lwf", "derpp (buffer 200)", "derpp (buffer 500)", "joint"]
 
