@@ -143,7 +143,8 @@ class DERpp(Strategy):
         if self.options.mask_future_logits or self.options.margin is not None:  # host reads, once per task
             self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
             self.first_class = int(train.y.min())
-        self.task_classes = torch.unique(train.y).to(device)
+        if self.options.refresh_task_logits or self.options.transplant_gamma is not None:
+            self.task_classes = torch.unique(train.y).to(device)
         self.task_data = train if self.options.fill_at_task_end else None
         n, size = len(train), settings.batch_size
         batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
