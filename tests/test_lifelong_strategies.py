@@ -363,3 +363,14 @@ def test_filling_at_task_end_stores_nothing_during_the_first_task():
     history = fit(model, tiny_stream()[0], None, settings, LabelsOnly(), strategy=strategy)
     assert history[-1]["train/replay_mse"] == 0.0 and history[-1]["train/replay_ce"] == 0.0
     assert len(strategy.buffer) == 20
+
+
+def test_filling_at_task_end_after_a_checkpoint_counts_the_classes_seen_before():
+    strategy = build_strategy("derpp", buffer_size=31, fill_at_task_end=True)
+    model, _ = run_tiny_stream(strategy, tasks=2)
+    loaded = build_strategy("derpp", buffer_size=31, fill_at_task_end=True)
+    loaded.load_state_dict(strategy.state_dict())
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    fit(model, tiny_stream()[2], None, settings, LabelsOnly(), strategy=loaded)
+    counts = [int((loaded.buffer.y == c).sum()) for c in range(6)]
+    assert counts[:4] == [5, 5, 5, 5] and sorted(counts[4:]) == [5, 6]

@@ -132,7 +132,6 @@ class DERpp(Strategy):
         self.known_classes = 0  # 1 + the largest label trained on so far
         self.task_classes: torch.Tensor | None = None  # the labels of the task being learned
         self.first_class = 0  # the smallest of them
-        self.classes_seen: set[int] = set()
         self.task_data = None  # the task's examples, for fill_at_task_end
 
     def before_task(self, model, train, settings):
@@ -228,10 +227,10 @@ class DERpp(Strategy):
     def fill_balanced(self, model) -> None:
         """X-DER's end-of-task buffer: an equal share per class seen; host reads here, once per task."""
         train, self.task_data = self.task_data, None
-        new_classes = sorted(set(torch.unique(train.y).tolist()) - self.classes_seen)
-        self.classes_seen |= set(new_classes)
-        share = self.buffer.capacity // len(self.classes_seen)
         kept, y_old = [], self.buffer.y.tolist()
+        # the buffer holds every class seen before (its share), so a strategy loaded from a checkpoint counts them too
+        new_classes = sorted(set(torch.unique(train.y).tolist()) - set(y_old))
+        share = self.buffer.capacity // len(set(y_old) | set(new_classes))
         for c in sorted(set(y_old)):
             kept += [i for i, label in enumerate(y_old) if label == c][:share]
         room = self.buffer.capacity - len(kept)
