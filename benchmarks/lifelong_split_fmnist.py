@@ -11,6 +11,7 @@ Prints mean ± std over seeds of the final average accuracy and forgetting, as a
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,47 @@ RUNS = {  # row name -> (strategy, options)
     "derpp-ace-future (buffer 500)": (
         "derpp",
         {"buffer_size": 500, **BEST[500], "asymmetric_ce": True, "mask_future_logits": True},
+    ),
+    # X-DER's end-of-task update of the stored logits, on the best validation row above (replay batch 32, beta 1)
+    "derpp-beta1-rb32-refresh (buffer 500)": (
+        "derpp",
+        {"buffer_size": 500, **BEST[500], "label_weight": 1.0, "replay_batch_size": 32, "refresh_task_logits": True},
+    ),
+    "derpp-beta1-rb32-xder (buffer 500)": (
+        "derpp",
+        {
+            "buffer_size": 500,
+            **BEST[500],
+            "label_weight": 1.0,
+            "replay_batch_size": 32,
+            "refresh_task_logits": True,
+            "transplant_gamma": 0.85,
+        },
+    ),
+    "derpp-beta1-rb32-xder-future (buffer 500)": (
+        "derpp",
+        {
+            "buffer_size": 500,
+            **BEST[500],
+            "label_weight": 1.0,
+            "replay_batch_size": 32,
+            "refresh_task_logits": True,
+            "transplant_gamma": 0.85,
+            "mask_future_logits": True,
+        },
+    ),
+    # chosen on the validation stream (3 seeds): X-DER's buffer policy and end-of-task logits, replay batch 32, beta 1
+    "derpp-xder-fill (buffer 500)": (
+        "derpp",
+        {
+            "buffer_size": 500,
+            **BEST[500],
+            "label_weight": 1.0,
+            "replay_batch_size": 32,
+            "refresh_task_logits": True,
+            "transplant_gamma": 0.85,
+            "fill_at_task_end": True,
+        },
     ),
 }
 DEFAULT = ["finetune", "lwf", "derpp (buffer 200)", "derpp (buffer 500)", "joint"]
@@ -112,19 +154,45 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=DEFAULT, choices=list(RUNS))
     parser.add_argument("--validation", action="store_true", help="score on held-out train images, not the test ones")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="override a strategy option of every row run (a Python literal: 64, 0.5, True, None); for the search",
+    )
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: write OPTION=VALUE, e.g. replay_batch_size=64")
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parser.error(f"--set {item!r}: write OPTION=VALUE with a Python literal value, e.g. replay_batch_size=64")
+    for name in args.strategies:  # a misspelt option fails now, not after the data has loaded
+        try:
+            build_strategy(RUNS[name][0], **{**RUNS[name][1], **overrides})
+        except (ValueError, TypeError) as err:
+            parser.error(str(err))
     torch.set_num_threads(1)
     tasks = split_tasks(args.root, validation=args.validation)
     lines = ["| strategy | average accuracy (%) | forgetting (%) | seconds per run |", "|---|---|---|---|"]
     for name in args.strategies:
         strategy, options = RUNS[name]
+        options = {**options, **overrides}
+        name = name + "".join(f", {k}={v}" for k, v in overrides.items())
         scores, seconds = [], []
         for seed in range(args.seeds):
             started = time.perf_counter()
             a = run(strategy, options, tasks, seed, args.device)
             seconds.append(time.perf_counter() - started)
             scores.append(summarise(a))
-            print(f"{name} seed {seed}: {scores[-1]}  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True)
+            final = " ".join(f"{100 * v:.1f}" for v in a[-1])  # each task's accuracy after the last task
+            print(
+                f"{name} seed {seed}: {scores[-1]}  final [{final}]  ({seconds[-1]:.0f} s)", file=sys.stderr, flush=True
+            )
         acc = 100 * np.array([s["avg_acc"] for s in scores])
         fgt = 100 * np.array([s["forgetting"] for s in scores])
         lines.append(

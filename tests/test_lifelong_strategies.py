@@ -3,6 +3,7 @@ against a plain hand-written loop (same seeds, same batch order), typed options,
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -240,3 +241,169 @@ def test_masked_future_logits_store_only_the_classes_seen():
     assert set(strategy.buffer.logit_width.tolist()) == {2}  # classes 2..5 not seen yet: their logits not kept
     fit(model, stream[1], None, settings, LabelsOnly(), strategy=strategy)
     assert set(strategy.buffer.logit_width.tolist()) == {2, 4}
+
+
+def test_transplant_logits_by_hand_float64():
+    from kdcore.lifelong.derpp import transplant_logits
+
+    stored = torch.tensor([[2.0, 0.5, -1.0, -1.0], [0.1, 1.5, -2.0, -2.0]], dtype=torch.float64)
+    now = torch.tensor([[9.0, 9.0, 3.0, 1.0], [9.0, 9.0, 0.4, 1.2]], dtype=torch.float64)
+    labels, columns = torch.tensor([0, 1]), torch.tensor([2, 3])
+    out = transplant_logits(stored, now, labels, columns, gamma=0.85)
+    # row 0: new part's max 3.0 exceeds its true-class logit 2.0: scaled by 0.85 * 2.0 / 3.0
+    expected0 = [2.0, 0.5, 3.0 * 0.85 * 2.0 / 3.0, 1.0 * 0.85 * 2.0 / 3.0]
+    # row 1: max 1.2 below the true-class logit 1.5: taken as it is
+    expected1 = [0.1, 1.5, 0.4, 1.2]
+    assert out.tolist() == [pytest.approx(expected0, rel=1e-12), pytest.approx(expected1, rel=1e-12)]
+    assert stored[0, 2].item() == -1.0  # the stored rows are not changed in place
+
+
+def run_tiny_stream(strategy, tasks=2):
+    """Train a 6-way MLP on the first `tasks` tasks; returns the model and a copy of it after each task."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    snapshots = []
+    for task in tiny_stream()[:tasks]:
+        fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+        snapshots.append(copy.deepcopy(model))
+    return model, snapshots
+
+
+def test_refreshed_logits_are_those_of_the_model_that_finished_the_rows_task():
+    strategy = build_strategy("derpp", buffer_size=30, refresh_task_logits=True)
+    _, (after_first, after_second) = run_tiny_stream(strategy)
+    b = strategy.buffer
+    second = b.y >= 2
+    assert 0 < int(second.sum()) < len(b)
+    with torch.no_grad():
+        assert torch.allclose(b.logits[second], after_second(b.x[second]), atol=1e-6)
+        # the first task's rows were refreshed when it ended, and the second task left them alone
+        assert torch.allclose(b.logits[~second], after_first(b.x[~second]), atol=1e-6)
+    plain = build_strategy("derpp", buffer_size=30)
+    run_tiny_stream(plain)
+    with torch.no_grad():  # without the option, the stored logits are those met mid-task
+        assert not torch.allclose(plain.buffer.logits, after_second(plain.buffer.x), atol=1e-3)
+
+
+def test_transplant_fills_the_new_classes_columns_of_earlier_rows_under_masking():
+    strategy = build_strategy("derpp", buffer_size=30, transplant_gamma=0.85, mask_future_logits=True)
+    model, _ = run_tiny_stream(strategy)
+    b = strategy.buffer
+    assert set(b.logit_width.tolist()) == {4}  # masked rows of task 1 (2 columns) now carry classes 2-3 too
+    old = b.y < 2
+    with torch.no_grad():
+        now = model(b.x[old])[:, :4]
+    stored = b.logits[old]
+    true = stored.gather(1, b.y[old][:, None])[:, 0]
+    top = now[:, 2:4].max(1).values
+    scale = torch.where(top > true, 0.85 * true / top, torch.ones_like(top))
+    assert torch.allclose(stored[:, 2:4], now[:, 2:4] * scale[:, None])
+    positive = true > 0  # (the paper's scaling flips the signs where the true-class logit is negative)
+    assert (stored[positive, 2:4].max(1).values <= true[positive] + 1e-6).all()
+
+
+def test_margin_terms_by_hand_float64():
+    from kdcore.lifelong.derpp import DERppOptions, margin_terms
+
+    # 6 classes: 0-1 past, 2-3 the task's, 4-5 not seen yet; margin 0.3, weight 0.1
+    logits = torch.tensor([[2.0, 0.0, 1.0, 0.5, 0.2, -1.0], [0.0, 0.1, 3.0, 0.0, 0.0, 2.9]], dtype=torch.float64)
+    replayed = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.9, 0.0], [0.0, 2.0, 0.0, 0.0, 0.0, -1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    o = DERppOptions(margin=0.3, margin_weight=0.1)
+    terms = margin_terms(logits, replayed, labels, first=2, known=4, o=o)
+    # past: softmax over classes 0-3; a row breaks it when max p(past) + 0.3 > max p(task's)
+    past = []
+    for row in logits.tolist():
+        e = [math.exp(v) for v in row[:4]]
+        p = [v / sum(e) for v in e]
+        past.append(max(p[:2]) + 0.3 - max(p[2:4]))
+    broken = [v for v in past if v > 0]
+    assert terms["past_margin"].item() == pytest.approx(0.1 * sum(broken) / max(len(broken), 1), rel=1e-12)
+    # future: top of classes 4-5 + 0.3 - own (the task's top on the batch, the true class's logit on replayed rows)
+    future = [0.2 + 0.3 - 1.0, 2.9 + 0.3 - 3.0, 0.9 + 0.3 - 1.0, 0.0 + 0.3 - 2.0]
+    broken = [v for v in future if v > 0]  # the batch's second row and the first replayed row
+    assert len(broken) == 2
+    assert terms["future_margin"].item() == pytest.approx(0.1 * sum(broken) / 2, rel=1e-12)
+    nothing = margin_terms(logits, replayed, labels, first=0, known=6, o=o)  # no past, no future classes
+    assert nothing["past_margin"].item() == 0.0 and nothing["future_margin"].item() == 0.0
+
+
+def test_margins_are_named_terms_of_every_step():
+    strategy = build_strategy("derpp", buffer_size=20, margin=0.3)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    for task in tiny_stream()[:2]:
+        history = fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+    assert {"train/past_margin", "train/future_margin"} <= set(history[-1])
+    assert history[-1]["train/loss"] == pytest.approx(sum(v for k, v in history[-1].items() if k != "train/loss"))
+
+
+def test_filling_at_task_end_keeps_an_equal_share_per_class_with_the_finished_models_logits():
+    strategy = build_strategy("derpp", buffer_size=31, fill_at_task_end=True)
+    model, snapshots = run_tiny_stream(strategy, tasks=3)
+    b = strategy.buffer
+    # 6 classes seen: 31 // 6 = 5 rows for each earlier class, the last task's two classes share the 11 left
+    counts = [int((b.y == c).sum()) for c in range(6)]
+    assert counts[:4] == [5, 5, 5, 5] and sorted(counts[4:]) == [5, 6] and len(b) == 31
+    last = b.y >= 4
+    with torch.no_grad():
+        assert torch.allclose(b.logits[last], model(b.x[last]), atol=1e-6)
+        # an earlier task's rows keep the logits of the model that finished that task
+        first = b.y < 2
+        assert torch.allclose(b.logits[first], snapshots[0](b.x[first]), atol=1e-6)
+    for task, rows in zip(tiny_stream(), (b.y < 2, (b.y >= 2) & (b.y < 4), last)):  # the rows are the task's images
+        assert all(any(torch.equal(r, t) for t in task.x) for r in b.x[rows])
+
+
+def test_filling_at_task_end_stores_nothing_during_the_first_task():
+    strategy = build_strategy("derpp", buffer_size=20, fill_at_task_end=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    history = fit(model, tiny_stream()[0], None, settings, LabelsOnly(), strategy=strategy)
+    assert history[-1]["train/replay_mse"] == 0.0 and history[-1]["train/replay_ce"] == 0.0
+    assert len(strategy.buffer) == 20
+
+
+def test_filling_at_task_end_after_a_checkpoint_counts_the_classes_seen_before():
+    strategy = build_strategy("derpp", buffer_size=31, fill_at_task_end=True)
+    model, _ = run_tiny_stream(strategy, tasks=2)
+    loaded = build_strategy("derpp", buffer_size=31, fill_at_task_end=True)
+    loaded.load_state_dict(strategy.state_dict())
+    settings = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd", momentum=0.0, schedule="constant")
+    fit(model, tiny_stream()[2], None, settings, LabelsOnly(), strategy=loaded)
+    counts = [int((loaded.buffer.y == c).sum()) for c in range(6)]
+    assert counts[:4] == [5, 5, 5, 5] and sorted(counts[4:]) == [5, 6]
+
+
+def test_room_slots_fill_the_room_then_sample_it_and_leave_the_rows_below():
+    from kdcore.lifelong.buffer import ReservoirBuffer
+
+    buffer = ReservoirBuffer(10, seed=0)
+    buffer.filled, buffer.seen = 6, 100  # rows 0-5 hold earlier classes; the room is rows 6-9
+    first = buffer.room_slots(3, first=6, offered=0)
+    assert first == [6, 7, 8] and buffer.filled == 9
+    assert buffer.room_slots(1, first=6, offered=3) == [9] and buffer.filled == 10
+    later = buffer.room_slots(199, first=6, offered=4)
+    assert buffer.seen == 303
+    kept = [s for s in later if s != buffer.discard]
+    assert kept and set(kept) <= {6, 7, 8, 9}  # never a row below the room
+    # the later of the 203 examples offered to a room of 4 are kept with chance 4 / (their rank): about 15 of 199
+    assert len(kept) < 40
+
+
+def test_making_room_at_task_start_cuts_earlier_classes_to_their_share():
+    strategy = build_strategy("derpp", buffer_size=31, make_room_at_task_start=True, refresh_task_logits=True)
+    model, snapshots = run_tiny_stream(strategy, tasks=3)
+    b = strategy.buffer
+    counts = [int((b.y == c).sum()) for c in range(6)]
+    assert counts[:4] == [5, 5, 5, 5] and sum(counts[4:]) == 11 and len(b) == 31
+    with torch.no_grad():  # the last task's rows carry the finished model's logits, the first task's its model's
+        last, first = b.y >= 4, b.y < 2
+        assert torch.allclose(b.logits[last], model(b.x[last]), atol=1e-6)
+        assert torch.allclose(b.logits[first], snapshots[0](b.x[first]), atol=1e-6)
+
+
+def test_two_buffer_policies_at_once_are_refused():
+    with pytest.raises(ValueError, match="two buffer policies: choose one"):
+        build_strategy("derpp", fill_at_task_end=True, make_room_at_task_start=True)

@@ -67,6 +67,18 @@ class ReservoirBuffer:
         last = {s: k for k, s in enumerate(out)}
         return [s if s == self.discard or last[s] == k else self.discard for k, s in enumerate(out)]
 
+    def room_slots(self, n: int, first: int, offered: int) -> list[int]:
+        """Like `slots`, but reservoir sampling only into rows [first, capacity), `offered` examples having been
+        offered to them already; the rows below `first` stay."""
+        room, out = self.capacity - first, []
+        for j in range(offered, offered + n):
+            r = j if j < room else int(torch.randint(0, j + 1, (1,), generator=self.generator))
+            out.append(first + r if r < room else self.discard)
+        self.seen += n
+        self.filled = max(self.filled, min(self.capacity, first + offered + n))
+        last = {s: k for k, s in enumerate(out)}
+        return [s if s == self.discard or last[s] == k else self.discard for k, s in enumerate(out)]
+
     def draw(self, size: int) -> list[int]:
         """`size` distinct stored rows at random (fewer if fewer are stored)."""
         return torch.randperm(self.filled, generator=self.generator)[: min(size, self.filled)].tolist()
@@ -90,6 +102,22 @@ class ReservoirBuffer:
         self._y.index_copy_(0, slots, y)
         self._logits.index_copy_(0, slots, row)
         self._logit_width.index_copy_(0, slots, torch.full_like(slots, logits.shape[1]))
+
+    def set_logits(self, pick: torch.Tensor, logits: torch.Tensor, width: torch.Tensor) -> None:
+        """Replace the stored logits of rows `pick` (at the buffer's width) and how many of their columns are real."""
+        self._logits.index_copy_(0, pick, logits.detach().float())
+        self._logit_width.index_copy_(0, pick, width)
+
+    def hold(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, width: torch.Tensor) -> None:
+        """Hold exactly these rows, chosen by a policy other than the reservoir's (`seen` is left as it is)."""
+        if len(y) > self.capacity:
+            raise ValueError(f"{len(y)} rows do not fit a buffer of {self.capacity}")
+        pad = self.capacity + 1 - len(y)
+        self._x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
+        self._y = torch.cat([y, y.new_zeros(pad)])
+        self._logits = torch.cat([logits.float(), logits.new_zeros((pad, logits.shape[1])).float()])
+        self._logit_width = torch.cat([width, width.new_zeros(pad)])
+        self.filled = len(y)
 
     def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
         """Offer examples to the reservoir now (outside training: seeding the buffer from learned data)."""

@@ -25,6 +25,32 @@ class DERppOptions:
     # X-DER (Boschini et al. 2022): the logits a stored example got for classes not seen yet are untrained noise;
     # store only the columns of classes seen so far (labels arrive in index order), so replay leaves the others free
     mask_future_logits: bool = False
+    # X-DER's end-of-task update of the stored logits (Boschini et al. 2022, sec. 3): the rows of the task just learned
+    # take the logits of the model that finished it (X-DER stores a task's examples at its end), not those of the
+    # half-trained model that met them mid-task
+    refresh_task_logits: bool = False
+    # ...and the rows of earlier tasks take the finished model's logits on the new classes' columns (which they were
+    # stored without), scaled down where their largest exceeds gamma times the row's stored true-class logit, so
+    # replay never teaches that an old example looks more like a new class than its own; None: off (paper: 0.85)
+    transplant_gamma: float | None = None
+    # X-DER's margins (its CE variant): on the incoming batch the new classes' top probability (softmax over the classes
+    # seen) should beat the old classes' by `margin`, and on the batch and the replayed rows the top logit of the
+    # classes not seen yet should stay `margin` below the row's own (the task's top / the true class's); each term is
+    # averaged over the rows that break it, times `margin_weight`. Classes arrive in index order. None: off (paper 0.3)
+    margin: float | None = None
+    margin_weight: float = 0.1  # the paper's eta
+    # X-DER's buffer policy: nothing is stored during a task (replay then draws only earlier tasks' rows); when it ends,
+    # each class seen keeps an equal share of the buffer (its first rows) and the task's classes fill the room left
+    # with random examples of the task, stored with the finished model's logits
+    fill_at_task_end: bool = False
+    # a variant of it: when a task starts, earlier classes are cut to their share at once, and the task's examples
+    # enter the room left by reservoir sampling over the task, so they are replayed while it trains (pair it with
+    # refresh_task_logits for the finished model's logits)
+    make_room_at_task_start: bool = False
+
+    def __post_init__(self):
+        if self.fill_at_task_end and self.make_room_at_task_start:
+            raise ValueError("fill_at_task_end and make_room_at_task_start are two buffer policies: choose one")
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
@@ -53,6 +79,45 @@ def asymmetric_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.masked_fill(~present, float("-inf")), labels)
 
 
+def transplant_logits(
+    stored: torch.Tensor, now: torch.Tensor, labels: torch.Tensor, columns: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """`stored` with its `columns` replaced by `now`'s, each row's new part times gamma * stored[true class] / its
+    max where that max exceeds the stored true-class logit (X-DER's past update)."""
+    true = stored.gather(1, labels[:, None])
+    part = now[:, columns]
+    top = part.max(1, keepdim=True).values
+    part = part * torch.where(top > true, gamma * true / top, torch.ones_like(top))
+    return stored.index_copy(1, columns, part)
+
+
+def broken_mean(violation: torch.Tensor) -> torch.Tensor:
+    """Mean of the positive entries (0 if none), without asking the host how many there are."""
+    return violation.clamp(min=0).sum() / (violation > 0).sum().clamp(min=1)
+
+
+def margin_terms(
+    logits: torch.Tensor,
+    replayed: torch.Tensor,
+    replayed_labels: torch.Tensor,
+    first: int,
+    known: int,
+    o: DERppOptions,
+) -> dict[str, torch.Tensor]:
+    """X-DER's constraints: classes [0, first) are past, [first, known) the task's, [known, ...) the future."""
+    cols = torch.arange(logits.shape[1], device=logits.device)
+    past, present, future = cols < first, (cols >= first) & (cols < known), cols >= known
+    p = F.softmax(logits.masked_fill(~(past | present), float("-inf")), dim=1)
+    worst_past = p.masked_fill(~past, -1.0).max(1).values.detach()  # -1: no past class, never broken
+    past_term = broken_mean(worst_past + o.margin - p.masked_fill(~present, -1.0).max(1).values)
+    own = torch.cat(
+        [logits.masked_fill(~present, float("-inf")).max(1).values, replayed.gather(1, replayed_labels[:, None])[:, 0]]
+    )
+    top_future = torch.cat([logits, replayed]).masked_fill(~future, float("-inf")).max(1).values
+    future_term = broken_mean(top_future + o.margin - own) if known < logits.shape[1] else logits.new_zeros(())
+    return {"past_margin": o.margin_weight * past_term, "future_margin": o.margin_weight * future_term}
+
+
 @dataclass(frozen=True)
 class ReplayStep:
     """One step's draws: rows for the logits term and for the labels term (None: empty buffer), slots to write."""
@@ -73,14 +138,23 @@ class DERpp(Strategy):
         self.plan: list[ReplayStep] = []
         self.step = 0
         self.known_classes = 0  # 1 + the largest label trained on so far
+        self.task_classes: torch.Tensor | None = None  # the labels of the task being learned
+        self.first_class = 0  # the smallest of them
+        self.task_data = None  # the task's examples, for fill_at_task_end
 
     def before_task(self, model, train, settings):
         """Draw the whole task's replay and reservoir choices now, in the order the steps use them, and send
         them to the device at once: no step then moves an index between host and device."""
         device = next(model.parameters()).device
         self.buffer.to(device)
-        if self.options.mask_future_logits:  # one host read per task
+        if self.options.mask_future_logits or self.options.margin is not None:  # host reads, once per task
             self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
+            self.first_class = int(train.y.min())
+        if self.options.refresh_task_logits or self.options.transplant_gamma is not None:
+            self.task_classes = torch.unique(train.y).to(device)
+        self.task_data = train if self.options.fill_at_task_end else None
+        if self.options.make_room_at_task_start:
+            self.make_room(train)
         n, size = len(train), settings.batch_size
         batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
         flat, spans, self.counts = [], [], []
@@ -89,7 +163,13 @@ class DERpp(Strategy):
             spans.append([len(flat) + sum(map(len, draws[:k])) for k in range(len(draws) + 1)])
             for d in draws:
                 flat += d
-            slots = self.buffer.slots(b)
+            if self.options.fill_at_task_end:
+                slots = [self.buffer.discard] * b
+            elif self.options.make_room_at_task_start:
+                slots = self.buffer.room_slots(b, self.room_first, self.room_offered)
+                self.room_offered += b
+            else:
+                slots = self.buffer.slots(b)
             spans[-1].append(spans[-1][-1] + b)
             flat += slots
             self.counts.append((self.buffer.seen, self.buffer.filled))
@@ -108,12 +188,20 @@ class DERpp(Strategy):
         step = self.plan[self.step]
         if step.logit_rows is None:  # the very first step: nothing stored yet (zeros keep the terms' names)
             zero = logits.new_zeros(())
-            return {**current, "replay_mse": zero, "replay_ce": zero}
-        bx, _, stored, mask = self.buffer.rows(step.logit_rows)
+            nothing = logits.new_zeros((0, logits.shape[1])), batch.y[:0]
+            return {**current, "replay_mse": zero, "replay_ce": zero, **self.margins(logits, *nothing)}
+        bx, by, stored, mask = self.buffer.rows(step.logit_rows)
         lx, ly, _, _ = self.buffer.rows(step.label_rows)
         with ForwardMode(batch.autocast).context(batch.x.device):
-            now, label_logits = model(bx), model(lx)
-        return {**current, **derpp_terms(now.float(), stored, mask, label_logits.float(), ly, self.options)}
+            now, label_logits = model(bx).float(), model(lx).float()
+        replayed = torch.cat([now, label_logits]), torch.cat([by, ly])
+        terms = derpp_terms(now, stored, mask, label_logits, ly, self.options)
+        return {**current, **terms, **self.margins(logits, *replayed)}
+
+    def margins(self, logits, replayed, labels):
+        if self.options.margin is None:
+            return {}
+        return margin_terms(logits, replayed, labels, self.first_class, self.known_classes, self.options)
 
     def after_step(self, batch, logits):
         if self.options.mask_future_logits:
@@ -126,6 +214,80 @@ class DERpp(Strategy):
         if 0 < self.step < len(self.plan):  # training stopped early: count only the examples that were offered
             self.buffer.seen, self.buffer.filled = self.counts[self.step - 1]
         self.plan = []
+        if self.task_data is not None:
+            self.fill_balanced(model)
+        if (self.options.refresh_task_logits or self.options.transplant_gamma is not None) and len(self.buffer):
+            self.update_stored_logits(model)
+
+    @torch.no_grad()
+    def update_stored_logits(self, model) -> None:
+        """X-DER's end-of-task update: one pass of the finished model over the buffer, no host read."""
+        o = self.options
+        pick = torch.arange(len(self.buffer), device=self.buffer.y.device)
+        x, y, stored, mask = self.buffer.rows(pick)
+        training = model.training
+        model.eval()
+        now = model(x).float()[:, : stored.shape[1]]
+        model.train(training)
+        present = torch.isin(y, self.task_classes)[:, None]
+        new, changed = stored, torch.zeros_like(present)
+        if o.refresh_task_logits:
+            new, changed = torch.where(present, now, new), present
+        if o.transplant_gamma is not None:
+            moved = transplant_logits(stored, now, y, self.task_classes, o.transplant_gamma)
+            new, changed = torch.where(present, new, moved), torch.ones_like(present)
+        width = torch.where(changed[:, 0], stored.shape[1], mask.sum(1))
+        self.buffer.set_logits(pick, new, width)
+
+    def make_room(self, train) -> None:
+        """Cut each earlier class to its share of the buffer (its first rows); host reads, once per task."""
+        y_old = self.buffer.y.tolist()
+        share = self.buffer.capacity // len(set(y_old) | set(torch.unique(train.y).tolist()))
+        kept = []
+        for c in sorted(set(y_old)):
+            kept += [i for i, label in enumerate(y_old) if label == c][:share]
+        if y_old:
+            x, y, logits, mask = self.buffer.rows(torch.tensor(kept, dtype=torch.long, device=self.buffer.y.device))
+            self.buffer.hold(x, y, logits, mask.sum(1))
+        self.room_first, self.room_offered = len(kept), 0
+
+    @torch.no_grad()
+    def fill_balanced(self, model) -> None:
+        """X-DER's end-of-task buffer: an equal share per class seen; host reads here, once per task."""
+        train, self.task_data = self.task_data, None
+        kept, y_old = [], self.buffer.y.tolist()
+        # the buffer holds every class seen before (its share), so a strategy loaded from a checkpoint counts them too
+        new_classes = sorted(set(torch.unique(train.y).tolist()) - set(y_old))
+        share = self.buffer.capacity // len(set(y_old) | set(new_classes))
+        for c in sorted(set(y_old)):
+            kept += [i for i, label in enumerate(y_old) if label == c][:share]
+        room = self.buffer.capacity - len(kept)
+        counts = [room // len(new_classes)] * len(new_classes)
+        for k in torch.randperm(len(new_classes), generator=self.buffer.generator)[: room % len(new_classes)].tolist():
+            counts[k] += 1
+        pick = []
+        for c, k in zip(new_classes, counts):
+            rows = torch.nonzero(train.y == c)[:, 0]
+            pick.append(rows[torch.randperm(len(rows), generator=self.buffer.generator)[:k]])
+        pick = torch.cat(pick)
+        device = next(model.parameters()).device
+        x, y = train.x[pick].to(device), train.y[pick].to(device)
+        training = model.training
+        model.eval()
+        logits = model(x).float()
+        model.train(training)
+        if self.options.mask_future_logits:
+            logits = logits[:, : self.known_classes]
+        old = torch.tensor(kept, dtype=torch.long, device=device)
+        if len(self.buffer):
+            ox, oy, ol, om = self.buffer.rows(old)
+            width = max(ol.shape[1], logits.shape[1])
+            ol, logits = F.pad(ol, (0, width - ol.shape[1])), F.pad(logits, (0, width - logits.shape[1]))
+            x, y, logits = torch.cat([ox, x.to(ox.dtype)]), torch.cat([oy, y]), torch.cat([ol, logits])
+            widths = torch.cat([om.sum(1), torch.full_like(y[len(oy) :], logits.shape[1])])
+        else:
+            widths = torch.full_like(y, logits.shape[1])
+        self.buffer.hold(x, y, logits, widths)
 
     def state_dict(self):
         return {**super().state_dict(), "buffer": self.buffer.state_dict()}
