@@ -374,36 +374,3 @@ def test_filling_at_task_end_after_a_checkpoint_counts_the_classes_seen_before()
     fit(model, tiny_stream()[2], None, settings, LabelsOnly(), strategy=loaded)
     counts = [int((loaded.buffer.y == c).sum()) for c in range(6)]
     assert counts[:4] == [5, 5, 5, 5] and sorted(counts[4:]) == [5, 6]
-
-
-def test_room_slots_fill_the_room_then_sample_it_and_leave_the_rows_below():
-    from kdcore.lifelong.buffer import ReservoirBuffer
-
-    buffer = ReservoirBuffer(10, seed=0)
-    buffer.filled, buffer.seen = 6, 100  # rows 0-5 hold earlier classes; the room is rows 6-9
-    first = buffer.room_slots(3, first=6, offered=0)
-    assert first == [6, 7, 8] and buffer.filled == 9
-    assert buffer.room_slots(1, first=6, offered=3) == [9] and buffer.filled == 10
-    later = buffer.room_slots(199, first=6, offered=4)
-    assert buffer.seen == 303
-    kept = [s for s in later if s != buffer.discard]
-    assert kept and set(kept) <= {6, 7, 8, 9}  # never a row below the room
-    # the later of the 203 examples offered to a room of 4 are kept with chance 4 / (their rank): about 15 of 199
-    assert len(kept) < 40
-
-
-def test_making_room_at_task_start_cuts_earlier_classes_to_their_share():
-    strategy = build_strategy("derpp", buffer_size=31, make_room_at_task_start=True, refresh_task_logits=True)
-    model, snapshots = run_tiny_stream(strategy, tasks=3)
-    b = strategy.buffer
-    counts = [int((b.y == c).sum()) for c in range(6)]
-    assert counts[:4] == [5, 5, 5, 5] and sum(counts[4:]) == 11 and len(b) == 31
-    with torch.no_grad():  # the last task's rows carry the finished model's logits, the first task's its model's
-        last, first = b.y >= 4, b.y < 2
-        assert torch.allclose(b.logits[last], model(b.x[last]), atol=1e-6)
-        assert torch.allclose(b.logits[first], snapshots[0](b.x[first]), atol=1e-6)
-
-
-def test_two_buffer_policies_at_once_are_refused():
-    with pytest.raises(ValueError, match="two buffer policies: choose one"):
-        build_strategy("derpp", fill_at_task_end=True, make_room_at_task_start=True)

@@ -67,18 +67,6 @@ class ReservoirBuffer:
         last = {s: k for k, s in enumerate(out)}
         return [s if s == self.discard or last[s] == k else self.discard for k, s in enumerate(out)]
 
-    def room_slots(self, n: int, first: int, offered: int) -> list[int]:
-        """Like `slots`, but reservoir sampling only into rows [first, capacity), `offered` examples having been
-        offered to them already; the rows below `first` stay."""
-        room, out = self.capacity - first, []
-        for j in range(offered, offered + n):
-            r = j if j < room else int(torch.randint(0, j + 1, (1,), generator=self.generator))
-            out.append(first + r if r < room else self.discard)
-        self.seen += n
-        self.filled = max(self.filled, min(self.capacity, first + offered + n))
-        last = {s: k for k, s in enumerate(out)}
-        return [s if s == self.discard or last[s] == k else self.discard for k, s in enumerate(out)]
-
     def draw(self, size: int) -> list[int]:
         """`size` distinct stored rows at random (fewer if fewer are stored)."""
         return torch.randperm(self.filled, generator=self.generator)[: min(size, self.filled)].tolist()

@@ -43,14 +43,6 @@ class DERppOptions:
     # each class seen keeps an equal share of the buffer (its first rows) and the task's classes fill the room left
     # with random examples of the task, stored with the finished model's logits
     fill_at_task_end: bool = False
-    # a variant of it: when a task starts, earlier classes are cut to their share at once, and the task's examples
-    # enter the room left by reservoir sampling over the task, so they are replayed while it trains (pair it with
-    # refresh_task_logits for the finished model's logits)
-    make_room_at_task_start: bool = False
-
-    def __post_init__(self):
-        if self.fill_at_task_end and self.make_room_at_task_start:
-            raise ValueError("fill_at_task_end and make_room_at_task_start are two buffer policies: choose one")
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.
@@ -153,8 +145,6 @@ class DERpp(Strategy):
         if self.options.refresh_task_logits or self.options.transplant_gamma is not None:
             self.task_classes = torch.unique(train.y).to(device)
         self.task_data = train if self.options.fill_at_task_end else None
-        if self.options.make_room_at_task_start:
-            self.make_room(train)
         n, size = len(train), settings.batch_size
         batches = [min(size, n - start) for start in range(0, n, size)] * settings.epochs
         flat, spans, self.counts = [], [], []
@@ -165,9 +155,6 @@ class DERpp(Strategy):
                 flat += d
             if self.options.fill_at_task_end:
                 slots = [self.buffer.discard] * b
-            elif self.options.make_room_at_task_start:
-                slots = self.buffer.room_slots(b, self.room_first, self.room_offered)
-                self.room_offered += b
             else:
                 slots = self.buffer.slots(b)
             spans[-1].append(spans[-1][-1] + b)
@@ -238,18 +225,6 @@ class DERpp(Strategy):
             new, changed = torch.where(present, new, moved), torch.ones_like(present)
         width = torch.where(changed[:, 0], stored.shape[1], mask.sum(1))
         self.buffer.set_logits(pick, new, width)
-
-    def make_room(self, train) -> None:
-        """Cut each earlier class to its share of the buffer (its first rows); host reads, once per task."""
-        y_old = self.buffer.y.tolist()
-        share = self.buffer.capacity // len(set(y_old) | set(torch.unique(train.y).tolist()))
-        kept = []
-        for c in sorted(set(y_old)):
-            kept += [i for i, label in enumerate(y_old) if label == c][:share]
-        if y_old:
-            x, y, logits, mask = self.buffer.rows(torch.tensor(kept, dtype=torch.long, device=self.buffer.y.device))
-            self.buffer.hold(x, y, logits, mask.sum(1))
-        self.room_first, self.room_offered = len(kept), 0
 
     @torch.no_grad()
     def fill_balanced(self, model) -> None:
