@@ -29,6 +29,8 @@ def dist_terms(student: torch.Tensor, teacher: torch.Tensor, t: float) -> tuple[
 class DIST(Distiller):
     """CE + beta * inter-class + gamma * intra-class relation loss."""
 
+    member_params = ("beta", "gamma", "temperature")
+
     def __init__(self, beta: float = 2.0, gamma: float = 2.0, temperature: float = 4.0):
         super().__init__()
         self.beta, self.gamma, self.temperature = beta, gamma, temperature

@@ -51,6 +51,8 @@ def dkd_terms(
 class DKD(Distiller):
     """CE + ramp * (alpha * TCKD + beta * NCKD); the ramp grows linearly over the first `warmup` share of epochs."""
 
+    member_params = ("alpha", "beta", "temperature")
+
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, warmup: float = 20 / 240):
         super().__init__()
         self.alpha, self.beta, self.temperature, self.warmup = alpha, beta, temperature, warmup

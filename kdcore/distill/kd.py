@@ -32,6 +32,8 @@ def teacher_logits_of(batch: Batch, method: str) -> torch.Tensor:
 class KD(Distiller):
     """(1 - alpha) * CE(student, y) + alpha * T^2 * KL(teacher_T || student_T)."""
 
+    member_params = ("temperature", "alpha")
+
     def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
         super().__init__()
         self.temperature, self.alpha = temperature, alpha
