@@ -14,6 +14,7 @@ import torch.nn as nn
 from kdcore.data.bundle import Split
 from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
+from kdcore.distill.members import MemberLosses
 from kdcore.evaluate import evaluate
 from kdcore.lifelong.base import Strategy
 from kdcore.member_group import MemberGroup
@@ -187,6 +188,7 @@ def shared_settings(settings, distillers, on_epoch, models, strategy) -> TrainSe
         raise ValueError("stacked members: pass one settings, one distiller and one callback per model")
     if any(replace(s, lr=0.0, weight_decay=0.0) != replace(settings[0], lr=0.0, weight_decay=0.0) for s in settings):
         raise ValueError("stacked members may differ only in lr and weight_decay; train the others one at a time")
+    MemberLosses(distillers)  # raises for methods members cannot share (feature methods), before any work
     s = settings[0]
     if s.compile or s.splits_backbone or strategy is not None:
         raise ValueError(
