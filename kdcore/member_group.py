@@ -109,7 +109,7 @@ class MemberGroup:
         for member in members:
             self.last[member] = self.stacked.member_state(self.members.index(member))
         keep = [i for i, member in enumerate(self.members) if member not in members]
-        keep_index = torch.tensor(keep, device=self.stacked.flat.device)
+        keep_index = torch.tensor(keep, dtype=torch.long, device=self.stacked.flat.device)
         self.optimizer.select(keep_index, self.stacked.select_flat)  # in the old layout
         self.stacked.select(keep_index)
         self.optimizer.spread(self.stacked.member_of_element())

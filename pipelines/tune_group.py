@@ -1,0 +1,235 @@
+"""Trials K at a time (tune.vectorise): K Optuna trials asked at once, trained as one stacked group by `fit`.
+
+Each trial is still itself: its own parameters from the sampler (TPE with constant_liar, so trials asked together
+spread out), its own nested MLflow run `trial-N` with its params and per-epoch metrics, its own per-epoch
+reports to the pruner (a pruned member leaves the group; its slot is not refilled mid-group), its own outcome
+(a member whose loss turns non-finite fails alone), and its own heartbeat. Studies a group cannot serve
+(`why_not_vectorised`) run their trials one at a time, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import optuna
+import torch
+from mlflow.entities import Param
+from mlflow.tracking import MlflowClient
+
+from kdcore.data import DataBundle
+from kdcore.data.bundle import Split
+from kdcore.distill import DISTILLERS
+from kdcore.soft_targets import SoftTargets
+from kdcore.train import History, TrainSettings, fit
+from pipelines.config import PipelineConfig
+from pipelines.group_heartbeat import GroupHeartbeat
+from pipelines.methods import build_method, searched_methods
+from pipelines.run_liveness import liveness_tags
+from pipelines.student_cost import build_student
+from pipelines.tracking import EpochLogger
+from pipelines.training import settings_for
+from pipelines.tuning import multi_objective, search, search_student, searches_size
+
+log = logging.getLogger("kdflow")
+State = optuna.trial.TrialState
+AUTO_SIZES = (1, 2, 4, 8, 16, 32)  # group sizes `auto` measures
+AUTO_NEAR_BEST = 0.9  # auto takes the smallest K within this share of the best trials per second
+
+
+def why_not_vectorised(cfg: PipelineConfig) -> str | None:
+    """Why this study's trials cannot train as stacked groups; None when they can."""
+    if searches_size(cfg):
+        return "the search varies the student's architecture or size (tune.student_archs / tune.space.width, depth)"
+    for method in searched_methods(cfg):
+        if DISTILLERS[method].member_params is None:
+            return f"{method} is a feature method (forward hooks on each model): only logit methods stack"
+    if multi_objective(cfg):
+        return "a multi-objective study (tune.objectives) is not pruned and weighs each trial's own cost"
+    if cfg.register.budget:
+        return "register.budget is checked per trial before training"
+    if cfg.runtime.compile:
+        return "runtime.compile compiles one model"
+    return None
+
+
+def recurrent(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+
+
+def group_size(cfg: PipelineConfig, bundle: DataBundle, targets: SoftTargets, settings: TrainSettings) -> int:
+    """tune.vectorise as a number of trials for this worker: 1 where groups cannot serve the study (logged once)."""
+    wanted = cfg.tune.vectorise
+    if wanted == 1:
+        return 1
+    reason = why_not_vectorised(cfg)
+    student = build_student(cfg.student, bundle)
+    if reason is None and recurrent(student):
+        reason = f"{cfg.student.arch} has recurrent layers, which vmap runs one member at a time"
+    if reason is not None:
+        log.info("tune: tune.vectorise=%s falls back to one trial at a time: %s", wanted, reason)
+        return 1
+    if wanted == "auto":
+        return measured_group_size(cfg, bundle, targets, settings)
+    return min(wanted, cfg.tune.n_trials)
+
+
+def measured_group_size(cfg: PipelineConfig, bundle: DataBundle, targets: SoftTargets, settings: TrainSettings) -> int:
+    """The K with the most trials per second on this worker, measured on a few training steps of each size.
+
+    Throughput flattens once the device is busy, while each extra member asked together gives TPE one less
+    finished trial to learn from: so the smallest K within AUTO_NEAR_BEST of the best is taken.
+    """
+    steps = 8
+    n = min(len(bundle.train), steps * settings.batch_size)
+    train = Split(bundle.train.x[:n], bundle.train.y[:n])
+    probe = replace(targets, logits=None if targets.logits is None else targets.logits[:n], views=None)
+    if targets.views is not None:
+        probe = replace(probe, teacher=None, logits=torch.zeros(n, bundle.num_classes))  # cost of the loss only
+    method = searched_methods(cfg)[0]
+    one = replace(settings, epochs=1, early_stop_patience=None)
+    rates = {}
+    for k in (1, *[k for k in AUTO_SIZES if k <= cfg.tune.n_trials]):  # the first K=1 run warms up
+        torch.manual_seed(0)
+        models = [build_student(cfg.student, bundle) for _ in range(k)]
+        started = time.perf_counter()
+        fit(models, train, None, [one] * k, [build_method(cfg, method) for _ in range(k)], soft_targets=probe)
+        rates[k] = k / (time.perf_counter() - started)
+    best = max(rates.values())
+    chosen = min(k for k, rate in rates.items() if rate >= AUTO_NEAR_BEST * best)
+    log.info(
+        "tune: tune.vectorise=auto chose %d trials at once (trials/s by group size: %s)",
+        chosen,
+        ", ".join(f"{k}: {rate:.2f}" for k, rate in rates.items()),
+    )
+    return chosen
+
+
+class GroupRunner:
+    """Runs groups of trials for one worker: the data and soft targets are loaded once, like the objective's."""
+
+    def __init__(self, cfg: PipelineConfig, job, worker: str, bundle: DataBundle, targets: SoftTargets, origin):
+        self.cfg, self.job, self.worker, self.bundle, self.targets = cfg, job, worker, bundle, targets
+        self.origin = origin  # host, pid, device of this worker (tune_worker.where)
+        self.client = MlflowClient()
+
+    def run(self, study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
+        """Ask `n` trials, train them as stacked groups (one per method drawn), tell each its outcome."""
+        trials = [study.ask() for _ in range(n)]
+        told: set[int] = set()
+        runs: dict[int, str] = {}
+        with GroupHeartbeat(study._storage, [t._trial_id for t in trials]) as heartbeat:
+            try:
+                plans = [self.plan(trial, runs) for trial in trials]
+                for method in dict.fromkeys(p[0] for p in plans):
+                    members = [(t, p) for t, p in zip(trials, plans) if p[0] == method]
+                    for trial, outcome in self.train(method, members, runs):
+                        self.tell(study, trial, outcome, runs[trial.number])
+                        told.add(trial.number)
+                        heartbeat.done(trial._trial_id)
+            except BaseException as e:  # the group's failure is each of its untold trials' (Ctrl-C, SIGTERM)
+                for trial in trials:
+                    if trial.number not in told:
+                        study.tell(trial, state=State.FAIL)
+                        if trial.number in runs:
+                            self.client.set_tag(runs[trial.number], "trial_state", "FAIL")
+                            self.client.set_terminated(runs[trial.number], status="FAILED")
+                raise e
+        return [study.trials[t.number] for t in trials]
+
+    def plan(self, trial: optuna.Trial, runs: dict[int, str]):
+        """The trial's parameters and settings, and its nested MLflow run (params logged as a single trial's are)."""
+        cfg, job = self.cfg, self.job
+        method, params = search(trial, cfg)
+        student = search_student(trial, cfg)
+        settings = settings_for(
+            cfg.student.train, cfg, epochs=job.epochs, lr=params["lr"], weight_decay=params["weight_decay"]
+        )
+        origin = {**self.origin, "worker": self.worker}
+        parent = self.client.get_run(job.parent_run_id)
+        tags = {
+            "mlflow.parentRunId": job.parent_run_id,
+            "mlflow.runName": f"trial-{trial.number}",
+            "kdflow.stage": f"trial-{trial.number}",
+            "optuna.study": job.study_name,
+            "optuna.trial": str(trial.number),
+            "kdflow.group_size": str(len(runs) + 1),  # provisional; set again once the group is complete
+            **{f"kdflow.{k}": str(v) for k, v in origin.items()},
+            **liveness_tags(),
+        }
+        run = self.client.create_run(parent.info.experiment_id, run_name=f"trial-{trial.number}", tags=tags)
+        runs[trial.number] = run.info.run_id
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        for key, value in origin.items():
+            trial.set_user_attr(key, value)
+        logged = {
+            "method": method,
+            **params,
+            "distill.soft_targets": self.targets.kind,
+            "runtime.threads_used": torch.get_num_threads(),
+            **{f"student.{k}": v for k, v in student.options().items() if k in ("width", "depth")},
+            "student.arch": student.arch,
+        }
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in logged.items()])
+        return method, params, settings
+
+    def train(self, method: str, members, runs: dict[int, str]):
+        """Yield (trial, history) for each member of one method's group, once all have trained."""
+        loggers = [EpochLogger(runs[trial.number]) for trial, _ in members]
+        done: dict[int, list[int]] = {trial.number: [] for trial, _ in members}
+        for trial, _ in members:
+            self.client.set_tag(runs[trial.number], "kdflow.group_size", str(len(members)))
+
+        def on_epoch(trial: optuna.Trial, logger: EpochLogger):
+            def report(epoch: int, metrics: dict[str, float]) -> None:
+                logger(epoch, metrics)
+                done[trial.number].append(epoch)
+                trial.report(metrics["val/acc"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+            return report
+
+        seed = members[0][1][2].seed
+        models = []
+        for _ in members:  # each member starts where its own trial would: the same seed, the same weights
+            torch.manual_seed(seed)
+            models.append(build_student(self.cfg.student, self.bundle))
+        histories = fit(
+            models,
+            self.bundle.train,
+            self.bundle.val,
+            [plan[2] for _, plan in members],
+            [build_method(self.cfg, method, plan[1]) for _, plan in members],
+            soft_targets=self.targets,
+            on_epoch=[on_epoch(trial, logger) for (trial, _), logger in zip(members, loggers)],
+            view=self.bundle.view,
+        )
+        for logger in loggers:
+            logger.flush()
+        for (trial, _), history in zip(members, histories):
+            yield trial, (history, done[trial.number])
+
+    def tell(self, study: optuna.Study, trial: optuna.Trial, outcome: tuple[History, list[int]], run_id: str) -> None:
+        history, epochs = outcome
+        error = history.dropped_by
+        if isinstance(error, optuna.TrialPruned):
+            self.client.set_tag(run_id, "trial_state", "PRUNED")
+            self.client.log_metric(run_id, "pruned_at_epoch", epochs[-1])
+            self.client.set_terminated(run_id, status="FINISHED")
+            study.tell(trial, state=State.PRUNED)
+        elif error is not None:
+            self.client.set_tag(run_id, "trial_state", "FAIL")
+            self.client.set_tag(run_id, "kdflow.failure", f"{type(error).__name__}: {error}"[:500])
+            self.client.set_terminated(run_id, status="FAILED")
+            study.tell(trial, state=State.FAIL)
+            log.warning("tune: trial %d failed alone in its group: %s", trial.number, error)
+        else:
+            self.client.log_metric(run_id, "val/acc_final", history[-1]["val/acc"])
+            self.client.log_metric(run_id, "best_epoch", history.kept_epoch)
+            trial.set_user_attr("best_epoch", history.kept_epoch)
+            self.client.set_tag(run_id, "trial_state", "COMPLETE")
+            self.client.set_terminated(run_id, status="FINISHED")
+            # the best epoch's val/acc, as a single trial's value: the weights fit keeps
+            study.tell(trial, history.kept["val/acc"])
