@@ -132,3 +132,24 @@ def load_inputs_without_stages(cfg):
     from kdcore.soft_targets import SoftTargets
 
     return load_dataset("digits"), SoftTargets()
+
+
+def test_a_silent_group_is_failed_and_retried_trial_by_trial(store):
+    """The group's heartbeats keep every trial alive; once they stop (a dead worker), each trial turns stale, is
+    failed, and queued again with its own parameters, like single trials."""
+    import time
+
+    from pipelines.group_heartbeat import GroupHeartbeat
+
+    cfg = load_config("digits", [*TINY, "tune.heartbeat_seconds=1", "tune.grace_seconds=4", "tune.study_name=beat"])
+    study = open_study(cfg, "beat", 2)
+    trials = [study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)}) for _ in range(2)]
+    with GroupHeartbeat(study._storage, [t._trial_id for t in trials]):
+        time.sleep(5)  # longer than the grace period: only the heartbeats keep them alive
+        optuna.storages.fail_stale_trials(study)
+        assert [t.state for t in study.trials] == [State.RUNNING] * 2
+    time.sleep(5)  # the worker "died": silence past the grace period
+    optuna.storages.fail_stale_trials(study)
+    states = [t.state for t in study.trials]
+    assert states[:2] == [State.FAIL] * 2 and states[2:] == [State.WAITING] * 2
+    assert sorted(t.params["lr"] for t in study.trials[2:]) == sorted(t.params["lr"] for t in trials)

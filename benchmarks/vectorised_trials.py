@@ -1,0 +1,178 @@
+"""Trials per hour with tune.vectorise (K trials trained as one stacked group) against one trial at a time.
+
+    OMP_NUM_THREADS=1 nice python benchmarks/vectorised_trials.py              # digits studies + FMNIST ceiling
+    python benchmarks/vectorised_trials.py --part digits --seeds 0 1 2 --group 8
+    python benchmarks/vectorised_trials.py --part fmnist --fmnist-train 6000
+
+digits: the `digits` preset's tuning stage (its MLP student, 16 trials of 30 epochs, KD), run through the real
+`tune_student` stage (Optuna SQLite study, MLflow SQLite runs), once one trial at a time (tune.vectorise=1) and
+once K at a time, same study size, same epochs, same seeds, with pruning off and on (median). The arms alternate
+(sequential, vectorised, sequential, ...) so load drift on a shared machine hits both. Prints trials per hour,
+the ratio, and the best validation accuracy each study found (quality: TPE asked K at a time with
+constant_liar against TPE asked one at a time), per seed. The teacher trains 5 epochs instead of 30, the same
+for every arm: it only sets the soft targets both arms learn from.
+
+fmnist: the `fashion_mnist` preset's MLP (784-64-10, input dropout 0.1, batch 128). First the ceiling: one
+forward and backward of K members stacked as one layer against K separate models' (no loop, no optimiser,
+no loss); then `fit` itself, K members as one group against K sequential fits, on a subsample of the training
+split (--fmnist-train images, 2 epochs): how much of the ceiling the loop keeps.
+One torch thread throughout (torch.set_num_threads(1)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mlflow  # noqa: E402
+from private_store import private_store  # noqa: E402
+
+from kdcore.data import Split  # noqa: E402
+from kdcore.datasets import load_dataset  # noqa: E402
+from kdcore.distill import KD  # noqa: E402
+from kdcore.models import build_model  # noqa: E402
+from kdcore.soft_targets import SoftTargets  # noqa: E402
+from kdcore.stacked import StackedModels  # noqa: E402
+from kdcore.train import TrainSettings, fit  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
+from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student  # noqa: E402
+from pipelines.tracking import setup_experiment  # noqa: E402
+
+
+def digits_studies(seeds: list[int], group: int, trials: int, epochs: int) -> None:
+    with private_store() as store:
+        base = ["runtime.device=cpu", "runtime.threads=1", store, "teacher.train.epochs=5", f"tune.n_trials={trials}"]
+        base.append(f"tune.epochs={epochs}")
+        cfg = load_config("digits", base)
+        experiment = setup_experiment(cfg)
+        rows = []
+        with mlflow.start_run(experiment_id=experiment) as parent:
+            data = prepare_data(cfg)
+            teacher = train_teacher(cfg, data, parent.info.run_id)
+            logits = compute_teacher_logits(cfg, data, teacher)
+            for seed in seeds:
+                for pruner in ("none", "median"):
+                    result = {}
+                    for k in (1, group):  # interleaved: one pair per (seed, pruner)
+                        overrides = [f"tune.vectorise={k}", f"tune.pruner={pruner}", f"tune.seed={seed}"]
+                        overrides += [f"runtime.seed={seed}", f"tune.study_name=vec-{k}-{pruner}-{seed}"]
+                        run_cfg = load_config("digits", [*base, *overrides])
+                        tuned = tune_student(run_cfg, data, teacher, logits, parent.info.run_id)
+                        done = tuned.complete + tuned.pruned
+                        result[k] = (done / tuned.seconds * 3600, tuned.best_value, tuned.pruned)
+                        print(
+                            f"seed {seed} pruner {pruner:6} K={k:2}: {done} trials ({tuned.pruned} pruned) in "
+                            f"{tuned.seconds:6.1f} s = {result[k][0]:7.0f} trials/h, "
+                            f"best val/acc {tuned.best_value:.4f}",
+                            flush=True,
+                        )
+                    rows.append((seed, pruner, result[group][0] / result[1][0], result[1][1], result[group][1]))
+    print(f"\ndigits, K={group} vs one at a time ({trials} trials x {epochs} epochs):")
+    for pruner in ("none", "median"):
+        ratios = [r[2] for r in rows if r[1] == pruner]
+        seq = [r[3] for r in rows if r[1] == pruner]
+        vec = [r[4] for r in rows if r[1] == pruner]
+        print(
+            f"  pruning {pruner:6}: trials/h ratio median {statistics.median(ratios):.2f}x "
+            f"(each: {', '.join(f'{r:.2f}' for r in ratios)}); best val/acc sequential "
+            f"{statistics.mean(seq):.4f} ({', '.join(f'{v:.4f}' for v in seq)}) vs vectorised "
+            f"{statistics.mean(vec):.4f} ({', '.join(f'{v:.4f}' for v in vec)})"
+        )
+
+
+def fmnist_mlp(input_shape, classes):
+    return build_model("mlp", input_shape, classes, width=64, input_dropout=0.1)
+
+
+def timed(f, repeats: int) -> float:
+    """Median seconds of `f` over `repeats` calls, after two warm-up calls."""
+    f()
+    f()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def fmnist(groups: list[int], n_train: int, epochs: int) -> None:
+    bundle = load_dataset("fashion_mnist", "/usr/share/datasets/fashion-mnist", val=0.1, download=False)
+    x = bundle.view.normalise(bundle.train.x[:128])
+    y = bundle.train.y[:128]
+    print("fashion_mnist MLP (784-64-10), batch 128: forward + backward, stacked vs K separate models")
+    ceilings = {}
+    for k in groups:
+        torch.manual_seed(0)
+        models = [fmnist_mlp(bundle.input_shape, bundle.num_classes) for _ in range(k)]
+        stacked = StackedModels(models, x[:8])
+
+        def separate(models=models):
+            for m in models:
+                torch.nn.functional.cross_entropy(m(x), y).backward()
+
+        def together(stacked=stacked, k=k):
+            stacked.flat.grad = None
+            logits = stacked(x)
+            torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(k)).backward()
+
+        ceilings[k] = timed(separate, 30) / timed(together, 30)
+        print(f"  K={k:2}: ceiling {ceilings[k]:.2f}x (grouped layers: {stacked.grouped})", flush=True)
+
+    train = Split(bundle.train.x[:n_train], bundle.train.y[:n_train])
+    teacher = SoftTargets(logits=torch.randn(n_train, bundle.num_classes, generator=torch.Generator().manual_seed(0)))
+    print(f"fit on {n_train} training images x {epochs} epochs (+ validation on {len(bundle.val)}), KD")
+    for k in groups:
+        torch.manual_seed(0)
+        models = [fmnist_mlp(bundle.input_shape, bundle.num_classes) for _ in range(k)]
+        settings = [TrainSettings(epochs=epochs, batch_size=128, lr=3e-3 * (1 + i / k)) for i in range(k)]
+        seq, vec = [], []
+        for _ in range(2):  # interleaved
+            started = time.perf_counter()
+            for m, s in zip(copy.deepcopy(models), settings):
+                fit(m, train, bundle.val, s, KD(3.0, 0.6), soft_targets=teacher, view=bundle.view)
+            seq.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            fit(
+                copy.deepcopy(models),
+                train,
+                bundle.val,
+                settings,
+                [KD(3.0, 0.6)] * k,
+                soft_targets=teacher,
+                view=bundle.view,
+            )
+            vec.append(time.perf_counter() - started)
+        ratio = statistics.median(seq) / statistics.median(vec)
+        print(f"  K={k:2}: fit {ratio:.2f}x = {ratio / ceilings[k]:.0%} of the {ceilings[k]:.2f}x ceiling", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=["digits", "fmnist", "all"], default="all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--fmnist-groups", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--fmnist-train", type=int, default=6000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)
+    if args.part in ("digits", "all"):
+        digits_studies(args.seeds, args.group, args.trials, args.epochs)
+    if args.part in ("fmnist", "all"):
+        fmnist(args.fmnist_groups, args.fmnist_train, 2)
+
+
+if __name__ == "__main__":
+    main()
