@@ -25,6 +25,7 @@ from kdcore.soft_targets import SoftTargets
 from kdcore.train import History, TrainSettings, fit
 from pipelines.config import PipelineConfig
 from pipelines.group_heartbeat import GroupHeartbeat
+from pipelines.group_pruning import EpochSnapshot
 from pipelines.methods import build_method, searched_methods
 from pipelines.run_liveness import liveness_tags
 from pipelines.student_cost import build_student
@@ -124,7 +125,7 @@ class GroupRunner:
                 plans = [self.plan(trial, runs) for trial in trials]
                 for method in dict.fromkeys(p[0] for p in plans):
                     members = [(t, p) for t, p in zip(trials, plans) if p[0] == method]
-                    for trial, outcome in self.train(method, members, runs):
+                    for trial, outcome in self.train(study, method, members, runs):
                         self.tell(study, trial, outcome, runs[trial.number])
                         told.add(trial.number)
                         heartbeat.done(trial._trial_id)
@@ -174,19 +175,21 @@ class GroupRunner:
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in logged.items()])
         return method, params, settings
 
-    def train(self, method: str, members, runs: dict[int, str]):
+    def train(self, study: optuna.Study, method: str, members, runs: dict[int, str]):
         """Yield (trial, history) for each member of one method's group, once all have trained."""
         loggers = [EpochLogger(runs[trial.number]) for trial, _ in members]
         done: dict[int, list[int]] = {trial.number: [] for trial, _ in members}
         for trial, _ in members:
             self.client.set_tag(runs[trial.number], "kdflow.group_size", str(len(members)))
 
+        snapshot = EpochSnapshot(study)  # one read of the study per epoch for the whole group
+
         def on_epoch(trial: optuna.Trial, logger: EpochLogger):
             def report(epoch: int, metrics: dict[str, float]) -> None:
                 logger(epoch, metrics)
                 done[trial.number].append(epoch)
                 trial.report(metrics["val/acc"], epoch)
-                if trial.should_prune():
+                if snapshot.should_prune(trial, epoch, metrics["val/acc"]):
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
             return report
