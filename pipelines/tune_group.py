@@ -22,6 +22,7 @@ from kdcore.data import DataBundle
 from kdcore.data.bundle import Split
 from kdcore.distill import DISTILLERS
 from kdcore.soft_targets import SoftTargets
+from kdcore.stacked import StackedModels
 from kdcore.train import History, TrainSettings, fit
 from pipelines.config import PipelineConfig
 from pipelines.group_heartbeat import GroupHeartbeat
@@ -55,8 +56,19 @@ def why_not_vectorised(cfg: PipelineConfig) -> str | None:
     return None
 
 
-def recurrent(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+def why_not_stacked(cfg: PipelineConfig, bundle: DataBundle) -> str | None:
+    """Why the student cannot run as stacked members on this data; None when it can (logs how it stacks)."""
+    students = [build_student(cfg.student, bundle) for _ in range(2)]
+    if any(isinstance(m, torch.nn.RNNBase) for m in students[0].modules()):
+        return f"{cfg.student.arch} has recurrent layers, which vmap runs one member at a time"
+    sample = bundle.view.normalise(bundle.train.x[:8])
+    try:
+        stacked = StackedModels(students, sample)
+        stacked(sample)
+    except Exception as e:  # a layer neither the grouped path nor vmap can run
+        return f"{cfg.student.arch} does not stack ({type(e).__name__}: {e})"
+    log.info("tune: %s stacks as %s", cfg.student.arch, "grouped layers" if stacked.grouped else "vmap")
+    return None
 
 
 def group_size(cfg: PipelineConfig, bundle: DataBundle, targets: SoftTargets, settings: TrainSettings) -> int:
@@ -64,10 +76,7 @@ def group_size(cfg: PipelineConfig, bundle: DataBundle, targets: SoftTargets, se
     wanted = cfg.tune.vectorise
     if wanted == 1:
         return 1
-    reason = why_not_vectorised(cfg)
-    student = build_student(cfg.student, bundle)
-    if reason is None and recurrent(student):
-        reason = f"{cfg.student.arch} has recurrent layers, which vmap runs one member at a time"
+    reason = why_not_vectorised(cfg) or why_not_stacked(cfg, bundle)
     if reason is not None:
         log.info("tune: tune.vectorise=%s falls back to one trial at a time: %s", wanted, reason)
         return 1
@@ -155,7 +164,6 @@ class GroupRunner:
             "kdflow.stage": f"trial-{trial.number}",
             "optuna.study": job.study_name,
             "optuna.trial": str(trial.number),
-            "kdflow.group_size": str(len(runs) + 1),  # provisional; set again once the group is complete
             **{f"kdflow.{k}": str(v) for k, v in origin.items()},
             **liveness_tags(),
         }
