@@ -104,7 +104,8 @@ def measured_group_size(cfg: PipelineConfig, bundle: DataBundle, targets: SoftTa
         torch.manual_seed(0)
         models = [build_student(cfg.student, bundle) for _ in range(k)]
         started = time.perf_counter()
-        fit(models, train, None, [one] * k, [build_method(cfg, method) for _ in range(k)], soft_targets=probe)
+        methods = [build_method(cfg, method) for _ in range(k)]
+        fit(models, train, None, [one] * k, methods, soft_targets=probe, view=bundle.view)
         rates[k] = k / (time.perf_counter() - started)
     best = max(rates.values())
     chosen = min(k for k, rate in rates.items() if rate >= AUTO_NEAR_BEST * best)

@@ -131,7 +131,10 @@ def load_inputs_without_stages(cfg):
     from kdcore.datasets import load_dataset
     from kdcore.soft_targets import SoftTargets
 
-    return load_dataset("digits"), SoftTargets()
+    import torch
+
+    bundle = load_dataset("digits")
+    return bundle, SoftTargets(logits=torch.randn(len(bundle.train), bundle.num_classes))
 
 
 def test_a_silent_group_is_failed_and_retried_trial_by_trial(store):
@@ -153,3 +156,13 @@ def test_a_silent_group_is_failed_and_retried_trial_by_trial(store):
     states = [t.state for t in study.trials]
     assert states[:2] == [State.FAIL] * 2 and states[2:] == [State.WAITING] * 2
     assert sorted(t.params["lr"] for t in study.trials[2:]) == sorted(t.params["lr"] for t in trials)
+
+
+def test_auto_measures_each_group_size_and_logs_its_choice(store, caplog):
+    cfg = load_config("digits", [*TINY, "tune.vectorise=auto", "tune.n_trials=4", "tune.epochs=2"])
+    bundle, targets = load_inputs_without_stages(cfg)
+    with caplog.at_level(logging.INFO, logger="kdflow"):
+        chosen = group_size(cfg, bundle, targets, settings_for(cfg.student.train, cfg, epochs=2))
+    assert chosen in (1, 2, 4)  # never more trials at once than the study holds
+    assert f"tune.vectorise=auto chose {chosen} trials at once (trials/s by group size: 1: " in caplog.text
+    assert "mlp stacks as grouped layers" in caplog.text
