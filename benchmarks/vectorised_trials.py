@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import statistics
 import sys
 import time
@@ -72,7 +73,7 @@ def digits_studies(seeds: list[int], group: int, trials: int, epochs: int) -> No
                         print(
                             f"seed {seed} pruner {pruner:6} K={k:2}: {done} trials ({tuned.pruned} pruned) in "
                             f"{tuned.seconds:6.1f} s = {result[k][0]:7.0f} trials/h, "
-                            f"best val/acc {tuned.best_value:.4f}",
+                            f"best val/acc {tuned.best_value:.4f}, load average {os.getloadavg()[0]:.1f}",
                             flush=True,
                         )
                     rows.append((seed, pruner, result[group][0] / result[1][0], result[1][1], result[group][1]))
@@ -153,7 +154,11 @@ def fmnist(groups: list[int], n_train: int, epochs: int) -> None:
             )
             vec.append(time.perf_counter() - started)
         ratio = statistics.median(seq) / statistics.median(vec)
-        print(f"  K={k:2}: fit {ratio:.2f}x = {ratio / ceilings[k]:.0%} of the {ceilings[k]:.2f}x ceiling", flush=True)
+        print(
+            f"  K={k:2}: fit {ratio:.2f}x = {ratio / ceilings[k]:.0%} of the {ceilings[k]:.2f}x ceiling "
+            f"(load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
 
 
 def main() -> None:

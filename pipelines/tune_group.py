@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import optuna
 import torch
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from kdcore.data import DataBundle
@@ -26,7 +26,7 @@ from kdcore.stacked import StackedModels
 from kdcore.train import History, TrainSettings, fit
 from pipelines.config import PipelineConfig
 from pipelines.group_heartbeat import GroupHeartbeat
-from pipelines.group_pruning import EpochSnapshot
+from pipelines.group_reports import GroupReports
 from pipelines.methods import build_method, searched_methods
 from pipelines.run_liveness import liveness_tags
 from pipelines.student_cost import build_student
@@ -124,6 +124,7 @@ class GroupRunner:
         self.cfg, self.job, self.worker, self.bundle, self.targets = cfg, job, worker, bundle, targets
         self.origin = origin  # host, pid, device of this worker (tune_worker.where)
         self.client = MlflowClient()
+        self.experiment_id = self.client.get_run(job.parent_run_id).info.experiment_id  # the trials' runs go there
 
     def run(self, study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
         """Ask `n` trials, train them as stacked groups (one per method drawn), tell each its outcome."""
@@ -139,14 +140,14 @@ class GroupRunner:
                         self.tell(study, trial, outcome, runs[trial.number])
                         told.add(trial.number)
                         heartbeat.done(trial._trial_id)
-            except BaseException as e:  # the group's failure is each of its untold trials' (Ctrl-C, SIGTERM)
+            except BaseException:  # the group's failure is each of its untold trials' (Ctrl-C, SIGTERM)
                 for trial in trials:
                     if trial.number not in told:
                         study.tell(trial, state=State.FAIL)
                         if trial.number in runs:
                             self.client.set_tag(runs[trial.number], "trial_state", "FAIL")
                             self.client.set_terminated(runs[trial.number], status="FAILED")
-                raise e
+                raise
         return [study.trials[t.number] for t in trials]
 
     def plan(self, trial: optuna.Trial, runs: dict[int, str]):
@@ -158,7 +159,6 @@ class GroupRunner:
             cfg.student.train, cfg, epochs=job.epochs, lr=params["lr"], weight_decay=params["weight_decay"]
         )
         origin = {**self.origin, "worker": self.worker}
-        parent = self.client.get_run(job.parent_run_id)
         tags = {
             "mlflow.parentRunId": job.parent_run_id,
             "mlflow.runName": f"trial-{trial.number}",
@@ -168,7 +168,7 @@ class GroupRunner:
             **{f"kdflow.{k}": str(v) for k, v in origin.items()},
             **liveness_tags(),
         }
-        run = self.client.create_run(parent.info.experiment_id, run_name=f"trial-{trial.number}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags)
         runs[trial.number] = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         for key, value in origin.items():
@@ -191,14 +191,13 @@ class GroupRunner:
         for trial, _ in members:
             self.client.set_tag(runs[trial.number], "kdflow.group_size", str(len(members)))
 
-        snapshot = EpochSnapshot(study)  # one read of the study per epoch for the whole group
+        reports = GroupReports(study, every=self.cfg.tune.heartbeat_seconds)  # batched writes, one read per epoch
 
         def on_epoch(trial: optuna.Trial, logger: EpochLogger):
             def report(epoch: int, metrics: dict[str, float]) -> None:
                 logger(epoch, metrics)
                 done[trial.number].append(epoch)
-                trial.report(metrics["val/acc"], epoch)
-                if snapshot.should_prune(trial, epoch, metrics["val/acc"]):
+                if reports.report(trial, epoch, metrics["val/acc"]):
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
             return report
@@ -218,6 +217,7 @@ class GroupRunner:
             on_epoch=[on_epoch(trial, logger) for (trial, _), logger in zip(members, loggers)],
             view=self.bundle.view,
         )
+        reports.flush()  # the last epoch's values, before the trials are told
         for logger in loggers:
             logger.flush()
         for (trial, _), history in zip(members, histories):
@@ -227,21 +227,26 @@ class GroupRunner:
         history, epochs = outcome
         error = history.dropped_by
         if isinstance(error, optuna.TrialPruned):
-            self.client.set_tag(run_id, "trial_state", "PRUNED")
-            self.client.log_metric(run_id, "pruned_at_epoch", epochs[-1])
-            self.client.set_terminated(run_id, status="FINISHED")
+            self.finish_run(run_id, "PRUNED", {"pruned_at_epoch": epochs[-1]})
             study.tell(trial, state=State.PRUNED)
         elif error is not None:
-            self.client.set_tag(run_id, "trial_state", "FAIL")
-            self.client.set_tag(run_id, "kdflow.failure", f"{type(error).__name__}: {error}"[:500])
-            self.client.set_terminated(run_id, status="FAILED")
+            self.finish_run(run_id, "FAIL", {}, {"kdflow.failure": f"{type(error).__name__}: {error}"[:500]})
             study.tell(trial, state=State.FAIL)
             log.warning("tune: trial %d failed alone in its group: %s", trial.number, error)
         else:
-            self.client.log_metric(run_id, "val/acc_final", history[-1]["val/acc"])
-            self.client.log_metric(run_id, "best_epoch", history.kept_epoch)
             trial.set_user_attr("best_epoch", history.kept_epoch)
-            self.client.set_tag(run_id, "trial_state", "COMPLETE")
-            self.client.set_terminated(run_id, status="FINISHED")
+            self.finish_run(
+                run_id, "COMPLETE", {"val/acc_final": history[-1]["val/acc"], "best_epoch": history.kept_epoch}
+            )
             # the best epoch's val/acc, as a single trial's value: the weights fit keeps
             study.tell(trial, history.kept["val/acc"])
+
+    def finish_run(self, run_id: str, state: str, metrics: dict[str, float], tags: dict[str, str] | None = None):
+        """The trial's last metrics and its state in one batch, then the run's end (FAILED for a failed trial)."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, v) for k, v in {"trial_state": state, **(tags or {})}.items()],
+        )
+        self.client.set_terminated(run_id, status="FAILED" if state == "FAIL" else "FINISHED")
