@@ -1,4 +1,4 @@
-"""A group's per-epoch reports to Optuna, without two storage round trips per member and epoch.
+"""A group's per-epoch reports (and attributes) to Optuna, without storage round trips per member and epoch.
 
 `trial.report` commits each value on its own and `trial.should_prune` reads the trial and then every trial of
 the study: with K members each epoch that is K commits and 2K reads, most of a digits group's time on a busy
@@ -53,20 +53,35 @@ class GroupReports:
         return self.study.pruner.prune(self, frozen)
 
     def flush(self) -> None:
-        """Write the pending values: one transaction on an RDB storage, else one call each."""
+        """Write the pending values in one transaction."""
         pending, self.pending = self.pending, []
         self.written_at = time.monotonic()
-        if not pending:
-            return
-        storage = self.study._storage
-        backend = getattr(storage, "_backend", storage)  # Optuna wraps its RDB storage in a cache
-        write = getattr(backend, "_set_trial_intermediate_value_without_commit", None)
-        if write is None or not hasattr(backend, "scoped_session"):
-            for trial_id, epoch, value in pending:
-                storage.set_trial_intermediate_value(trial_id, epoch, value)
-            return
-        from optuna.storages._rdb.storage import _create_scoped_session
+        if pending:
+            write_at_once(self.study, values=pending)
 
-        with _create_scoped_session(backend.scoped_session, True) as session:
-            for trial_id, epoch, value in pending:
-                write(session, trial_id, epoch, value)
+
+def write_at_once(study: optuna.Study, values=(), user_attrs=()) -> None:
+    """Intermediate values (trial id, step, value) and user attributes (trial id, key, value) in one transaction
+    on an RDB storage (through its private per-row writers: one commit, not one per row); else one call each."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps its RDB storage in a cache
+    attr_row = getattr(backend, "_set_trial_attr_without_commit", None)
+    if attr_row is None or not hasattr(backend, "scoped_session"):
+        for trial_id, step, value in values:
+            storage.set_trial_intermediate_value(trial_id, step, value)
+        for trial_id, key, value in user_attrs:
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        # new rows: each member reports each epoch once, to its own RUNNING trial (no look-up of an old row)
+        value_model = models.TrialIntermediateValueModel
+        for trial_id, step, value in values:
+            stored, kind = value_model.intermediate_value_to_stored_repr(value)
+            session.add(
+                value_model(trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind)
+            )
+        for trial_id, key, value in user_attrs:
+            attr_row(session, models.TrialUserAttributeModel, trial_id, key, value)

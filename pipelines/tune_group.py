@@ -26,7 +26,7 @@ from kdcore.stacked import StackedModels
 from kdcore.train import History, TrainSettings, fit
 from pipelines.config import PipelineConfig
 from pipelines.group_heartbeat import GroupHeartbeat
-from pipelines.group_reports import GroupReports
+from pipelines.group_reports import GroupReports, write_at_once
 from pipelines.methods import build_method, searched_methods
 from pipelines.run_liveness import liveness_tags
 from pipelines.student_cost import build_student
@@ -133,7 +133,9 @@ class GroupRunner:
         runs: dict[int, str] = {}
         with GroupHeartbeat(study._storage, [t._trial_id for t in trials]) as heartbeat:
             try:
-                plans = [self.plan(trial, runs) for trial in trials]
+                attrs: list[tuple[int, str, object]] = []
+                plans = [self.plan(trial, runs, attrs) for trial in trials]
+                write_at_once(study, user_attrs=attrs)  # before training: a dead worker's runs can be closed
                 for method in dict.fromkeys(p[0] for p in plans):
                     members = [(t, p) for t, p in zip(trials, plans) if p[0] == method]
                     for trial, outcome in self.train(study, method, members, runs):
@@ -150,8 +152,9 @@ class GroupRunner:
                 raise
         return [study.trials[t.number] for t in trials]
 
-    def plan(self, trial: optuna.Trial, runs: dict[int, str]):
-        """The trial's parameters and settings, and its nested MLflow run (params logged as a single trial's are)."""
+    def plan(self, trial: optuna.Trial, runs: dict[int, str], attrs: list):
+        """The trial's parameters and settings, and its nested MLflow run (params logged as a single trial's are);
+        the trial's user attributes (its run, host, pid, device, worker) are added to `attrs`, written at once."""
         cfg, job = self.cfg, self.job
         method, params = search(trial, cfg)
         student = search_student(trial, cfg)
@@ -170,9 +173,7 @@ class GroupRunner:
         }
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}", tags=tags)
         runs[trial.number] = run.info.run_id
-        trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        for key, value in origin.items():
-            trial.set_user_attr(key, value)
+        attrs += [(trial._trial_id, k, v) for k, v in {"mlflow_run_id": run.info.run_id, **origin}.items()]
         logged = {
             "method": method,
             **params,
