@@ -18,6 +18,13 @@ forward and backward of K members stacked as one layer against K separate models
 no loss); then `fit` itself, K members as one group against K sequential fits, on a subsample of the training
 split (--fmnist-train images, 2 epochs): how much of the ceiling the loop keeps.
 One torch thread throughout (torch.set_num_threads(1)).
+
+--device cuda (the standing GPU check's hook, benchmarks/gpu_check.py): the `fashion_mnist` MLP on Fashion-MNIST's
+training images (data/fashion-mnist or /usr/share/datasets/fashion-mnist; random pixels of that shape without
+them: only speed is measured) and a CIFAR-size ResNet-8 (resnet8, 3x32x32, random pixels), batch 128, KD from
+random cached logits, each member with its own lr: K members stacked in `fit` against K sequential fits, arms
+alternating; trials per hour and the ratio (goal >= 10x). --quick: tiny sizes, for the check's dry run on a CPU.
+GPU figures: not measured yet (written without a GPU).
 """
 
 from __future__ import annotations
@@ -184,6 +191,65 @@ def fmnist(groups: list[int], n_train: int, epochs: int) -> None:
         )
 
 
+def fashion_split(n: int) -> tuple[Split, tuple[int, int, int]]:
+    try:
+        root = next(r for r in ("data/fashion-mnist", "/usr/share/datasets/fashion-mnist") if Path(r).exists())
+        bundle = load_dataset("fashion_mnist", root, download=False)
+        return Split(bundle.view.normalise(bundle.train.x[:n]), bundle.train.y[:n]), bundle.input_shape
+    except Exception:  # no files: random pixels of the same shape
+        return random_split(n, (1, 28, 28)), (1, 28, 28)
+
+
+def random_split(n: int, shape: tuple[int, int, int]) -> Split:
+    """Random model-ready inputs and labels: for speed only."""
+    g = torch.Generator().manual_seed(0)
+    return Split(torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+
+def compare(name: str, arch: str, options: dict, train: Split, shape, groups, epochs: int, device: str) -> None:
+    teacher = SoftTargets(logits=torch.randn(len(train), 10))
+    val = Split(train.x[: len(train) // 5], train.y[: len(train) // 5])
+    for k in groups:
+        torch.manual_seed(0)
+        models = [build_model(arch, shape, 10, **options) for _ in range(k)]
+        settings = [
+            TrainSettings(epochs=epochs, batch_size=128, lr=3e-3 * (1 + i / k), device=device) for i in range(k)
+        ]
+        seq, vec = [], []
+        for _ in range(2):
+            sync(device)
+            started = time.perf_counter()
+            for m, s in zip(copy.deepcopy(models), settings):
+                fit(m, train, val, s, KD(3.0, 0.6), soft_targets=teacher)
+            sync(device)
+            seq.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            fit(copy.deepcopy(models), train, val, settings, [KD(3.0, 0.6)] * k, soft_targets=teacher)
+            sync(device)
+            vec.append(time.perf_counter() - started)
+        s, v = statistics.median(seq), statistics.median(vec)
+        print(
+            f"{name} K={k:2}: sequential {k / s * 3600:8.0f} trials/h, "
+            f"stacked {k / v * 3600:8.0f} trials/h, {s / v:.2f}x"
+        )
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def on_device(device: str, quick: bool) -> None:
+    """Stacked vs sequential `fit` on `device`: the fashion_mnist MLP and a CIFAR-size ResNet-8."""
+    if device.startswith("cuda"):
+        print(torch.cuda.get_device_name())
+    n, groups, epochs = (256, [2], 1) if quick else (20000, [4, 8, 16, 32], 2)
+    train, shape = fashion_split(n)
+    compare("fashion_mnist mlp", "mlp", {"width": 64, "input_dropout": 0.1}, train, shape, groups, epochs, device)
+    cifar = random_split(n, (3, 32, 32))
+    compare("resnet8 3x32x32", "resnet8", {}, cifar, (3, 32, 32), groups, epochs, device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", choices=["digits", "fmnist", "all"], default="all")
@@ -193,8 +259,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fmnist-groups", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--fmnist-train", type=int, default=6000)
+    parser.add_argument("--device", help="compare stacked and sequential fits on this device (cuda: the GPU check)")
+    parser.add_argument("--quick", action="store_true", help="with --device: tiny sizes (the check's dry run)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.device:
+        on_device(args.device, args.quick)
+        return
     torch.set_num_threads(1)
     if args.part in ("digits", "all"):
         digits_studies(args.seeds, args.group, args.trials, args.epochs)
