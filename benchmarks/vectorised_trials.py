@@ -15,7 +15,7 @@ teacher trains 5 epochs instead of 30, the same for every arm: it only sets the 
 
 fmnist: the `fashion_mnist` preset's MLP (784-64-10, input dropout 0.1, batch 128). First the ceiling: one
 forward and backward of K members stacked as one layer against K separate models' (no loop, no optimiser,
-no loss); then `fit` itself, K members as one group against K sequential fits, on a subsample of the training
+no input dropout); then `fit` itself, K members as one group against K sequential fits, on a subsample of the training
 split (--fmnist-train images, 2 epochs): how much of the ceiling the loop keeps.
 One torch thread throughout (torch.set_num_threads(1)).
 
@@ -144,7 +144,8 @@ def fmnist(groups: list[int], n_train: int, epochs: int) -> None:
     ceilings = {}
     for k in groups:
         torch.manual_seed(0)
-        models = [fmnist_mlp(bundle.input_shape, bundle.num_classes) for _ in range(k)]
+        # the layers' arithmetic only: no input dropout, whose mask K separate models draw K times
+        models = [build_model("mlp", bundle.input_shape, bundle.num_classes, width=64) for _ in range(k)]
         stacked = StackedModels(models, x[:8])
 
         def separate(models=models):
@@ -152,7 +153,7 @@ def fmnist(groups: list[int], n_train: int, epochs: int) -> None:
                 torch.nn.functional.cross_entropy(m(x), y).backward()
 
         def together(stacked=stacked, k=k):
-            stacked.flat.grad = None
+            stacked.zero_grad()
             logits = stacked(x)
             torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(k)).backward()
 

@@ -66,9 +66,9 @@ class MemberGroup:
         return self.losses(logits, batch)
 
     def step(self, loss: torch.Tensor) -> None:
-        self.stacked.flat.grad = None
+        self.stacked.zero_grad()
         loss.sum().backward()  # the members' parameters are disjoint: each one's gradient is its own loss's
-        self.optimizer.step(self.stacked.flat, self.stacked.flat.grad)
+        self.optimizer.step(self.stacked.flat, self.stacked.grad)
         self.schedule.step()
 
     def after_step(self, batch: Batch, logits: torch.Tensor) -> None:

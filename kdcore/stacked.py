@@ -9,8 +9,10 @@ price of one. Two ways to run it:
 - vmap (any other model): `torch.func.vmap` over `functional_call`; general, but each op costs a few times more.
 Which one a model gets is measured, not assumed: the grouped forward must reproduce each member's own outputs
 on a sample batch, or the group uses vmap.
-The parameters live in one flat leaf tensor, laid out parameter by parameter as [K, *shape] blocks, so the
-optimiser updates every member with a handful of element-wise ops. BatchNorm's running statistics are stacked
+The parameters live in one flat tensor, laid out parameter by parameter as [K, *shape] blocks, and so do their
+gradients, so the optimiser updates every member with a handful of element-wise ops. Dropout on the shared
+input (an MLP's input dropout, before its first layer) draws one mask for all members (common random numbers);
+after the first layer each member draws its own. BatchNorm's running statistics are stacked
 buffers [K, C], updated in place per member.
 """
 
@@ -35,7 +37,7 @@ class StackedModels:
         self.names = list(params)
         self.shapes = [tuple(params[n].shape[1:]) for n in self.names]
         self.size = len(models)
-        self.flat = torch.cat([params[n].detach().reshape(-1) for n in self.names]).requires_grad_()
+        self.set_flat(torch.cat([params[n].detach().reshape(-1) for n in self.names]))
         self.buffers = {n: b.detach() for n, b in buffers.items()}
         self.current: dict[str, torch.Tensor] = {}  # the parameters as views of `flat`, during a forward pass
         self.skeleton = grouped_skeleton(models[0], self) if sample is not None else None
@@ -69,8 +71,20 @@ class StackedModels:
             start += n
         return out
 
+    def set_flat(self, flat: torch.Tensor) -> None:
+        """The parameters are leaf views of `flat` whose gradients are views of one flat gradient: backward
+        accumulates into it in place (slices of one flat leaf would fill a zero tensor of the whole size per
+        parameter, the largest cost of a stacked step), and the optimiser updates `flat` in place."""
+        self.flat, self.grad = flat, torch.zeros_like(flat)
+        self.leaves = [block.requires_grad_() for block in self.blocks(flat)]
+        for leaf, grad in zip(self.leaves, self.blocks(self.grad)):
+            leaf.grad = grad
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
     def params(self) -> dict[str, torch.Tensor]:
-        return dict(zip(self.names, self.blocks(self.flat)))
+        return dict(zip(self.names, self.leaves))
 
     def member_of_element(self) -> torch.Tensor:
         """Which member each element of the flat parameters belongs to (per-member learning rates, decays)."""
@@ -85,7 +99,7 @@ class StackedModels:
         return self.skeleton.training
 
     def to(self, device: torch.device) -> StackedModels:
-        self.flat = self.flat.detach().to(device).requires_grad_()
+        self.set_flat(self.flat.to(device))
         self.buffers = {n: b.to(device) for n, b in self.buffers.items()}
         return self
 
@@ -110,13 +124,14 @@ class StackedModels:
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the members at positions `keep`; the others leave the group, the rest is unchanged."""
-        self.flat = self.select_flat(self.flat.detach(), keep).requires_grad_()
+        flat = self.select_flat(self.flat, keep)
         self.buffers = {n: b[keep] for n, b in self.buffers.items()}
         self.size = len(keep)
+        self.set_flat(flat)
 
     def member_state(self, position: int) -> dict[str, torch.Tensor]:
         """The state dict of the member at `position` (a copy): what its own nn.Module loads."""
-        tensors = {**dict(zip(self.names, self.blocks(self.flat.detach()))), **self.buffers}
+        tensors = {**dict(zip(self.names, self.blocks(self.flat))), **self.buffers}
         return {k: tensors[k][position].clone() for k in self.state_keys}
 
 

@@ -2,14 +2,19 @@
 nested MLflow run (real SQLite MLflow store, real Optuna storage, digits)."""
 
 import logging
+import time
 from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
+from kdcore.datasets import load_dataset
+from kdcore.soft_targets import SoftTargets
 from pipelines.config import load_config
+from pipelines.group_heartbeat import GroupHeartbeat
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student
 from pipelines.training import settings_for
 from pipelines.tune_group import GroupRunner, group_size
@@ -128,11 +133,6 @@ def test_a_feature_method_falls_back_to_one_trial_at_a_time_and_says_why(store, 
 
 
 def load_inputs_without_stages(cfg):
-    from kdcore.datasets import load_dataset
-    from kdcore.soft_targets import SoftTargets
-
-    import torch
-
     bundle = load_dataset("digits")
     return bundle, SoftTargets(logits=torch.randn(len(bundle.train), bundle.num_classes))
 
@@ -140,10 +140,6 @@ def load_inputs_without_stages(cfg):
 def test_a_silent_group_is_failed_and_retried_trial_by_trial(store):
     """The group's heartbeats keep every trial alive; once they stop (a dead worker), each trial turns stale, is
     failed, and queued again with its own parameters, like single trials."""
-    import time
-
-    from pipelines.group_heartbeat import GroupHeartbeat
-
     cfg = load_config("digits", [*TINY, "tune.heartbeat_seconds=1", "tune.grace_seconds=4", "tune.study_name=beat"])
     study = open_study(cfg, "beat", 2)
     trials = [study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)}) for _ in range(2)]
