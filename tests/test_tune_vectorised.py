@@ -162,3 +162,22 @@ def test_auto_measures_each_group_size_and_logs_its_choice(store, caplog):
     assert chosen in (1, 2, 4)  # never more trials at once than the study holds
     assert f"tune.vectorise=auto chose {chosen} trials at once (trials/s by group size: 1: " in caplog.text
     assert "mlp stacks as grouped layers" in caplog.text
+
+
+def test_two_worker_processes_each_pull_groups_from_one_study(store):
+    cfg = load_config(
+        "digits",
+        [*TINY, "tune.n_trials=4", "tune.epochs=2", "tune.vectorise=2", "tune.n_workers=2", "tune.study_name=fan"],
+    )
+    parent, data, teacher, logits = prepared(cfg)
+    tune_student(cfg, data, teacher, logits, parent)
+
+    study = optuna.load_study(study_name="fan", storage=f"sqlite:///{store / 'store' / 'optuna.db'}")
+    finished = [t for t in study.trials if t.state in (State.COMPLETE, State.PRUNED)]
+    assert len(finished) >= 4 and not [t for t in study.trials if t.state in (State.RUNNING, State.WAITING)]
+    assert {t.user_attrs["worker"] for t in study.trials} <= {"local-0", "local-1"}
+    client = MlflowClient()
+    for trial in study.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.tags["kdflow.group_size"] in ("1", "2")
+        assert run.data.tags["kdflow.pid"] == trial.user_attrs["pid"]
