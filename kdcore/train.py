@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 
 import torch
@@ -13,8 +14,10 @@ import torch.nn as nn
 from kdcore.data.bundle import Split
 from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
+from kdcore.distill.members import MemberLosses
 from kdcore.evaluate import evaluate
 from kdcore.lifelong.base import Strategy
+from kdcore.member_group import MemberGroup
 from kdcore.soft_targets import SoftTargets
 from kdcore.speed import ForwardMode, forward_mode
 
@@ -58,6 +61,7 @@ class History(list):
     def __init__(self, epochs=(), kept_epoch: int = 0):
         super().__init__(epochs)
         self.kept_epoch = kept_epoch
+        self.dropped_by: Exception | None = None  # stacked members: what made this one leave its group early
 
     @property
     def kept(self) -> dict[str, float]:
@@ -106,17 +110,17 @@ def make_schedule(optimizer: torch.optim.Optimizer, s: TrainSettings, steps_per_
 
 
 def fit(
-    model: nn.Module,
+    model: nn.Module | list[nn.Module],
     train: Split,
     val: Split | None,
-    settings: TrainSettings,
-    distiller: Distiller,
+    settings: TrainSettings | list[TrainSettings],
+    distiller: Distiller | list[Distiller],
     *,
     soft_targets: SoftTargets = SoftTargets(),
-    on_epoch: EpochCallback | None = None,
+    on_epoch: EpochCallback | list[EpochCallback | None] | None = None,
     view: InputView | None = None,
     strategy: Strategy | None = None,
-) -> History:
+) -> History | list[History]:
     """Train `model` to minimise the distiller's loss terms; return per-epoch metrics.
 
     With `val`, the model ends holding the weights of its best validation epoch (highest val/acc; the history's
@@ -134,12 +138,23 @@ def fit(
     `strategy` (kdcore/lifelong) makes this call one task of a lifelong stream: its hooks run before the task (it
     may change the data to train on), on each batch (its anti-forgetting terms join the distiller's), after each
     step and after the task; a strategy's term named as one of the distiller's replaces it (ER-ACE's CE).
+
+    Members: lists of K models (one architecture), K settings (differing only in lr and weight_decay), K logit
+    distillers (one method, differing only in its `member_params`) and K callbacks train the K models as one
+    stacked group (kdcore/member_group.py) on the same batches, in the same order as K calls would: one forward
+    and backward for all. One History per member comes back; a member whose callback raises, or whose loss is
+    not finite, leaves the group (the exception is its history's `dropped_by`) and the others go on unchanged.
     """
     view = view or InputView()
-    soft_targets.check(train, view, distiller)  # before any work, and before a strategy draws its task's plan
-    device = torch.device(settings.device)
-    mode = forward_mode(settings.precision, settings.channels_last, device, train.x.dim())
-    mode.prepare(model.to(device))
+    members = isinstance(model, list)
+    first = distiller[0] if members else distiller
+    shared = shared_settings(settings, distiller, on_epoch, model, strategy) if members else settings
+    soft_targets.check(train, view, first)  # before any work, and before a strategy draws its task's plan
+    device = torch.device(shared.device)
+    # stacked members keep the contiguous layout: their weights are [K, ...] blocks of one flat tensor
+    mode = forward_mode(shared.precision, False if members else shared.channels_last, device, train.x.dim())
+    if not members:
+        mode.prepare(model.to(device))
     if strategy is not None:
         train = strategy.before_task(model, train, settings)
         soft_targets.check(train, view, distiller)  # joint trains on more than the task's data
@@ -148,11 +163,17 @@ def fit(
     teacher = soft_targets.teacher
     if teacher is not None:
         mode.prepare(teacher.to(device)).eval()
+    steps_per_epoch = -(-len(train) // shared.batch_size)
+    if members:
+        sample = mode.inputs(view.normalise(train.x[:8]))
+        group = member_group(model, settings, distiller, steps_per_epoch, device, sample)
+        return _fit(group, train, val, shared, soft_targets.to(device), on_epoch, view, mode)
     try:
         # before the optimiser: attach may create connectors; it probes shapes on model-ready inputs
         distiller.attach(model, teacher, train, sample=mode.inputs(view.normalise(train.x[:2])))
         distiller.to(device)
-        history = _fit(model, train, val, settings, distiller, soft_targets.to(device), on_epoch, view, mode, strategy)
+        one = OneModel(model, settings, distiller, strategy, steps_per_epoch)
+        [history] = _fit(one, train, val, settings, soft_targets.to(device), [on_epoch], view, mode)
         if strategy is not None:
             strategy.after_task(model)
         return history
@@ -160,36 +181,118 @@ def fit(
         distiller.detach()
 
 
+def shared_settings(settings, distillers, on_epoch, models, strategy) -> TrainSettings:
+    """What stacked members share (all but lr and weight_decay); ValueError, naming the fix, where they cannot."""
+    counts = {len(models), len(settings), len(distillers), len(on_epoch) if isinstance(on_epoch, list) else None}
+    if len(counts - {None}) != 1:
+        raise ValueError("stacked members: pass one settings, one distiller and one callback per model")
+    if any(replace(s, lr=0.0, weight_decay=0.0) != replace(settings[0], lr=0.0, weight_decay=0.0) for s in settings):
+        raise ValueError("stacked members may differ only in lr and weight_decay; train the others one at a time")
+    MemberLosses(distillers)  # raises for methods members cannot share (feature methods), before any work
+    s = settings[0]
+    if s.compile or s.splits_backbone or strategy is not None:
+        raise ValueError(
+            "stacked members train without torch.compile, backbone learning rates or lifelong strategies; "
+            "train those one at a time"
+        )
+    return s
+
+
+def member_group(models, settings, distillers, steps_per_epoch: int, device: torch.device, sample: torch.Tensor):
+    """The group of stacked members; its shared schedule is torch's, on a one-parameter optimiser at lr 1."""
+    s = replace(settings[0], lr=1.0, weight_decay=0.0)
+    optimizer = make_optimizer([torch.zeros(1, requires_grad=True)], s)
+    return MemberGroup(
+        [m.to(device) for m in models],
+        [m.lr for m in settings],
+        [m.weight_decay for m in settings],
+        distillers,
+        s.optimizer,
+        nesterov=s.momentum > 0,  # as make_optimizer
+        shared=(optimizer, make_schedule(optimizer, s, steps_per_epoch)),
+        device=device,
+        sample=sample,
+    )
+
+
+class OneModel:
+    """The training loop's view of one model: torch's optimiser and schedule, a strategy's hooks."""
+
+    drops_failures = False  # the callback's exception (a pruned trial) ends the fit
+
+    def __init__(self, model, settings: TrainSettings, distiller: Distiller, strategy, steps_per_epoch: int):
+        self.model, self.settings, self.distiller, self.strategy = model, settings, distiller, strategy
+        self.needs_features = distiller.needs_features
+        self.forward = torch.compile(model) if settings.compile else model  # shares the weights; compiles on use
+        params, self.backbone = param_groups(model, distiller, settings)
+        self.optimizer = make_optimizer(params, settings)
+        self.schedule = make_schedule(self.optimizer, settings, steps_per_epoch)
+        self.best = BestEpoch(model)
+        self.members = [0]
+
+    def start_epoch(self, epoch: int) -> None:
+        self.model.train()
+        for p in self.backbone:  # frozen: no gradient, so the optimiser skips it (its BatchNorm statistics adapt)
+            p.requires_grad_(epoch > self.settings.freeze_backbone_epochs)
+
+    def loss_terms(self, logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        terms = self.distiller.loss_terms(logits, batch)
+        if self.strategy is not None:
+            terms.update(self.strategy.loss_terms(self.model, logits, batch))
+        return terms
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+
+    def after_step(self, batch: Batch, logits: torch.Tensor) -> None:
+        if self.strategy is not None:
+            self.strategy.after_step(batch, logits.detach())
+
+    def evaluate(self, split, batch_size, transform, mode) -> list[dict[str, float]]:
+        return [evaluate(self.model, split, batch_size, transform, mode)]
+
+    def offer(self, member: int, epoch: int, acc: float) -> None:
+        self.best.offer(epoch, acc)
+
+    def best_epoch(self, member: int) -> int:
+        return self.best.epoch
+
+    def drop(self, members: set[int]) -> None:
+        self.members = [m for m in self.members if m not in members]
+
+    def finish(self, histories: list[History], has_val: bool) -> None:
+        for p in self.backbone:
+            p.requires_grad_(True)
+        if has_val:
+            self.best.restore()
+            histories[0].kept_epoch = self.best.epoch
+
+
 def _fit(
-    model: nn.Module,
+    trainee,
     train: Split,
     val: Split | None,
     settings: TrainSettings,
-    distiller: Distiller,
     targets: SoftTargets,
-    on_epoch: EpochCallback | None,
+    on_epoch: list[EpochCallback | None] | None,
     view: InputView,
     mode: ForwardMode,
-    strategy: Strategy | None,
-) -> History:
+) -> list[History]:
+    """The one loop: `trainee` is one model (OneModel) or stacked members (kdcore/member_group.py)."""
     device = train.x.device
     teacher_logits, teacher_views, teacher = targets.logits, targets.views, targets.teacher
-    forward = torch.compile(model) if settings.compile else model  # shares the weights; compiles on the first batch
-    params, backbone = param_groups(model, distiller, settings)
-    optimizer = make_optimizer(params, settings)
-    steps_per_epoch = -(-len(train) // settings.batch_size)
-    schedule = make_schedule(optimizer, settings, steps_per_epoch)
     generator = torch.Generator().manual_seed(settings.seed)
     augment_generator = torch.Generator(device=device).manual_seed(settings.seed + 1)  # own stream: batch order stays
     # Un-augmented inputs are the same every epoch: normalise them once where that costs little memory.
     once = not view.augments and teacher_views is None and train.x.numel() * 4 <= NORMALISE_ONCE_BYTES
     inputs = view.normalise(train.x) if once else None
-    history = History()
-    best = BestEpoch(model)
+    histories = [History() for _ in trainee.members]
+    callbacks = on_epoch or [None] * len(histories)
     for epoch in range(1, settings.epochs + 1):
-        model.train()
-        for p in backbone:  # frozen: no gradient, so the optimiser skips it (its BatchNorm statistics still adapt)
-            p.requires_grad_(epoch > settings.freeze_backbone_epochs)
+        trainee.start_epoch(epoch)
         order = torch.randperm(len(train), generator=generator).to(device)
         choice = teacher_views.choose(augment_generator) if teacher_views is not None else None
         step_terms, step_sizes = [], []  # per step: one stacked tensor, summed once per epoch (no sync per step)
@@ -208,10 +311,10 @@ def _fit(
             with mode.context(device):
                 # online: the teacher scores the batch exactly as the student sees it. Feature methods read no
                 # soft targets: their own teacher pass, for its features, is the step's only one.
-                if soft is None and teacher is not None and not distiller.needs_features:
+                if soft is None and teacher is not None and not trainee.needs_features:
                     with torch.no_grad():
                         soft = teacher(x).float()
-                logits = forward(x)
+                logits = trainee.forward(x)
             batch = Batch(
                 x=x,
                 y=train.y[index],
@@ -223,40 +326,50 @@ def _fit(
             )
             # outside autocast, on float32 logits: softmax / KL / log terms stay float32 (a no-op in fp32 mode)
             logits = logits.float()
-            terms = distiller.loss_terms(logits, batch)
-            if strategy is not None:
-                terms.update(strategy.loss_terms(model, logits, batch))
-            loss = reduce(operator.add, terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            if strategy is not None:
-                strategy.after_step(batch, logits.detach())
+            terms = trainee.loss_terms(logits, batch)
+            loss = reduce(operator.add, terms.values())  # stacked members: each term and the loss are [K]
+            trainee.step(loss)
+            trainee.after_step(batch, logits)
             step_terms.append(torch.stack([v.detach() for v in (*terms.values(), loss)]))
             step_sizes.append(len(index))
         sizes = torch.tensor(step_sizes, dtype=torch.float32, device=device)
-        totals = (sizes @ torch.stack(step_terms).float()).tolist()  # the epoch's one sync for the train metrics
-        metrics = {f"train/{k}": v / len(train) for k, v in zip([*terms, "loss"], totals)}
+        totals = torch.tensordot(sizes, torch.stack(step_terms).float(), dims=1)  # the epoch's one sync below
+        names = [f"train/{k}" for k in [*terms, "loss"]]
+        rows = [dict(zip(names, (v / len(train) for v in row))) for row in totals.reshape(len(names), -1).T.tolist()]
         if val is not None:
-            metrics.update(
-                {f"val/{k}": v for k, v in evaluate(model, val, settings.batch_size * 4, view.normalise, mode).items()}
-            )
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-        if val is None:
-            history.kept_epoch = epoch
-            continue
-        best.offer(epoch, metrics["val/acc"])
-        if settings.early_stop_patience is not None and epoch - best.epoch >= settings.early_stop_patience:
+            scores = trainee.evaluate(val, settings.batch_size * 4, view.normalise, mode)
+            rows = [{**row, **{f"val/{k}": v for k, v in score.items()}} for row, score in zip(rows, scores)]
+        leaving = set()
+        for member, metrics in zip(trainee.members, rows):
+            history = histories[member]
+            history.append(metrics)
+            if trainee.drops_failures and not math.isfinite(metrics["train/loss"]):
+                history.dropped_by = FloatingPointError(f"non-finite train/loss at epoch {epoch}")
+                leaving.add(member)
+                continue
+            try:
+                if callbacks[member] is not None:
+                    callbacks[member](epoch, metrics)
+            except Exception as e:
+                if not trainee.drops_failures:
+                    raise
+                history.dropped_by = e
+                leaving.add(member)
+                continue
+            if val is None:
+                history.kept_epoch = epoch
+                continue
+            trainee.offer(member, epoch, metrics["val/acc"])
+            if (
+                settings.early_stop_patience is not None
+                and epoch - trainee.best_epoch(member) >= settings.early_stop_patience
+            ):
+                leaving.add(member)
+        trainee.drop(leaving)
+        if not trainee.members:
             break
-    for p in backbone:
-        p.requires_grad_(True)
-    if val is not None:
-        best.restore()
-        history.kept_epoch = best.epoch
-    return history
+    trainee.finish(histories, val is not None)
+    return histories
 
 
 class BestEpoch:

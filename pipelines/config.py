@@ -619,6 +619,23 @@ class TuneConfig(Section):
             "whose runs on a work pool are the workers; empty: local processes."
         ),
     )
+    vectorise: Literal["auto"] | Annotated[int, Field(ge=1, le=256)] = Field(
+        1,
+        description=(
+            "Trials each worker trains at once as one stacked model (K students, one forward and backward, each "
+            "with its own hyper-parameters; logit methods, one student architecture): 1 = one at a time; "
+            "auto = the K with the most trials per second, measured on the worker's device at start."
+        ),
+    )
+
+    @field_validator("vectorise", mode="before")
+    @classmethod
+    def _auto_or_group_size(cls, value: Any) -> Any:
+        """One clear message for 0, -1, true or "many" instead of one per member of the union."""
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 256):
+            return value
+        raise ValueError("choose auto or a whole number of trials from 1 to 256")
+
     heartbeat_seconds: int = Field(
         10, ge=1, le=3600, description="How often a running trial tells the study it is alive."
     )

@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel
 
 from kdcore.data import DataBundle
+from kdcore.soft_targets import SoftTargets
 from kdcore.train import fit
 from pipelines.config import PipelineConfig
 from pipelines.methods import build_method, needs_teacher_model, searched_methods
@@ -29,6 +30,7 @@ from pipelines.student_cost import build_student, measure, wanted_costs
 from pipelines.teacher_targets import teacher_targets
 from pipelines.tracking import EpochLogger, stage_run, tracking_uri
 from pipelines.training import settings_for
+from pipelines.tune_group import GroupRunner, group_size
 from pipelines.tuning import FINISHED, best_accuracy, count, multi_objective, open_study, search, search_student
 
 log = logging.getLogger("kdflow")
@@ -58,13 +60,17 @@ def study_progress(study: optuna.Study) -> tuple[int, int, int]:
     return sum(s in FINISHED for s in states), states.count(State.RUNNING), states.count(State.WAITING)
 
 
-def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str):
-
+def load_inputs(cfg: PipelineConfig, job: TuneJob) -> tuple[DataBundle, SoftTargets]:
+    """The data and the soft targets: once per worker, shared by its trials."""
     bundle = DataBundle.load(job.data_path)
-    # once per worker, shared by its trials; feature methods also read the teacher's features (eval mode)
+    # feature methods also read the teacher's features (eval mode)
     need_model = any(needs_teacher_model(m) for m in searched_methods(cfg))
     targets = teacher_targets(bundle, job.teacher_checkpoint, job.logits_path, need_model=need_model)
     log.info("tune: soft targets from the %s", targets.kind)
+    return bundle, targets
+
+
+def make_objective(cfg: PipelineConfig, job: TuneJob, worker: str, bundle: DataBundle, targets: SoftTargets):
     multi, budget = multi_objective(cfg), cfg.register.limit()
     costs_wanted = wanted_costs(cfg.tune.objectives, budget)
     latencies: dict[str, float] = {}  # by architecture, size and device: measured once, shared through the study
@@ -169,7 +175,13 @@ def pull_trials(cfg: PipelineConfig, job: TuneJob, worker: str, poll_seconds: fl
     """
     mlflow.set_tracking_uri(tracking_uri(cfg))
     study = open_study(cfg, job.study_name, job.epochs)
-    objective = make_objective(cfg, job, worker)
+    bundle, targets = load_inputs(cfg, job)
+    settings = settings_for(cfg.student.train, cfg, epochs=job.epochs)
+    group = group_size(cfg, bundle, targets, settings)  # tune.vectorise: trials this worker trains at once
+    if group > 1:
+        runner = GroupRunner(cfg, job, worker, bundle, targets, where(settings.device))
+    else:
+        objective = make_objective(cfg, job, worker, bundle, targets)
     wanted, ran = cfg.tune.n_trials, 0
 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -184,8 +196,14 @@ def pull_trials(cfg: PipelineConfig, job: TuneJob, worker: str, poll_seconds: fl
         if finished >= wanted:
             return ran
         if waiting or finished + running < wanted:
-            study.optimize(objective, n_trials=1, callbacks=[progress])  # takes a queued (WAITING) trial first
-            ran += 1
+            if group == 1:
+                study.optimize(objective, n_trials=1, callbacks=[progress])  # takes a queued (WAITING) trial first
+                ran += 1
+                continue
+            # as many as the study still needs, up to the group size; ask() takes queued trials first, too
+            for trial in runner.run(study, min(group, max(wanted - finished - running, 1))):
+                progress(study, trial)
+                ran += 1
         else:
             time.sleep(poll_seconds)
 

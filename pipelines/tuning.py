@@ -247,6 +247,8 @@ def open_study(cfg: PipelineConfig, study_name: str, epochs: int) -> optuna.Stud
         seed=cfg.tune.seed,
         n_startup_trials=max(3, min(10, cfg.tune.n_trials // 3)),
         constraints_func=over_budget if cfg.register.budget else None,
+        # trials asked together (tune.vectorise) are told apart by a pessimistic guess for the running ones
+        constant_liar=cfg.tune.vectorise != 1,
     )
     multi = multi_objective(cfg)
     return optuna.create_study(

@@ -34,6 +34,9 @@ class Distiller(nn.Module):
 
     needs_features: bool = False  # True: the loop must pass the teacher model itself, not only its logits
     Options: type = NoOptions  # its settings, declared with kdcore.options.option / tuned
+    # The weights that may differ between members trained as one stacked group (kdcore/distill/members.py);
+    # None: the method cannot train stacked members (it reads features, or keeps state of its own).
+    member_params: tuple[str, ...] | None = None
 
     def attach(
         self, student: nn.Module, teacher: nn.Module | None, train: Split, sample: torch.Tensor | None = None
@@ -52,6 +55,8 @@ class Distiller(nn.Module):
 
 class LabelsOnly(Distiller):
     """Plain cross-entropy on the labels: the baseline every KD method must beat."""
+
+    member_params = ()
 
     def loss_terms(self, student_logits, batch):
         return {"ce": F.cross_entropy(student_logits, batch.y)}

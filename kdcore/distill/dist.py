@@ -43,6 +43,7 @@ class DISTOptions:
 class DIST(Distiller):
     """CE + beta * inter-class + gamma * intra-class relation loss."""
 
+    member_params = ("beta", "gamma", "temperature")
     Options = DISTOptions
 
     def __init__(

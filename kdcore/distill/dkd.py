@@ -68,6 +68,7 @@ class DKDOptions:
 class DKD(Distiller):
     """CE + ramp * (alpha * TCKD + beta * NCKD); the ramp grows linearly over the first `warmup` share of epochs."""
 
+    member_params = ("alpha", "beta", "temperature")
     Options = DKDOptions
 
     def __init__(

@@ -45,6 +45,7 @@ class KDOptions:
 class KD(Distiller):
     """(1 - alpha) * CE(student, y) + alpha * T^2 * KL(teacher_T || student_T)."""
 
+    member_params = ("temperature", "alpha")
     Options = KDOptions
 
     def __init__(self, temperature: float = KDOptions.temperature, alpha: float = KDOptions.alpha):

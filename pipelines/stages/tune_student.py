@@ -43,7 +43,16 @@ State = optuna.trial.TrialState
 
 def default_study_name(cfg: PipelineConfig, data: PreparedData, teacher: TrainedModel) -> str:
     searched = cfg.tune.model_dump(
-        exclude={"n_trials", "study_name", "storage", "n_workers", "deployment", "heartbeat_seconds", "grace_seconds"}
+        exclude={
+            "n_trials",
+            "study_name",
+            "storage",
+            "n_workers",
+            "vectorise",  # how trials are scheduled, not what they train: the same study
+            "deployment",
+            "heartbeat_seconds",
+            "grace_seconds",
+        }
     )
     # The size search and the objectives join the key only when used: studies of earlier configs keep their names.
     for key, default in (("student_archs", []), ("objectives", ["accuracy"])):
