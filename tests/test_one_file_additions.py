@@ -1,5 +1,6 @@
 """Adding a KD method, a model or a dataset is one new file: on a copy of the code with only that file added, the
-pipeline config, the Prefect form, the Optuna space and the name choices all offer it, and it trains."""
+pipeline config, the Prefect form, the Optuna space and the name choices all offer it, and it trains (the method
+also in a stacked group of trials, `tune.vectorise`)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class ToyOptions:
 @register_distiller("toy")
 class Toy(Distiller):
     Options = ToyOptions
+    member_params = ("weight",)  # tune.vectorise may stack trials that differ in it
 
     def __init__(self, weight: float = ToyOptions.weight, temperature: float = ToyOptions.temperature):
         super().__init__()
@@ -46,6 +48,12 @@ class Toy(Distiller):
         t = self.temperature
         p_s, p_t = F.softmax(student_logits / t, 1), F.softmax(batch.teacher_logits / t, 1)
         return {"ce": F.cross_entropy(student_logits, batch.y), "toy": self.weight * F.mse_loss(p_s, p_t)}
+
+    def member_terms(self, logits, batch: Batch, values):  # logits [K, B, C], values["weight"] [K]
+        t = self.temperature
+        p_s, p_t = F.softmax(logits / t, -1), F.softmax(batch.teacher_logits / t, -1)
+        ce = F.cross_entropy(logits.transpose(1, 2), batch.y.expand(len(logits), -1), reduction="none").mean(1)
+        return {"ce": ce, "toy": values["weight"] * (p_s - p_t).pow(2).mean((1, 2))}
 '''
 
 NEW_MODEL = '''
@@ -112,6 +120,24 @@ model = build_model("toy_net", data.input_shape, 10)
 history = fit(model, data.train, data.val, TrainSettings(epochs=1), distiller,
               soft_targets=SoftTargets(logits=teacher_logits), view=data.view)
 assert "train/toy" in history[0] and history[0]["val/acc"] >= 0
+# two trials of the method trained as one stacked group learn as two separate fits would
+settings, weights = TrainSettings(epochs=2), (1.0, 6.0)
+alone, members = [], []
+for w in weights:
+    torch.manual_seed(0)
+    alone.append(build_model("toy_net", data.input_shape, 10))
+    members.append(build_model("toy_net", data.input_shape, 10))
+    members[-1].load_state_dict(alone[-1].state_dict())
+targets = SoftTargets(logits=teacher_logits)
+methods = [build_method(cfg, "toy", {"toy.weight": w}) for w in weights]
+separate = [fit(m, data.train, data.val, settings, d, soft_targets=targets, view=data.view)
+            for m, d in zip(alone, methods)]
+methods = [build_method(cfg, "toy", {"toy.weight": w}) for w in weights]
+group = fit(members, data.train, data.val, [settings] * 2, methods, soft_targets=targets, view=data.view)
+for a, b, h_a, h_b in zip(alone, members, separate, group):
+    assert abs(h_a[-1]["train/toy"] - h_b[-1]["train/toy"]) < 1e-5, (h_a[-1], h_b[-1])
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
 print("OK")
 """
 

@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdcore.data.bundle import Split
+from kdcore.distill.member_terms import cross_entropy
 from kdcore.options import NoOptions
 
 
@@ -34,7 +35,7 @@ class Distiller(nn.Module):
 
     needs_features: bool = False  # True: the loop must pass the teacher model itself, not only its logits
     Options: type = NoOptions  # its settings, declared with kdcore.options.option / tuned
-    # The weights that may differ between members trained as one stacked group (kdcore/distill/members.py);
+    # The weights that may differ between members trained as one stacked group (`member_terms`);
     # None: the method cannot train stacked members (it reads features, or keeps state of its own).
     member_params: tuple[str, ...] | None = None
 
@@ -52,6 +53,11 @@ class Distiller(nn.Module):
     def loss_terms(self, student_logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def member_terms(self, logits: torch.Tensor, batch: Batch, values: dict) -> dict[str, torch.Tensor]:
+        """`loss_terms` of K stacked members at once: logits [K, B, C], each of `member_params` a [K] tensor in
+        `values`, each term [K] (kdcore/distill/member_terms.py). Only methods with `member_params` have it."""
+        raise NotImplementedError
+
 
 class LabelsOnly(Distiller):
     """Plain cross-entropy on the labels: the baseline every KD method must beat."""
@@ -60,3 +66,6 @@ class LabelsOnly(Distiller):
 
     def loss_terms(self, student_logits, batch):
         return {"ce": F.cross_entropy(student_logits, batch.y)}
+
+    def member_terms(self, logits, batch, values):
+        return {"ce": cross_entropy(logits.transpose(1, 2), batch.y)}

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.kd import teacher_logits_of
+from kdcore.distill.member_terms import cross_entropy
 from kdcore.distill.registry import register_distiller
 from kdcore.options import tuned
 
@@ -26,6 +27,12 @@ def dist_terms(student: torch.Tensor, teacher: torch.Tensor, t: float) -> tuple[
     inter = 1 - mean_pearson(ys, yt)
     intra = 1 - mean_pearson(ys.T, yt.T)
     return inter * t * t, intra * t * t
+
+
+def member_mean_pearson(a: torch.Tensor, b: torch.Tensor, dim: int, eps: float = 1e-8) -> torch.Tensor:
+    """mean_pearson per member: the correlation along `dim`, averaged over the other non-member axis, [K]."""
+    a, b = a - a.mean(dim, keepdim=True), b - b.mean(dim, keepdim=True)
+    return ((a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)).mean(-1)
 
 
 @dataclass(frozen=True)
@@ -61,4 +68,18 @@ class DIST(Distiller):
             "ce": F.cross_entropy(student_logits, batch.y),
             "inter": self.beta * inter,
             "intra": self.gamma * intra,
+        }
+
+    def member_terms(self, logits, batch: Batch, values):
+        """`loss_terms` for K stacked members (kdcore/distill/member_terms.py): logits [K, B, C], values [K]."""
+        t = values["temperature"]
+        z, scaled = logits.transpose(1, 2), t[:, None, None]
+        ys = F.softmax(z / scaled, 1)
+        yt = F.softmax(teacher_logits_of(batch, "DIST").detach().T / scaled, 1)
+        inter = 1 - member_mean_pearson(ys, yt, dim=1)  # each sample across classes
+        intra = 1 - member_mean_pearson(ys, yt, dim=2)  # each class across the batch
+        return {
+            "ce": cross_entropy(z, batch.y),
+            "inter": values["beta"] * inter * t * t,
+            "intra": values["gamma"] * intra * t * t,
         }

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.kd import teacher_logits_of
+from kdcore.distill.member_terms import cross_entropy, kl
 from kdcore.distill.registry import register_distiller
 from kdcore.options import option, tuned
 
@@ -48,6 +49,22 @@ def dkd_terms(
         log_target=True,
     )
     return tckd * t * t, nckd * t * t
+
+
+def member_binary_log_probs(z: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """binary_log_probs per member: log [p_target, 1 - p_target] at each member's temperature, [K, 2, B]."""
+    log_p = F.log_softmax(z / t[:, None, None], 1)
+    is_target = F.one_hot(target, z.shape[1]).T.bool()
+    log_target = log_p.gather(1, target.view(1, 1, -1).expand(len(log_p), 1, -1))
+    log_other = torch.logsumexp(log_p.masked_fill(is_target, float("-inf")), 1, keepdim=True)
+    return torch.cat([log_target, log_other], 1)
+
+
+def member_non_target_logits(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """non_target_logits per member: [K, C - 1, B]."""
+    k, c, b = z.shape
+    others = torch.arange(c - 1, device=z.device)[:, None].expand(-1, b)
+    return z.gather(1, (others + (others >= target[None, :])).expand(k, -1, -1))
 
 
 @dataclass(frozen=True)
@@ -92,4 +109,22 @@ class DKD(Distiller):
             "ce": F.cross_entropy(student_logits, batch.y),
             "tckd": ramp * self.alpha * tckd,
             "nckd": ramp * self.beta * nckd,
+        }
+
+    def member_terms(self, logits, batch: Batch, values):
+        """`loss_terms` for K stacked members (kdcore/distill/member_terms.py): logits [K, B, C], values [K]."""
+        t, y = values["temperature"], batch.y
+        z = logits.transpose(1, 2)
+        teacher = teacher_logits_of(batch, "DKD").detach().T.expand_as(z)
+        scaled = t[:, None, None]
+        tckd = kl(member_binary_log_probs(z, y, t), member_binary_log_probs(teacher, y, t))
+        nckd = kl(
+            F.log_softmax(member_non_target_logits(z, y) / scaled, 1),
+            F.log_softmax(member_non_target_logits(teacher, y) / scaled, 1),
+        )
+        ramp = self.ramp(batch)
+        return {
+            "ce": cross_entropy(z, y),
+            "tckd": ramp * values["alpha"] * tckd * t * t,
+            "nckd": ramp * values["beta"] * nckd * t * t,
         }

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcore.distill.base import Batch, Distiller
+from kdcore.distill.member_terms import cross_entropy, kl
 from kdcore.distill.registry import register_distiller
 from kdcore.options import tuned
 
@@ -58,3 +59,10 @@ class KD(Distiller):
             "ce": (1 - self.alpha) * F.cross_entropy(student_logits, batch.y),
             "kd": self.alpha * kd_loss(student_logits, teacher_logits, self.temperature),
         }
+
+    def member_terms(self, logits, batch: Batch, values):
+        """`loss_terms` for K stacked members (kdcore/distill/member_terms.py): logits [K, B, C], values [K]."""
+        t, alpha = values["temperature"], values["alpha"]
+        z, teacher = logits.transpose(1, 2), teacher_logits_of(batch, "KD").detach().T
+        divergence = kl(F.log_softmax(z / t[:, None, None], 1), F.log_softmax(teacher / t[:, None, None], 1))
+        return {"ce": (1 - alpha) * cross_entropy(z, batch.y), "kd": alpha * divergence * t * t}
