@@ -29,73 +29,29 @@ from kdcore.lifelong.derpp import BEST  # noqa: E402
 from kdcore.models import build_model  # noqa: E402
 from kdcore.train import TrainSettings, fit  # noqa: E402
 
+B500 = {"buffer_size": 500, **BEST[500]}  # the paper's DER++ at buffer 500: the base of every variant below
+RB32 = {**B500, "label_weight": 1.0, "replay_batch_size": 32}  # the best validation row of the first search
+XDER = {**RB32, "refresh_task_logits": True, "transplant_gamma": 0.85}  # X-DER's end-of-task update of stored logits
 RUNS = {  # row name -> (strategy, options)
     "finetune": ("finetune", {}),
     "lwf": ("lwf", {}),
     "derpp (buffer 200)": ("derpp", {"buffer_size": 200, **BEST[200]}),
-    "derpp (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500]}),
+    "derpp (buffer 500)": ("derpp", B500),
     "joint": ("joint", {}),
     # DER++ with buffer 500 and the protocol unchanged: variants from its family, chosen with --validation
-    "derpp-ace (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "asymmetric_ce": True}),
-    "derpp-ace-rb32 (buffer 500)": (
-        "derpp",
-        {"buffer_size": 500, **BEST[500], "replay_batch_size": 32, "asymmetric_ce": True},
-    ),
-    "derpp-rb32 (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "replay_batch_size": 32}),
-    "derpp-beta1-rb32 (buffer 500)": (
-        "derpp",
-        {"buffer_size": 500, **BEST[500], "label_weight": 1.0, "replay_batch_size": 32},
-    ),
-    "derpp-ace-beta2 (buffer 500)": (
-        "derpp",
-        {"buffer_size": 500, **BEST[500], "label_weight": 2.0, "asymmetric_ce": True},
-    ),
-    "derpp-future (buffer 500)": ("derpp", {"buffer_size": 500, **BEST[500], "mask_future_logits": True}),
-    "derpp-ace-future (buffer 500)": (
-        "derpp",
-        {"buffer_size": 500, **BEST[500], "asymmetric_ce": True, "mask_future_logits": True},
-    ),
+    "derpp-ace (buffer 500)": ("derpp", {**B500, "asymmetric_ce": True}),
+    "derpp-ace-rb32 (buffer 500)": ("derpp", {**B500, "replay_batch_size": 32, "asymmetric_ce": True}),
+    "derpp-rb32 (buffer 500)": ("derpp", {**B500, "replay_batch_size": 32}),
+    "derpp-beta1-rb32 (buffer 500)": ("derpp", RB32),
+    "derpp-ace-beta2 (buffer 500)": ("derpp", {**B500, "label_weight": 2.0, "asymmetric_ce": True}),
+    "derpp-future (buffer 500)": ("derpp", {**B500, "mask_future_logits": True}),
+    "derpp-ace-future (buffer 500)": ("derpp", {**B500, "asymmetric_ce": True, "mask_future_logits": True}),
     # X-DER's end-of-task update of the stored logits, on the best validation row above (replay batch 32, beta 1)
-    "derpp-beta1-rb32-refresh (buffer 500)": (
-        "derpp",
-        {"buffer_size": 500, **BEST[500], "label_weight": 1.0, "replay_batch_size": 32, "refresh_task_logits": True},
-    ),
-    "derpp-beta1-rb32-xder (buffer 500)": (
-        "derpp",
-        {
-            "buffer_size": 500,
-            **BEST[500],
-            "label_weight": 1.0,
-            "replay_batch_size": 32,
-            "refresh_task_logits": True,
-            "transplant_gamma": 0.85,
-        },
-    ),
-    "derpp-beta1-rb32-xder-future (buffer 500)": (
-        "derpp",
-        {
-            "buffer_size": 500,
-            **BEST[500],
-            "label_weight": 1.0,
-            "replay_batch_size": 32,
-            "refresh_task_logits": True,
-            "transplant_gamma": 0.85,
-            "mask_future_logits": True,
-        },
-    ),
+    "derpp-beta1-rb32-refresh (buffer 500)": ("derpp", {**RB32, "refresh_task_logits": True}),
+    "derpp-beta1-rb32-xder (buffer 500)": ("derpp", XDER),
+    "derpp-beta1-rb32-xder-future (buffer 500)": ("derpp", {**XDER, "mask_future_logits": True}),
     # chosen on the validation stream (3 seeds): X-DER's buffer policy and end-of-task logits, replay batch 32, beta 1
-    "derpp-xder-fill (buffer 500)": (
-        "derpp",
-        {
-            "buffer_size": 500,
-            **BEST[500],
-            "label_weight": 1.0,
-            "replay_batch_size": 32,
-            "refresh_task_logits": True,
-            "transplant_gamma": 0.85,
-            "fill_at_task_end": True,
-        },
-    ),
+    "derpp-xder-fill (buffer 500)": ("derpp", {**XDER, "fill_at_task_end": True}),
 }
 DEFAULT = ["finetune", "lwf", "derpp (buffer 200)", "derpp (buffer 500)", "joint"]
 

@@ -9,6 +9,7 @@ one file: its loss, its options, its registration.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,6 @@ def option_specs(options: type) -> list[OptionSpec]:
 
 def check_signature(cls: type, options: type, skip: tuple[str, ...] = ()) -> None:
     """`cls(...)` takes exactly the declared options, with the declared defaults: fails at import otherwise."""
-    import inspect
-
     params = {
         name: p.default
         for name, p in inspect.signature(cls.__init__).parameters.items()

@@ -196,27 +196,14 @@ class GroupedConv2d(GroupedLayer):
         w, b = self.tensor("weight"), self.tensor("bias")
         c = self.settings[0]
         k = w.shape[0]
-        groups = c.groups
+        groups = c.groups * k  # each member's channels are their own groups
         if self.shared(x, c.in_channels):
-            if groups == 1:  # one K-times-wider convolution
-                return F.conv2d(
-                    x,
-                    w.reshape(k * c.out_channels, *w.shape[2:]),
-                    None if b is None else b.reshape(-1),
-                    c.stride,
-                    c.padding,
-                    c.dilation,
-                )
-            x = x.repeat(1, k, 1, 1)
-        return F.conv2d(
-            x,
-            w.reshape(k * c.out_channels, *w.shape[2:]),
-            None if b is None else b.reshape(-1),
-            c.stride,
-            c.padding,
-            c.dilation,
-            groups * k,
-        )
+            if c.groups == 1:
+                groups = 1  # one K-times-wider convolution of the shared input
+            else:
+                x = x.repeat(1, k, 1, 1)
+        weight, bias = w.reshape(k * c.out_channels, *w.shape[2:]), None if b is None else b.reshape(-1)
+        return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, groups)
 
 
 class GroupedBatchNorm(GroupedLayer):

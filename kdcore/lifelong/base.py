@@ -8,18 +8,14 @@ the model gave it (DER++ stores them); after the task, `after_task`. Nothing her
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import torch
 import torch.nn as nn
 
 from kdcore.data.bundle import Split
 from kdcore.distill.base import Batch
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """A strategy without options of its own."""
+from kdcore.options import NoOptions
 
 
 class Strategy:
