@@ -21,18 +21,24 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# The kdcore table's options: LwF's kd_weight 1 and T 2 (retrain.alpha is its KD weight, distill.temperature its T);
-# DER++ with the paper's values for each buffer size (kdcore.lifelong.derpp.BEST; the preset's are buffer 200's)
+# The kdcore table's options: LwF's kd_weight 1 and T 2; DER++ with the paper's values for each buffer size
+# (kdcore.lifelong.derpp.BEST; the preset's are buffer 200's)
 RUNS = {
     "finetune": ("finetune", []),
-    "lwf": ("lwf", ["retrain.alpha=1.0", "distill.temperature=2.0"]),
+    "lwf": ("lwf", ["retrain.lwf.kd_weight=1.0", "retrain.lwf.temperature=2.0"]),
     "derpp-200": (
         "derpp",
-        ["retrain.buffer_size=200", "retrain.alpha=0.2", "retrain.beta=1.0", "retrain.replay_batch_size=128"],
+        [
+            f"retrain.derpp.{k}={v}"
+            for k, v in dict(buffer_size=200, logit_weight=0.2, label_weight=1.0, replay_batch_size=128).items()
+        ],
     ),
     "derpp-500": (
         "derpp",
-        ["retrain.buffer_size=500", "retrain.alpha=1.0", "retrain.beta=0.5", "retrain.replay_batch_size=10"],
+        [
+            f"retrain.derpp.{k}={v}"
+            for k, v in dict(buffer_size=500, logit_weight=1.0, label_weight=0.5, replay_batch_size=10).items()
+        ],
     ),
     "joint": ("joint", []),
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +54,11 @@ class OptionSpec:
 
 def option_specs(options: type) -> list[OptionSpec]:
     """The declared options of an options dataclass, in declaration order."""
-    hints = {f.name: f.type for f in dataclasses.fields(options)}
+    hints = typing.get_type_hints(options)  # the annotations are strings (`from __future__ import annotations`)
     return [
         OptionSpec(
             name=f.name,
-            type={"float": float, "int": int, "bool": bool}.get(hints[f.name], hints[f.name]),
+            type=hints[f.name],
             default=f.default,
             description=f.metadata.get("description", ""),
             bounds=dict(f.metadata.get("bounds", {})),

@@ -23,6 +23,7 @@ from pydantic import (
 
 from kdcore.datasets import DATASETS, MODALITY
 from kdcore.distill import DISTILLERS
+from kdcore.lifelong import STRATEGIES
 from kdcore.options import OptionSpec, option_specs
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -378,10 +379,14 @@ def method_sections(make_section, describe=lambda method: about(DISTILLERS[metho
     return out
 
 
-def options_section(method: str, options: type) -> type[Section]:
-    """A method's config section: one field per option, with its default, bounds and meaning."""
+def options_model(owner: type, options: type) -> type[Section]:
+    """A config section of a method's or strategy's options: one field per option, its default, bounds and meaning."""
     fields = {o.name: (o.type, option_field(o)) for o in option_specs(options)}
-    return create_model(f"{DISTILLERS[method].__name__}Config", __base__=Section, **fields)
+    return create_model(f"{owner.__name__}Config", __base__=Section, **fields)
+
+
+def options_section(method: str, options: type) -> type[Section]:
+    return options_model(DISTILLERS[method], options)
 
 
 def search_section(method: str, options: type) -> type[Section] | None:
@@ -755,7 +760,66 @@ class RuntimeConfig(Section):
     store_dir: str = Field("mlruns", description="Folder of the local stores and caches.")
 
 
-class RetrainSection(Section):
+# Lifelong strategies: each one's options are a section retrain.<strategy>, derived from its file in kdcore/lifelong/.
+STRATEGY_NAMES = sorted(STRATEGIES)
+StrategyName = Literal[tuple(STRATEGY_NAMES)]
+
+# retrain.* keys of earlier versions, each now an option of one or more strategies: old presets, --set lines and the
+# params of lineages registered before (read back from MLflow) keep their meaning.
+FORMER_RETRAIN_KEYS = {
+    "buffer_size": ("derpp.buffer_size",),
+    "alpha": ("derpp.logit_weight", "lwf.kd_weight"),
+    "beta": ("derpp.label_weight",),
+    "replay_batch_size": ("derpp.replay_batch_size",),
+}
+
+
+def former_retrain_keys_moved(retrain: Any) -> Any:
+    """`{"alpha": 0.5}` -> `{"derpp": {"logit_weight": 0.5}, "lwf": {"kd_weight": 0.5}}`; a setting given under both
+    names must agree."""
+    if not isinstance(retrain, dict) or not FORMER_RETRAIN_KEYS.keys() & retrain.keys():
+        return retrain
+    out = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in retrain.items()}
+    for former, targets in FORMER_RETRAIN_KEYS.items():
+        if former not in out:
+            continue
+        value = out.pop(former)
+        for target in targets:
+            strategy, option = target.split(".")
+            section = out.setdefault(strategy, {})
+            if not isinstance(section, dict):
+                continue  # not a section: validation names it
+            if section.get(option, value) != value:
+                raise ValueError(
+                    f"retrain.{former} is the former name of retrain.{target}, and the two differ; "
+                    f"set only retrain.{target}"
+                )
+            out[strategy] = {**section, option: value}
+    return out
+
+
+def former_key_renamed(assignment: str) -> list[str]:
+    """`retrain.alpha=0.5` -> `retrain.derpp.logit_weight=0.5`, `retrain.lwf.kd_weight=0.5`: an override replaces the
+    value a complete config already holds under the new name; any other assignment is unchanged."""
+    key, sep, value = assignment.partition("=")
+    section, _, former = key.strip().partition(".")
+    if section != "retrain" or former not in FORMER_RETRAIN_KEYS:
+        return [assignment]
+    return [f"retrain.{target}{sep}{value}" for target in FORMER_RETRAIN_KEYS[former]]
+
+
+def strategy_sections() -> dict[str, Any]:
+    """`{strategy: (its section model, its field)}` for each strategy with options."""
+    out = {}
+    for name in STRATEGY_NAMES:
+        strategy = STRATEGIES[name]
+        if option_specs(strategy.Options):
+            section = options_model(strategy, strategy.Options)
+            out[name] = (section, Field(default_factory=section, description=about(strategy.Options)))
+    return out
+
+
+class RetrainSpine(Section):
     """How the pipeline's champion keeps learning as new data batches arrive (`kdflow retrain --pipeline NAME`)."""
 
     policy: Literal["continual", "refit"] = Field(
@@ -765,8 +829,12 @@ class RetrainSection(Section):
             "refit: rerun the pipeline (teacher, soft targets, student) on the original data plus every batch."
         ),
     )
-    strategy: Literal["finetune", "lwf", "derpp", "joint"] = Field(
-        "derpp", description="Lifelong-learning strategy of the continual policy."
+    strategy: StrategyName = Field(
+        "derpp",
+        description=(
+            f"Lifelong-learning strategy of the continual policy: {', '.join(STRATEGY_NAMES)}; its options are "
+            "retrain.<strategy>.*"
+        ),
     )
     mode: Literal["teacher_student", "student_only"] = Field(
         "teacher_student",
@@ -781,18 +849,22 @@ class RetrainSection(Section):
             "lineage's best, and averaged over every test part against the champion re-scored now."
         ),
     )
-    buffer_size: int = Field(200, ge=1, le=1_000_000, description="DER++ replay buffer capacity (examples).")
-    alpha: float = Field(
-        0.2, ge=0, le=100, description="DER++ weight of the replayed-logits MSE; LwF weight of its distillation term."
-    )
-    beta: float = Field(1.0, ge=0, le=100, description="DER++ weight of the replayed-labels CE.")
-    replay_batch_size: int = Field(32, ge=1, le=65_536, description="DER++ examples replayed per step.")
     n_trials: int = Field(
         0,
         ge=0,
         le=10_000,
         description="refit: Optuna trials of a new search on all the data (0: the champion's best hyper-parameters).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_keys(cls, value: Any) -> Any:
+        return former_retrain_keys_moved(value)
+
+
+RetrainSection = create_model(
+    "RetrainSection", __base__=RetrainSpine, __doc__=RetrainSpine.__doc__, **strategy_sections()
+)
 
 
 class RegisterConfig(Section):
@@ -1076,5 +1148,6 @@ def load_config(preset: str = "digits", overrides: list[str] | tuple[str, ...] =
     if overrides:  # onto the complete preset, so one field of a default section (tune.space.alpha.high) can change
         tree = validate(tree).model_dump()
     for assignment in overrides:
-        apply_override(tree, assignment)
+        for renamed in former_key_renamed(assignment):
+            apply_override(tree, renamed)
     return validate(tree)

@@ -1,6 +1,6 @@
-"""Adding a KD method, a model or a dataset is one new file: on a copy of the code with only that file added, the
-pipeline config, the Prefect form, the Optuna space and the name choices all offer it, and it trains (the method
-also in a stacked group of trials, `tune.vectorise`)."""
+"""Adding a KD method, a lifelong strategy, a model or a dataset is one new file: on a copy of the code with only that
+file added, the pipeline config, the Prefect forms, the Optuna space, the CLI and the name choices all offer it, and it
+trains (the method also in a stacked group of trials, `tune.vectorise`; the strategy as a retraining would use it)."""
 
 from __future__ import annotations
 
@@ -88,10 +88,50 @@ def load_flipped_digits(req):
     return bundle_from_pool("flipped_digits", x, d.target, [str(c) for c in range(10)], req, scale=1 / 16)
 '''
 
+NEW_STRATEGY = '''
+"""A made-up lifelong strategy for the test: an L2 pull of the weights towards those the last task ended with."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from kdcore.lifelong.base import Strategy
+from kdcore.lifelong.registry import register_strategy
+from kdcore.options import option
+
+
+@dataclass(frozen=True)
+class AnchorOptions:
+    """Anchor (a test's own strategy)."""
+
+    pull: float = option(0.5, "Weight of the squared distance to the last task's weights.", ge=0, le=100)
+
+
+@register_strategy("anchor")
+class Anchor(Strategy):
+    name = "anchor"
+    Options = AnchorOptions
+    anchor = None
+
+    def loss_terms(self, model, logits, batch):
+        if self.anchor is None:
+            return {}
+        pairs = zip(model.parameters(), self.anchor.parameters())
+        return {"pull": self.options.pull * sum(((p - q) ** 2).sum() for p, q in pairs)}
+
+    def after_task(self, model):
+        super().after_task(model)
+        self.anchor = copy.deepcopy(model).requires_grad_(False)
+'''
+
 CHECK = """
 import optuna, torch
 from typing import get_args
-from pipelines.config import DatasetName, MethodName, PipelineConfig, load_config
+from pipelines.config import DatasetName, MethodName, PipelineConfig, RetrainSection, load_config
+from pipelines.lifelong.strategies import learn_task, strategy_options
+from kdcore.lifelong import build_strategy
+from kdcore.data.bundle import Split
 from pipelines.methods import build_method
 from pipelines.overrides import ConfigOverrides
 from pipelines.tuning import search
@@ -138,16 +178,33 @@ for a, b, h_a, h_b in zip(alone, members, separate, group):
     assert abs(h_a[-1]["train/toy"] - h_b[-1]["train/toy"]) < 1e-5, (h_a[-1], h_b[-1])
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p, q, atol=1e-5)
+# the strategy: its section, the retrain form's fields, and two tasks learned through fit with its term
+cfg = load_config("digits", ["retrain.strategy=anchor", "retrain.anchor.pull=2"])
+assert cfg.retrain.anchor.pull == 2.0 and RetrainSection().anchor.pull == 0.5
+assert "anchor" in str(ConfigOverrides.model_json_schema()["$defs"]["RetrainSectionOverrides"])
+strategy = build_strategy("anchor", **strategy_options(cfg.retrain, temperature=2.0))
+model = build_model("toy_net", data.input_shape, 10)
+task = Split(data.view.normalise(data.train.x).float(), data.train.y)  # pixels as a retraining feeds them
+first = learn_task(model, strategy, task, TrainSettings(epochs=1))
+second = learn_task(model, strategy, task, TrainSettings(epochs=1))
+assert "pull" not in first and second["pull"] >= 0, (first, second)
+import contextlib, io
+from flows.cli import main
+help_text = io.StringIO()
+with contextlib.redirect_stdout(help_text), contextlib.suppress(SystemExit):
+    main(["retrain", "--help"])
+assert "anchor" in help_text.getvalue(), help_text.getvalue()
 print("OK")
 """
 
 
-def test_a_method_a_model_and_a_dataset_are_each_one_new_file(tmp_path):
-    for package in ("kdcore", "pipelines"):
+def test_a_method_a_strategy_a_model_and_a_dataset_are_each_one_new_file(tmp_path):
+    for package in ("kdcore", "pipelines", "flows"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "kdcore/distill/toy.py").write_text(textwrap.dedent(NEW_METHOD))
     (tmp_path / "kdcore/models/toy_net.py").write_text(textwrap.dedent(NEW_MODEL))
     (tmp_path / "kdcore/data/flipped_digits.py").write_text(textwrap.dedent(NEW_DATASET))
+    (tmp_path / "kdcore/lifelong/anchor.py").write_text(textwrap.dedent(NEW_STRATEGY))
     out = subprocess.run(
         [sys.executable, "-c", CHECK],
         cwd=tmp_path,

@@ -176,7 +176,9 @@ def test_retrain_pipeline_form_is_typed_and_the_event_names_the_pipeline():
     schema = deployment._parameter_openapi_schema.model_dump()
     assert set(schema["properties"]) == {"pipeline", "store_dir", "retrain"}  # no raw JSON settings box
     section = schema["definitions"]["RetrainSectionOverrides"]["properties"]
-    assert section["strategy"]["enum"] == ["finetune", "lwf", "derpp", "joint"]  # a plain choice, no null toggle
+    assert section["strategy"]["enum"] == ["derpp", "finetune", "joint", "lwf"]  # a plain choice, no null toggle
+    derpp = schema["definitions"]["DERppConfigOverrides"]["properties"]  # each strategy's options, from its file
+    assert derpp["buffer_size"]["description"] and "lwf" in section and "finetune" not in section
     assert section["tolerance"]["description"]
     (trigger,) = deployment.triggers
     assert trigger.expect == {"kdflow.data.arrived"}

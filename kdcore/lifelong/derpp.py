@@ -10,39 +10,61 @@ import torch.nn.functional as F
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.buffer import ReservoirBuffer
 from kdcore.lifelong.registry import register_strategy
+from kdcore.options import option
 from kdcore.speed import ForwardMode
 
 
 @dataclass(frozen=True)
 class DERppOptions:
-    buffer_size: int = 200  # examples kept (reservoir sampling over everything seen)
-    logit_weight: float = 0.2  # the paper's alpha: MSE between replayed examples' logits now and when stored
-    label_weight: float = 1.0  # the paper's beta: CE on a second draw of replayed examples' labels
-    replay_batch_size: int = 10  # examples in each of the two replay draws per step
-    # ER-ACE (Caccia et al. 2022): the new batch's CE counts only the classes present in it, so learning new classes
-    # does not push the old ones' logits down; this term then replaces the loop's own `ce`
-    asymmetric_ce: bool = False
-    # X-DER (Boschini et al. 2022): the logits a stored example got for classes not seen yet are untrained noise;
-    # store only the columns of classes seen so far (labels arrive in index order), so replay leaves the others free
-    mask_future_logits: bool = False
-    # X-DER's end-of-task update of the stored logits (Boschini et al. 2022, sec. 3): the rows of the task just learned
-    # take the logits of the model that finished it (X-DER stores a task's examples at its end), not those of the
-    # half-trained model that met them mid-task
-    refresh_task_logits: bool = False
-    # ...and the rows of earlier tasks take the finished model's logits on the new classes' columns (which they were
-    # stored without), scaled down where their largest exceeds gamma times the row's stored true-class logit, so
-    # replay never teaches that an old example looks more like a new class than its own; None: off (paper: 0.85)
-    transplant_gamma: float | None = None
-    # X-DER's margins (its CE variant): on the incoming batch the new classes' top probability (softmax over the classes
-    # seen) should beat the old classes' by `margin`, and on the batch and the replayed rows the top logit of the
-    # classes not seen yet should stay `margin` below the row's own (the task's top / the true class's); each term is
-    # averaged over the rows that break it, times `margin_weight`. Classes arrive in index order. None: off (paper 0.3)
-    margin: float | None = None
-    margin_weight: float = 0.1  # the paper's eta
-    # X-DER's buffer policy: nothing is stored during a task (replay then draws only earlier tasks' rows); when it ends,
-    # each class seen keeps an equal share of the buffer (its first rows) and the task's classes fill the room left
-    # with random examples of the task, stored with the finished model's logits
-    fill_at_task_end: bool = False
+    """DER++ (Buzzega et al. 2020): replays stored logits and labels from a reservoir buffer; the X-DER options
+    (Boschini et al. 2022) are off by default."""
+
+    buffer_size: int = option(
+        200, "Replay buffer capacity (examples), filled by reservoir sampling.", ge=1, le=1_000_000
+    )
+    logit_weight: float = option(
+        0.2, "The paper's alpha: weight of the MSE between replayed examples' logits now and when stored.", ge=0, le=100
+    )
+    label_weight: float = option(
+        1.0, "The paper's beta: weight of the CE on a second draw of replayed examples' labels.", ge=0, le=100
+    )
+    replay_batch_size: int = option(32, "Examples in each of the two replay draws per step.", ge=1, le=65_536)
+    asymmetric_ce: bool = option(
+        False,
+        # ER-ACE (Caccia et al. 2022): learning new classes then does not push the old ones' logits down
+        "ER-ACE: the new batch's CE counts only the classes present in it (replaces the loop's own CE).",
+    )
+    mask_future_logits: bool = option(
+        False,
+        # the logits a stored example got for classes not seen yet are untrained noise: replay leaves them free
+        "X-DER: store only the logits of the classes seen so far (labels arrive in index order).",
+    )
+    refresh_task_logits: bool = option(
+        False,
+        # X-DER stores a task's examples at its end, not with the half-trained model's logits that met them mid-task
+        "X-DER: when a task ends, its stored rows take the logits of the model that finished it.",
+    )
+    transplant_gamma: float | None = option(
+        None,
+        # so replay never teaches that an old example looks more like a new class than its own
+        "X-DER: when a task ends, earlier rows take the finished model's logits on the new classes, scaled down where "
+        "their largest exceeds gamma times the row's true-class logit (paper: 0.85); empty: off.",
+        gt=0,
+        le=1,
+    )
+    margin: float | None = option(
+        None,
+        "X-DER's margins: the new classes' top probability beats the old classes' by this, and the classes not seen "
+        "yet stay this far below a row's own (paper: 0.3); empty: off.",
+        gt=0,
+        le=1,
+    )
+    margin_weight: float = option(0.1, "The paper's eta: weight of the margin terms.", ge=0, le=100)
+    fill_at_task_end: bool = option(
+        False,
+        "X-DER's buffer policy: nothing is stored during a task; when it ends each class seen keeps an equal share "
+        "and the task's classes fill the room left, with the finished model's logits.",
+    )
 
 
 # The paper's best values for Seq-MNIST (Buzzega et al. 2020, appendix; mammoth's best_args), by buffer size.

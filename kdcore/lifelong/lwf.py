@@ -11,19 +11,36 @@ from kdcore.distill.kd import kd_loss
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.registry import register_strategy
+from kdcore.options import option
 from kdcore.speed import ForwardMode
+
+DEFAULT_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)
 class LwFOptions:
-    kd_weight: float = 1.0  # weight of T^2 * KL(previous_T || model_T) beside the loop's own loss
-    temperature: float = 2.0
+    """Learning without Forgetting (Li & Hoiem 2016): distils the previous model's outputs on the new data."""
+
+    kd_weight: float = option(
+        1.0,
+        "Weight of T^2 * KL(previous model's softened outputs || the model's) beside the loop's loss.",
+        ge=0,
+        le=100,
+    )
+    temperature: float | None = option(
+        None,
+        f"Temperature T of that KL; empty: the model's own distillation temperature when a pipeline retrains it, "
+        f"else {DEFAULT_TEMPERATURE}.",
+        gt=0,
+        le=100,
+    )
 
 
 def lwf_term(logits: torch.Tensor, previous_logits: torch.Tensor, o: LwFOptions) -> torch.Tensor:
     """kd_weight * T^2 * KL over the outputs the previous model had (the head may have grown since)."""
     width = previous_logits.shape[1]
-    return o.kd_weight * kd_loss(logits[:, :width], previous_logits, o.temperature)
+    t = DEFAULT_TEMPERATURE if o.temperature is None else o.temperature
+    return o.kd_weight * kd_loss(logits[:, :width], previous_logits, t)
 
 
 @register_strategy("lwf")

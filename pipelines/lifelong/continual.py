@@ -36,7 +36,7 @@ from kdcore.lifelong.remember import remember
 from kdcore.text.tokenizer import Tokenizer
 from kdcore.train import TrainSettings
 from pipelines.checkpoint import load_model, read_checkpoint, save_model
-from pipelines.config import RetrainSection
+from pipelines.config import RetrainSection, former_retrain_keys_moved
 from pipelines.gate import Candidate, eval_digest
 from pipelines.lifelong import lineage as tags
 from pipelines.lifelong.heatmap import save_heatmap
@@ -47,6 +47,7 @@ from pipelines.lifelong.strategies import learn_task, strategy_options
 from pipelines.lifelong.token_width import to_width
 from pipelines.model_card import retrain_card
 from pipelines.onnx_export import log_export
+from pipelines.overrides import merge
 from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
 from pipelines.run_liveness import liveness_tags
 from pipelines.stream import pipeline_batches
@@ -106,7 +107,11 @@ def pipeline_lock(store_dir: str, pipeline: str) -> Iterator[None]:
 
 
 def retrain_settings(lineage: Lineage, changes: dict | None) -> RetrainSection:
-    return RetrainSection.model_validate({**lineage.cfg.retrain.model_dump(), **(changes or {})})
+    """The lineage's retrain section with `changes` on top, option by option (a strategy's section is not replaced
+    whole)."""
+    return RetrainSection.model_validate(
+        merge(lineage.cfg.retrain.model_dump(), former_retrain_keys_moved(changes or {}))
+    )
 
 
 def retrain_pipeline(
@@ -198,15 +203,7 @@ def image_inputs(pre: ImagePreprocessing, x: torch.Tensor) -> torch.Tensor:
 
 
 def strategy_for(settings: RetrainSection, state: dict | None, role: str, model, learned: Split, temperature: float):
-    options = strategy_options(
-        settings.strategy,
-        buffer_size=settings.buffer_size,
-        alpha=settings.alpha,
-        beta=settings.beta,
-        replay_batch_size=settings.replay_batch_size,
-        temperature=temperature,
-    )
-    strategy = build_strategy(settings.strategy, **options)
+    strategy = build_strategy(settings.strategy, **strategy_options(settings, temperature))
     saved = (state or {}).get(f"{role}_strategy")
     if saved is not None and saved.get("name") == settings.strategy:
         strategy.load_state_dict(saved)  # carried from version to version (the DER++ buffer)

@@ -20,7 +20,7 @@ import yaml
 
 from kdcore.data import DataBundle
 from pipelines.checkpoint import read_checkpoint
-from pipelines.config import PipelineConfig
+from pipelines.config import FORMER_RETRAIN_KEYS, PipelineConfig, RetrainSection
 from pipelines.stream import StreamError
 from pipelines.stream.readers import BatchError, RawBatch
 
@@ -139,10 +139,12 @@ def config_from_params(params: dict[str, str]) -> PipelineConfig:
                 fits = False
                 break
             model, node = f.annotation, node.setdefault(part, {})
-        if not fits or leaf not in getattr(model, "model_fields", {}):
+        former = model is RetrainSection and leaf in FORMER_RETRAIN_KEYS  # a lineage registered before they moved
+        if not fits or (leaf not in getattr(model, "model_fields", {}) and not former):
             continue  # params other stages add (data.digest, best.*, model.parameters)
         value = yaml.safe_load(text) if text != "" else None
-        if model.model_fields[leaf].annotation is str and not isinstance(value, str) and value is not None:
+        field = model.model_fields.get(leaf)  # None: a former key, moved by the section's own validator
+        if field is not None and field.annotation is str and not isinstance(value, str) and value is not None:
             value = text  # a name that looks like a number stays a name
         node[leaf] = value
     try:

@@ -1,4 +1,4 @@
-"""The retraining config's strategy fields under each strategy's own option names, and one task learned through fit."""
+"""A retraining's strategy options from its config section, and one task learned through fit."""
 
 from __future__ import annotations
 
@@ -10,22 +10,17 @@ from kdcore.distill.kd import KD
 from kdcore.lifelong.base import Strategy
 from kdcore.soft_targets import SoftTargets
 from kdcore.train import TrainSettings, fit
+from pipelines.config import RetrainSection
 
 
-def strategy_options(
-    name: str, *, buffer_size: int, alpha: float, beta: float, replay_batch_size: int, temperature: float
-) -> dict:
-    """`alpha` is DER++'s logit weight and LwF's KD weight; `beta` DER++'s label weight."""
-    if name == "derpp":
-        return {
-            "buffer_size": buffer_size,
-            "logit_weight": alpha,
-            "label_weight": beta,
-            "replay_batch_size": replay_batch_size,
-        }
-    if name == "lwf":
-        return {"kd_weight": alpha, "temperature": temperature}
-    return {}
+def strategy_options(settings: RetrainSection, temperature: float) -> dict:
+    """The options of `settings.strategy` from its section retrain.<strategy>; an LwF temperature left empty is the
+    model's own distillation temperature."""
+    section = getattr(settings, settings.strategy, None)
+    options = section.model_dump() if section is not None else {}
+    if "temperature" in options and options["temperature"] is None:
+        options["temperature"] = temperature
+    return options
 
 
 def learn_task(

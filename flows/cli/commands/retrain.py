@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from flows.cli.commands._lifelong import lifelong_errors, print_pipeline_result, write_output
+from pipelines.config import STRATEGY_NAMES
 
 
 def add_parser(commands) -> None:
@@ -22,7 +23,7 @@ def add_parser(commands) -> None:
         help="continual (a lifelong strategy on the new batches) or refit (the pipeline on all the data); "
         "default: retrain.policy",
     )
-    retrain.add_argument("--strategy", choices=("finetune", "lwf", "derpp", "joint"), help="default: retrain.strategy")
+    retrain.add_argument("--strategy", choices=STRATEGY_NAMES, help="default: retrain.strategy")
     retrain.add_argument("--mode", choices=("teacher_student", "student_only"), help="default: retrain.mode")
     retrain.add_argument("--tolerance", type=float, help="accuracy a new version may lose (default: retrain.tolerance)")
     retrain.add_argument(
@@ -31,7 +32,7 @@ def add_parser(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="another setting: retrain.KEY (e.g. retrain.buffer_size=500; repeatable)",
+        help="another setting: retrain.KEY (e.g. retrain.derpp.buffer_size=500; repeatable)",
     )
     retrain.add_argument("--output", type=Path, help="write the results as JSON to this file")
     retrain.set_defaults(handler=lifelong_errors(run_retrain))
@@ -39,19 +40,21 @@ def add_parser(commands) -> None:
 
 def pipeline_changes(args) -> dict:
     """retrain.* settings from the options; validated before any work."""
-    from pipelines.config import RetrainSection
+    from pipelines.config import ConfigError, apply_override, former_retrain_keys_moved, validate
+    from pipelines.overrides import merge
 
-    options = ("policy", "strategy", "mode", "tolerance")
-    changes = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
+    tree: dict = {}
     for item in args.overrides:
-        key, sep, value = item.partition("=")
-        field = key.removeprefix("retrain.")
-        if not sep or not key.startswith("retrain.") or field not in RetrainSection.model_fields:
-            raise ValueError(
-                f"--set {item!r}: expected retrain.KEY=VALUE with KEY one of {sorted(RetrainSection.model_fields)}"
-            )
-        changes[field] = value
-    RetrainSection.model_validate(changes)
+        if not item.startswith("retrain."):
+            raise ValueError(f"--set {item!r}: expected retrain.KEY=VALUE, e.g. retrain.derpp.buffer_size=500")
+        apply_override(tree, item)
+    options = ("policy", "strategy", "mode", "tolerance")
+    given = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
+    changes = merge(former_retrain_keys_moved(tree.get("retrain", {})), given)
+    try:
+        validate({"retrain": changes})
+    except ConfigError as e:  # it names the first bad setting
+        raise ValueError(str(e).removeprefix("invalid config: ")) from None
     return changes
 
 

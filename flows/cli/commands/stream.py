@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from flows.cli.commands._lifelong import lifelong_errors, print_pipeline_result, write_output
+from pipelines.config import STRATEGY_NAMES
 
 
 def add_parser(commands) -> None:
@@ -24,7 +25,7 @@ def add_parser(commands) -> None:
     simulate.add_argument("--tasks", type=int, default=5, help="class-incremental tasks (default 5)")
     simulate.add_argument("--limit", type=int, help="at most this many training images per task (quick runs)")
     simulate.add_argument("--store", default="mlruns", help="stream store and MLflow root (default: mlruns)")
-    simulate.add_argument("--strategy", choices=("finetune", "lwf", "derpp", "joint"), help="default: retrain.strategy")
+    simulate.add_argument("--strategy", choices=STRATEGY_NAMES, help="default: retrain.strategy")
     simulate.add_argument("--tolerance", type=float, help="default: retrain.tolerance")
     simulate.add_argument(
         "--set",
@@ -32,7 +33,7 @@ def add_parser(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any pipeline setting, e.g. --set retrain.buffer_size=500 (repeatable)",
+        help="any pipeline setting, e.g. --set retrain.derpp.buffer_size=500 (repeatable)",
     )
     simulate.add_argument("--output", type=Path, help="write each retraining's result as JSON to this file")
     simulate.add_argument("--seed", type=int, default=0, help="seed of the per-task image sample (--limit)")
