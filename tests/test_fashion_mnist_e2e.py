@@ -29,6 +29,8 @@ def test_fashion_mnist_preset_runs_on_the_real_files(kdflow, tmp_path):
         "tune.n_trials=2",
         "--set",
         "tune.epochs=1",
+        "--set",
+        "evaluate.timing_seconds=0.2",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train': 1000, 'val': 6000, 'test': 10000" in proc.stderr  # 10 % of 60,000 held out; the official test set

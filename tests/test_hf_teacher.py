@@ -65,6 +65,7 @@ def test_a_local_hf_model_is_fine_tuned_and_distilled_into_fasttext(tmp_path, kd
         "run", "--preset", "text_csv", *hf_settings(tmp_path / "tiny-bert", data),
         *("--set", "teacher.train.epochs=2", "--set", "teacher.train.lr=0.0005", "--set", "student.train.epochs=2"),
         *("--set", "tune.n_trials=1", "--set", "tune.epochs=1", "--set", "runtime.device=cpu"),
+        *("--set", "evaluate.timing_seconds=0.2"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert summary["models"]["teacher"]["arch"] == "hf" and summary["models"]["student"]["arch"] == "fasttext"

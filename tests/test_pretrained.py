@@ -171,6 +171,7 @@ def test_a_local_checkpoint_is_fine_tuned_and_distilled_through_the_pipeline(tmp
         *("--set", "teacher.train.epochs=2", "--set", "teacher.train.batch_size=8"),
         *("--set", "teacher.train.freeze_backbone_epochs=1", "--set", "student.arch=resnet8"),
         *("--set", "student.train.epochs=2", "--set", "tune.n_trials=1", "--set", "tune.epochs=1"),
+        *("--set", "evaluate.timing_seconds=0.2"),
         *("--set", "runtime.device=cpu"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
