@@ -91,10 +91,10 @@ def load_flipped_digits(req):
 CHECK = """
 import optuna, torch
 from typing import get_args
-from pipelines.config import DatasetName, MethodName, PipelineConfig, load_config
-from pipelines.methods import build_method
-from pipelines.overrides import ConfigOverrides
-from pipelines.tuning import search
+from pipelines.config.schema import DatasetName, MethodName, PipelineConfig, load_config
+from pipelines.config.methods import build_method
+from pipelines.config.overrides import ConfigOverrides
+from pipelines.tuning.study import search
 from kdcore.datasets import load_dataset
 from kdcore.models import build_model
 from kdcore.soft_targets import SoftTargets

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from kdcore.distill.kd import kd_loss
+from kdcore.forward_mode import ForwardMode
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.registry import register_strategy
-from kdcore.speed import ForwardMode
 
 
 @dataclass(frozen=True)

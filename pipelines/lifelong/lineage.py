@@ -19,8 +19,8 @@ import torch
 import yaml
 
 from kdcore.data import DataBundle
-from pipelines.checkpoint import read_checkpoint
-from pipelines.config import PipelineConfig
+from pipelines.cache.checkpoint import read_checkpoint
+from pipelines.config.schema import PipelineConfig
 from pipelines.stream import StreamError
 from pipelines.stream.readers import BatchError, RawBatch
 

@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
 
 def pipeline_changes(args) -> dict:
     """retrain.* settings from the options; validated before any work."""
-    from pipelines.config import RetrainSection
+    from pipelines.config.schema import RetrainSection
 
     options = ("policy", "strategy", "mode", "tolerance")
     changes = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
