@@ -35,9 +35,8 @@ from private_store import private_store  # noqa: E402
 
 from kdcore.data import DataBundle  # noqa: E402
 from kdcore.models import count_parameters  # noqa: E402
-from pipelines.cache import cache_dir  # noqa: E402
-from pipelines.config import COSTS, load_config  # noqa: E402
-from pipelines.pareto_front import choose  # noqa: E402
+from pipelines.cache.keys import cache_dir  # noqa: E402
+from pipelines.config.schema import COSTS, load_config  # noqa: E402
 from pipelines.stages import (  # noqa: E402
     compute_teacher_logits,
     distill_final,
@@ -47,9 +46,10 @@ from pipelines.stages import (  # noqa: E402
     train_teacher,
     tune_student,
 )
-from pipelines.student_cost import build_student, latency_ms, one_sample  # noqa: E402
-from pipelines.tracking import setup_experiment  # noqa: E402
-from pipelines.tuning import STUDENT_KEYS, chosen_student, final_student, open_study  # noqa: E402
+from pipelines.tracking.runs import setup_experiment  # noqa: E402
+from pipelines.tuning.pareto_front import choose  # noqa: E402
+from pipelines.tuning.student_cost import build_student, latency_ms, one_sample  # noqa: E402
+from pipelines.tuning.study import STUDENT_KEYS, chosen_student, final_student, open_study  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FIGURES = HERE / "figures"

@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mlflow  # noqa: E402
 from private_store import private_store  # noqa: E402
 
-import pipelines.tune_worker  # noqa: E402
+import pipelines.tuning.worker  # noqa: E402
 from kdcore.soft_targets import SoftTargets  # noqa: E402
-from pipelines.checkpoint import load_model  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
+from pipelines.cache.checkpoint import load_model  # noqa: E402
+from pipelines.config.schema import load_config  # noqa: E402
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student  # noqa: E402
-from pipelines.teacher_targets import teacher_targets  # noqa: E402
-from pipelines.tracking import setup_experiment  # noqa: E402
+from pipelines.teachers.teacher_targets import teacher_targets  # noqa: E402
+from pipelines.tracking.runs import setup_experiment  # noqa: E402
 
 
 def online_teacher(bundle, teacher_checkpoint, logits_path, need_model=False) -> SoftTargets:
@@ -50,15 +50,15 @@ def run_arm(arm: str, cfg, data, teacher, parent_id: str) -> tuple[float, float,
     started = time.perf_counter()
     if arm == "cached":
         logits_path = compute_teacher_logits(cfg, data, teacher)
-        pipelines.tune_worker.teacher_targets = teacher_targets
+        pipelines.tuning.worker.teacher_targets = teacher_targets
     else:
         logits_path = ""
-        pipelines.tune_worker.teacher_targets = online_teacher
+        pipelines.tuning.worker.teacher_targets = online_teacher
     cache_seconds = time.perf_counter() - started
     try:
         result = tune_student(cfg, data, teacher, logits_path, parent_id)
     finally:
-        pipelines.tune_worker.teacher_targets = teacher_targets
+        pipelines.tuning.worker.teacher_targets = teacher_targets
     seconds = time.perf_counter() - started
     if arm == "cached":
         Path(logits_path).unlink()  # the next cached repetition pays for building it again

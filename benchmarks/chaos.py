@@ -1,5 +1,5 @@
 """Seeded chaos: kill `kdflow run`, `kdflow ingest` and `kdflow retrain --pipeline` at random moments, run the same
-command again, and check the stores after every step (pipelines/store_integrity.py).
+command again, and check the stores after every step (pipelines/stores/integrity.py).
 
 Each kill is SIGKILL (the command's whole process group: its tuning workers and temporary Prefect server die with
 it, as when a container is killed) or SIGTERM (the command alone, as `kill PID`; it must stop its workers itself and
@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.store_integrity import check_store  # noqa: E402
+from pipelines.stores.integrity import check_store  # noqa: E402
 
 PIPELINE = "digits"
 SMALL = {

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mlflow  # noqa: E402
 
-from pipelines.config import load_config  # noqa: E402
+from pipelines.config.schema import load_config  # noqa: E402
 from pipelines.stages import (  # noqa: E402
     compute_teacher_logits,
     distill_final,
@@ -35,7 +35,7 @@ from pipelines.stages import (  # noqa: E402
     train_teacher,
     tune_student,
 )
-from pipelines.tracking import setup_experiment  # noqa: E402
+from pipelines.tracking.runs import setup_experiment  # noqa: E402
 
 # The two students of the table: extra overrides on top of the preset.
 STUDENTS = {

@@ -5,8 +5,8 @@
 
 Checks, each a subprocess with its own time limit, in this order:
   environment         torch, CUDA, the GPUs, bf16 support, NCCL
-  cuda_tests          the CUDA tests of tests/test_speed.py (skipped without a GPU; they are collected anyway)
-  ddp_teacher         pipelines.ddp_teacher.launch: torchrun, one rank per GPU, NCCL (dry run: 2 CPU ranks, gloo)
+  cuda_tests          the CUDA tests of tests/test_forward_mode.py (skipped without a GPU; they are collected anyway)
+  ddp_teacher         pipelines.training.ddp_teacher.launch: torchrun, a rank per GPU, NCCL (dry run: 2 CPU ranks, gloo)
   loop_vs_plain_fp32  benchmarks/loop_vs_plain.py in float32
   loop_vs_plain_bf16  ... under bf16 autocast + channels-last
   time_to_accuracy    benchmarks/time_to_accuracy.py, fp32 and bf16 + channels-last side by side
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = 1
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")
-CUDA_TESTS = "cuda or gpu"  # -k selection of tests/test_speed.py's GPU-only tests (all carry one of the words)
+CUDA_TESTS = "cuda or gpu"  # -k selection of tests/test_forward_mode.py's GPU-only tests (all carry one of the words)
 BF16 = ["--precision", "bf16", "--channels-last", "true"]
 FP32 = ["--precision", "fp32", "--channels-last", "false"]
 
@@ -112,15 +112,15 @@ def table_rows(output: str) -> list[str]:
 
 
 def ddp_teacher(nproc: int, backend: str, device: str, epochs: int, folder: str) -> None:
-    """One torchrun teacher training through pipelines.ddp_teacher.launch; prints a JSON line of its figures."""
+    """One torchrun teacher training through pipelines.training.ddp_teacher.launch; prints its figures as JSON."""
     import mlflow
 
     from kdcore.data import DataBundle
     from kdcore.evaluate import evaluate
-    from pipelines.checkpoint import load_model
-    from pipelines.config import load_config
-    from pipelines.ddp_teacher import launch
+    from pipelines.cache.checkpoint import load_model
+    from pipelines.config.schema import load_config
     from pipelines.stages import prepare_data
+    from pipelines.training.ddp_teacher import launch
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
@@ -172,7 +172,7 @@ def checks(a: argparse.Namespace, info: dict, scratch: str) -> list[dict]:
     r = add(
         run_check(
             "cuda_tests",
-            [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests/test_speed.py", "-k", CUDA_TESTS],
+            [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests/test_forward_mode.py", "-k", CUDA_TESTS],
             min(left(), 300),
         )
     )

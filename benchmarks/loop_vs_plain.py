@@ -37,7 +37,7 @@ from kdcore.distill import LabelsOnly  # noqa: E402
 from kdcore.models import build_model, count_parameters  # noqa: E402
 from kdcore.train import TrainSettings, fit, make_optimizer, make_schedule  # noqa: E402
 
-# The fashion_mnist preset's student and teacher (pipelines/presets/fashion_mnist.yaml), copied to stay kdcore-only.
+# The fashion_mnist preset's student and teacher (pipelines/config/presets/fashion_mnist.yaml), copied: kdcore-only.
 ROWS = {
     "student mlp(64)": dict(arch="mlp", width=64, batch_size=128, lr=3e-3, weight_decay=1e-4),
     "teacher cnn_medium(32)": dict(arch="cnn_medium", width=32, batch_size=128, lr=3e-3, weight_decay=5e-4),

@@ -153,9 +153,9 @@ def run_plain_stages(result_path: str, preset: str, overrides: list[str]) -> Non
     mlflow_seconds = count_mlflow_time(mlflow, MlflowClient)
     from kdcore.device import resolve_device
     from pipelines import stages
-    from pipelines.config import load_config
-    from pipelines.summary import PipelineSummary
-    from pipelines.tracking import loggable_params, setup_experiment
+    from pipelines.config.schema import load_config
+    from pipelines.tracking.runs import loggable_params, setup_experiment
+    from pipelines.tracking.summary import PipelineSummary
 
     cfg = load_config(preset, overrides)
     device = str(resolve_device(cfg.runtime.device))

@@ -44,7 +44,7 @@ import mlflow  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from kdcore.data.fashion_mnist import DEFAULT_ROOT, load_fashion_mnist_arrays  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
+from pipelines.config.schema import load_config  # noqa: E402
 from pipelines.stages import (  # noqa: E402
     compute_teacher_logits,
     distill_final,
@@ -54,7 +54,7 @@ from pipelines.stages import (  # noqa: E402
     train_teacher,
     tune_student,
 )
-from pipelines.tracking import setup_experiment  # noqa: E402
+from pipelines.tracking.runs import setup_experiment  # noqa: E402
 
 CLASSES = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mlflow  # noqa: E402
 from private_store import private_store  # noqa: E402
 
-from pipelines.config import load_config  # noqa: E402
+from pipelines.config.schema import load_config  # noqa: E402
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student  # noqa: E402
-from pipelines.tracking import setup_experiment  # noqa: E402
-from pipelines.tuning import open_study  # noqa: E402
+from pipelines.tracking.runs import setup_experiment  # noqa: E402
+from pipelines.tuning.study import open_study  # noqa: E402
 
 PRUNERS = ("none", "median", "hyperband")
 

@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kdcore.datasets import load_dataset  # noqa: E402
 from kdcore.device import resolve_device  # noqa: E402
 from kdcore.models import count_parameters  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
-from pipelines.model_timing import device_name, weights_megabytes  # noqa: E402
-from pipelines.onnx_export import export_example, export_onnx, model_inputs, parity  # noqa: E402
+from pipelines.config.schema import load_config  # noqa: E402
+from pipelines.registry.onnx_export import export_example, export_onnx, model_inputs, parity  # noqa: E402
 from pipelines.stages.evaluate import TimedInputs  # noqa: E402
-from pipelines.training import initial_model  # noqa: E402
+from pipelines.tracking.model_timing import device_name, weights_megabytes  # noqa: E402
+from pipelines.training.model_run import initial_model  # noqa: E402
 
 
 def onnx_latency_ms(path: Path, one: torch.Tensor, seconds: float) -> float:

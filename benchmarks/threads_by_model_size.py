@@ -1,4 +1,4 @@
-"""Does a second torch thread speed up training, by model size? The evidence for pipelines/threads.py's
+"""Does a second torch thread speed up training, by model size? The evidence for pipelines/training/threads.py's
 SMALL_MODEL_PARAMETERS (below it, `runtime.threads=auto` takes one thread).
 
     OMP_NUM_THREADS=1 nice python benchmarks/threads_by_model_size.py      # ~3 minutes on a 2-core box

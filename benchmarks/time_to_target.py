@@ -45,8 +45,7 @@ import mlflow  # noqa: E402
 from kdcore.data.fashion_mnist import load_fashion_mnist_arrays  # noqa: E402
 from kdcore.distill.kd import kd_loss  # noqa: E402
 from kdcore.models import build_model  # noqa: E402
-from pipelines.config import PipelineConfig, load_config  # noqa: E402
-from pipelines.refit import refits  # noqa: E402
+from pipelines.config.schema import PipelineConfig, load_config  # noqa: E402
 from pipelines.stages import (  # noqa: E402
     compute_teacher_logits,
     distill_final,
@@ -57,7 +56,8 @@ from pipelines.stages import (  # noqa: E402
     train_teacher,
     tune_student,
 )
-from pipelines.tracking import setup_experiment  # noqa: E402
+from pipelines.tracking.runs import setup_experiment  # noqa: E402
+from pipelines.training.refit import refits  # noqa: E402
 
 
 def uptime() -> str:

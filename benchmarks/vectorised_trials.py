@@ -54,10 +54,10 @@ from kdcore.models import build_model  # noqa: E402
 from kdcore.soft_targets import SoftTargets  # noqa: E402
 from kdcore.stacked import StackedModels  # noqa: E402
 from kdcore.train import TrainSettings, fit  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
+from pipelines.config.schema import load_config  # noqa: E402
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student  # noqa: E402
-from pipelines.tracking import setup_experiment  # noqa: E402
-from pipelines.tuning import storage_url  # noqa: E402
+from pipelines.tracking.runs import setup_experiment  # noqa: E402
+from pipelines.tuning.study import storage_url  # noqa: E402
 
 
 def digits_studies(seeds: list[int], group: int, trials: int, epochs: int) -> None:

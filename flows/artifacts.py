@@ -12,8 +12,7 @@ from prefect.artifacts import (
 )
 
 from flows.local_ui import DEFAULT_MLFLOW_PORT, HOST
-from pipelines.progress import ProgressListener
-from pipelines.summary import (
+from pipelines.tracking.summary import (
     champion_sentence,
     choice_sentence,
     evidence_sentence,
@@ -21,6 +20,7 @@ from pipelines.summary import (
     nothing_to_distil_sentence,
     speed_cells,
 )
+from pipelines.training.progress import ProgressListener
 
 
 def mlflow_ui(tracking_uri: str | None) -> str | None:

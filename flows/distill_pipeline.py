@@ -16,21 +16,21 @@ from pydantic.json_schema import SkipJsonSchema
 from flows.artifacts import TrialProgressArtifact, publish_summary, publish_trials, run_url
 from flows.masked_errors import credentials_masked, masking_credentials
 from flows.retries import RETRIES, RETRY_DELAYS_SECONDS, retry_on_transient
-from flows.tune_workers import worker_launcher
+from flows.tune_worker_deployment import worker_launcher
 from kdcore.device import resolve_device
 from pipelines import stages
-from pipelines.dataset_input import log_dataset
-from pipelines.overrides import ConfigOverrides, EmptiableField, PresetName, resolve_config
-from pipelines.progress import listening
-from pipelines.run_liveness import liveness_tags
-from pipelines.summary import PipelineSummary
-from pipelines.threads import threads_for_run, use_threads
-from pipelines.tracking import loggable_params, redact, setup_experiment, tracking_uri
-from pipelines.tuning import final_student, searches_size, trial_rows
+from pipelines.config.overrides import ConfigOverrides, EmptiableField, PresetName, resolve_config
+from pipelines.tracking.dataset_input import log_dataset
+from pipelines.tracking.run_liveness import liveness_tags
+from pipelines.tracking.runs import loggable_params, redact, setup_experiment, tracking_uri
+from pipelines.tracking.summary import PipelineSummary
+from pipelines.training.progress import listening
+from pipelines.training.threads import threads_for_run, use_threads
+from pipelines.tuning.study import final_student, searches_size, trial_rows
 
 
 def stage_task(fn, name: str, gpu: bool = False):
-    # Stages cache on content themselves (pipelines/cache.py), so Prefect's own cache stays off.
+    # Stages cache on content themselves (pipelines/cache/keys.py), so Prefect's own cache stays off.
     # Transient failures (tracking server away, SQLite busy) are retried; user errors are not.
     return task(
         masking_credentials(fn),
@@ -85,7 +85,7 @@ def distill_pipeline(
     """Prepare data, train the teacher and a labels-only baseline, tune and distil the student, evaluate, register.
 
     Args:
-        preset: The preset the run starts from (pipelines/presets/NAME.yaml).
+        preset: The preset the run starts from (pipelines/config/presets/NAME.yaml).
         config: Fields to change from the preset; an empty field keeps the preset's value.
         clear: Fields to empty, e.g. student.width (the model's default); a field left empty keeps the preset's.
     """

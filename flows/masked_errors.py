@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flows.retries import is_transient
-from pipelines.credentials import CredentialsMasked, carries_credentials, mask_credentials_in_logs
+from pipelines.stores.credentials import CredentialsMasked, carries_credentials, mask_credentials_in_logs
 
 
 @contextmanager

@@ -16,9 +16,9 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.stream_events import ARRIVED, RESOURCE_PREFIX
-from pipelines.config import RetrainSection
+from pipelines.config.overrides import overrides_model, set_fields
+from pipelines.config.schema import RetrainSection
 from pipelines.lifelong.continual import PipelineRetrainResult, retrain_pipeline
-from pipelines.overrides import overrides_model, set_fields
 from pipelines.stream import StreamStore, stream_names
 
 DEPLOYMENT_NAME = "retrain-pipeline"

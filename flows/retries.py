@@ -10,7 +10,7 @@ import requests
 from mlflow.exceptions import MlflowException
 
 from kdcore.data import DataError
-from pipelines.config import ConfigError
+from pipelines.config.schema import ConfigError
 
 RETRIES = 2
 RETRY_DELAYS_SECONDS = [5, 30]

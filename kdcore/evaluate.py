@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdcore.data.bundle import Split
-from kdcore.speed import ForwardMode
+from kdcore.forward_mode import ForwardMode
 
 
 @torch.no_grad()

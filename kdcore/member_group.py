@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from kdcore.data.bundle import Split
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.members import MemberLosses
+from kdcore.forward_mode import ForwardMode
 from kdcore.member_optim import MemberOptimizer
-from kdcore.speed import ForwardMode
 from kdcore.stacked import StackedModels
 
 

@@ -2,7 +2,7 @@
 
 A method's options are a frozen dataclass whose fields are made with `option(...)` (a default, its valid bounds and
 what it does) or `tuned(...)` (also the range a search tries). The pipeline's config sections, the Prefect form's
-fields and the Optuna search space are derived from these declarations (pipelines/config.py), so a new method is
+fields and the Optuna search space are derived from these declarations (pipelines/config/schema.py), so a new method is
 one file: its loss, its options, its registration.
 """
 

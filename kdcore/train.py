@@ -16,10 +16,10 @@ from kdcore.data.view import InputView
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.members import MemberLosses
 from kdcore.evaluate import evaluate
+from kdcore.forward_mode import ForwardMode, forward_mode
 from kdcore.lifelong.base import Strategy
 from kdcore.member_group import MemberGroup
 from kdcore.soft_targets import SoftTargets
-from kdcore.speed import ForwardMode, forward_mode
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 NORMALISE_ONCE_BYTES = 1 << 30  # a float32 copy of an un-augmented train split up to this size is made once per fit

@@ -10,14 +10,14 @@ import tempfile
 from pathlib import Path
 
 from kdcore.datasets import load_dataset
-from pipelines.config import ConfigError, PipelineConfig
-from pipelines.method_fit import check_methods_fit
-from pipelines.pretrained import check_pretrained
-from pipelines.size_search_fit import check_size_search
+from pipelines.config.schema import ConfigError, PipelineConfig
 from pipelines.stages.prepare_data import check_teacher_fits
-from pipelines.store_reachability import check_stores_reachable
-from pipelines.tracking import redact, tracking_uri
-from pipelines.tuning import (
+from pipelines.stores.reachability import check_stores_reachable
+from pipelines.teachers.pretrained import check_pretrained
+from pipelines.tracking.runs import redact, tracking_uri
+from pipelines.tuning.method_fit import check_methods_fit
+from pipelines.tuning.size_search_fit import check_size_search
+from pipelines.tuning.study import (
     defaults,
     inside_ranges,
     searched_methods,

@@ -11,12 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.cli import main
-from pipelines import student_cost
-from pipelines.config import ConfigError, load_config
-from pipelines.method_fit import check_methods_fit
-from pipelines.pareto_front import BudgetUnreachable, non_dominated, points_of
+from pipelines.config.schema import ConfigError, load_config
 from pipelines.preflight import check_search
-from pipelines.size_search_fit import check_size_search
 from pipelines.stages import (
     compute_teacher_logits,
     distill_final,
@@ -27,7 +23,11 @@ from pipelines.stages import (
     train_teacher,
     tune_student,
 )
-from pipelines.tuning import final_student
+from pipelines.tuning import student_cost
+from pipelines.tuning.method_fit import check_methods_fit
+from pipelines.tuning.pareto_front import BudgetUnreachable, non_dominated, points_of
+from pipelines.tuning.size_search_fit import check_size_search
+from pipelines.tuning.study import final_student
 
 State = optuna.trial.TrialState
 BASE = ["teacher.arch=cnn_small", "teacher.train.epochs=1", "runtime.device=cpu", "student.train.epochs=2"]

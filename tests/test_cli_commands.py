@@ -13,7 +13,7 @@ from kdcore.datasets import DATASETS
 from kdcore.distill import DISTILLERS
 from kdcore.lifelong import STRATEGIES
 from kdcore.models import MODELS
-from pipelines.config import load_config, preset_names
+from pipelines.config.schema import load_config, preset_names
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

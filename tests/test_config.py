@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.config import ConfigError, load_config
+from pipelines.config.schema import ConfigError, load_config
 
 
 def test_defaults_and_overrides_are_typed():
@@ -59,7 +59,7 @@ def test_cli_rejects_bad_config_with_exit_2_before_any_work(kdflow, tmp_path):
 
 def test_speed_settings_reach_the_training_loop():
     """Defaults keep the CPU path plain (auto = fp32, contiguous there); overrides land in TrainSettings."""
-    from pipelines.training import settings_for
+    from pipelines.training.model_run import settings_for
 
     cfg = load_config("digits", ["runtime.device=cpu"])
     s = settings_for(cfg.student.train, cfg)

@@ -15,7 +15,7 @@ def test_config_reference_is_current():
 
 
 def test_config_reference_lists_every_key_of_every_preset():
-    from pipelines.config import load_config, preset_names
+    from pipelines.config.schema import load_config, preset_names
 
     reference = (ROOT / "docs" / "config.md").read_text()
     for preset in preset_names():

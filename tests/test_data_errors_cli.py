@@ -5,7 +5,7 @@ import sqlite3
 import torch
 
 from kdcore.models import build_model
-from pipelines.checkpoint import save_model
+from pipelines.cache.checkpoint import save_model
 
 
 def finished_runs(tmp_path) -> list:

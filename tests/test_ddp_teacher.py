@@ -9,8 +9,8 @@ from kdcore.data import DataBundle
 from kdcore.data.bundle import Split
 from kdcore.distributed import shard
 from kdcore.evaluate import evaluate
-from pipelines.checkpoint import load_model
-from pipelines.config import load_config
+from pipelines.cache.checkpoint import load_model
+from pipelines.config.schema import load_config
 from pipelines.stages import prepare_data, train_teacher
 
 

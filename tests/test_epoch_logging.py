@@ -9,10 +9,10 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import load_config
+from pipelines.config.schema import load_config
 from pipelines.stages import compute_teacher_logits, prepare_data, train_baseline, train_teacher, tune_student
-from pipelines.tracking import EpochLogger, TrackingError
-from pipelines.tuning import defaults, warm_starts
+from pipelines.tracking.runs import EpochLogger, TrackingError
+from pipelines.tuning.study import defaults, warm_starts
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ import torch
 
 from kdcore.datasets import load_dataset
 from kdcore.models import build_model
-from pipelines.checkpoint import load_model, save_atomic, save_model
-from pipelines.config import ConfigError, PipelineConfig, validate
-from pipelines.onnx_export import ERROR_TAG, PARITY_GOAL
+from pipelines.cache.checkpoint import load_model, save_atomic, save_model
+from pipelines.config.schema import ConfigError, PipelineConfig, validate
+from pipelines.registry.onnx_export import ERROR_TAG, PARITY_GOAL
 from pipelines.results import PreparedData, TrainedModel
 from pipelines.stages import evaluate_models
-from pipelines.summary import evidence_sentence
+from pipelines.tracking.summary import evidence_sentence
 from tests.conftest import TINY, isolated_env
 
 NAME = "kdflow-digits-student"

@@ -10,8 +10,8 @@ import torch
 
 from kdcore.models import build_model, count_parameters
 from kdcore.models.text.ngrams import hashed_ngrams
-from pipelines.checkpoint import load_model, save_model
-from pipelines.config import load_config
+from pipelines.cache.checkpoint import load_model, save_model
+from pipelines.config.schema import load_config
 
 IDS = torch.tensor([[5, 6, 7, 8, 0, 0], [3, 0, 0, 0, 0, 0], [2, 3, 4, 5, 6, 7]])
 PRINT_BUCKETS = "import torch; from kdcore.models.text.ngrams import hashed_ngrams as h; print(h({}, 3, 1000).tolist())"

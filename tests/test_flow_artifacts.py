@@ -6,7 +6,7 @@ from rich.console import Console
 
 from flows.artifacts import run_link, summary_markdown
 from flows.cli.progress import progress_bars, wants_bars
-from pipelines.progress import report_epoch, report_trials
+from pipelines.training.progress import report_epoch, report_trials
 
 SUMMARY = {
     "pipeline": "digits",

@@ -1,5 +1,5 @@
-"""The one promotion gate (pipelines/gate.py) on a real SQLite MLflow store: each rule both ways, data that does
-not compare, losses that would add up, the labels-only baseline chosen over a worse KD student, and two
+"""The one promotion gate (pipelines/registry/gate.py) on a real SQLite MLflow store: each rule both ways, data that
+does not compare, losses that would add up, the labels-only baseline chosen over a worse KD student, and two
 registrations to one model at once."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import torch
 from kdcore.data import Split
 from kdcore.datasets import load_dataset
 from kdcore.models import build_model
-from pipelines.checkpoint import save_atomic, save_model
-from pipelines.config import ConfigError, PipelineConfig, validate
-from pipelines.gate import (
+from pipelines.cache.checkpoint import save_atomic, save_model
+from pipelines.config.schema import ConfigError, PipelineConfig, validate
+from pipelines.registry.gate import (
     DECISION_TAG,
     EVAL_ACC_TAG,
     EVAL_DIGEST_TAG,
@@ -29,10 +29,10 @@ from pipelines.gate import (
     promotion_lock,
     sqlite_path,
 )
-from pipelines.registry import register_version
+from pipelines.registry.registration import register_version
 from pipelines.results import Evaluation, PreparedData, TrainedModel, TuneResult
 from pipelines.stages.register import register_student
-from pipelines.summary import champion_sentence
+from pipelines.tracking.summary import champion_sentence
 
 NAME = "kdflow-gate-student"
 A, B = "a" * 16, "b" * 16  # two evaluation-data digests
@@ -206,8 +206,8 @@ def test_the_digest_of_the_evaluation_data_changes_with_any_sample():
 def concurrent_registration(uri, model_uri, acc, lock_kind, entered, go, results):
     """One process registering to NAME. `entered`: set inside the lock, then the registration dawdles so the
     other process asks while the lock is held (without a lock, both would decide on an empty registry)."""
-    import pipelines.gate as gate
-    import pipelines.registry as registry
+    import pipelines.registry.gate as gate
+    import pipelines.registry.registration as registry
 
     mlflow.set_tracking_uri(uri)
     mlflow.MlflowClient().search_registered_models()  # open the store now: its first use takes seconds

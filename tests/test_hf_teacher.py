@@ -14,9 +14,9 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from kdcore.data import DataBundle  # noqa: E402
-from pipelines.checkpoint import load_model, read_spec  # noqa: E402
-from pipelines.config import ConfigError, load_config  # noqa: E402
-from pipelines.pretrained import check_pretrained  # noqa: E402
+from pipelines.cache.checkpoint import load_model, read_spec  # noqa: E402
+from pipelines.config.schema import ConfigError, load_config  # noqa: E402
+from pipelines.teachers.pretrained import check_pretrained  # noqa: E402
 from tests.test_text_pipeline_e2e import COLUMNS, FILLER, NEGATIVE, POSITIVE, write_reviews  # noqa: E402
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

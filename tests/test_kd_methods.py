@@ -333,7 +333,7 @@ def test_registry_holds_every_method_and_rejects_unknown_names():
 def test_config_method_enum_is_the_registry():
     from typing import get_args
 
-    from pipelines.config import MethodName
+    from pipelines.config.schema import MethodName
 
     assert set(get_args(MethodName)) == set(DISTILLERS)
 

@@ -8,11 +8,11 @@ from mlflow.tracking import MlflowClient
 
 from kdcore.models import build_model, count_parameters
 from pipelines import stages
-from pipelines.checkpoint import load_model
-from pipelines.config import ConfigError, DistillConfig, load_config
+from pipelines.cache.checkpoint import load_model
+from pipelines.config.schema import ConfigError, DistillConfig, load_config
 from pipelines.results import TuneResult
-from pipelines.tracking import setup_experiment
-from pipelines.tuning import defaults
+from pipelines.tracking.runs import setup_experiment
+from pipelines.tuning.study import defaults
 from tests.conftest import TINY
 
 TERMS = {

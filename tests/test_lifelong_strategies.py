@@ -208,7 +208,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @pytest.mark.parametrize("name, options", STRATEGY_OPTIONS)
 def test_strategy_steps_never_wait_for_the_gpu(name, options):
     """The host waits for the GPU a few times per task (metrics, the replay plan), never once per step."""
-    from tests.test_speed import sync_warnings
+    from tests.test_forward_mode import sync_warnings
 
     def run(repeat: int):
         model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 6))

@@ -6,7 +6,7 @@ import torch
 from kdcore.models import MODELS, build_model, count_parameters
 from kdcore.models.registry import models_of
 from kdcore.models.torchvision_models import PRETRAINABLE
-from pipelines.config import ConfigError, load_config
+from pipelines.config.schema import ConfigError, load_config
 
 IMAGENET = PRETRAINABLE  # torchvision's ImageNet models
 

@@ -128,13 +128,13 @@ class Anchor(Strategy):
 CHECK = """
 import optuna, torch
 from typing import get_args
-from pipelines.config import DatasetName, MethodName, PipelineConfig, RetrainSection, load_config
+from pipelines.config.schema import DatasetName, MethodName, PipelineConfig, RetrainSection, load_config
 from pipelines.lifelong.strategies import learn_task, strategy_options
 from kdcore.lifelong import build_strategy
 from kdcore.data.bundle import Split
-from pipelines.methods import build_method
-from pipelines.overrides import ConfigOverrides
-from pipelines.tuning import search
+from pipelines.config.methods import build_method
+from pipelines.config.overrides import ConfigOverrides
+from pipelines.tuning.study import search
 from kdcore.datasets import load_dataset
 from kdcore.models import build_model
 from kdcore.soft_targets import SoftTargets

@@ -12,9 +12,9 @@ import torch
 
 from kdcore.data import DataBundle, Split
 from kdcore.models import build_model
-from pipelines.checkpoint import save_atomic, save_model
-from pipelines.config import PipelineConfig
-from pipelines.onnx_export import ERROR_TAG, PARITY_GOAL, export_onnx, parity, write_export
+from pipelines.cache.checkpoint import save_atomic, save_model
+from pipelines.config.schema import PipelineConfig
+from pipelines.registry.onnx_export import ERROR_TAG, PARITY_GOAL, export_onnx, parity, write_export
 from pipelines.results import Evaluation, PreparedData, TrainedModel, TuneResult
 from pipelines.stages import register_student
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipelines.config import ConfigError, PipelineConfig, load_config
-from pipelines.overrides import ConfigOverrides, PresetName, resolve_config, set_fields
+from pipelines.config.overrides import ConfigOverrides, PresetName, resolve_config, set_fields
+from pipelines.config.schema import ConfigError, PipelineConfig, load_config
 
 
 def test_partial_overrides_land_on_the_preset_like_cli_overrides():

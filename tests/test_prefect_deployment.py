@@ -283,7 +283,7 @@ def test_transient_failures_are_retried_by_prefect_and_user_errors_are_not(prefe
 
     from flows import distill_pipeline as pipeline
     from flows.retries import retry_on_transient
-    from pipelines.config import ConfigError
+    from pipelines.config.schema import ConfigError
 
     attempts = {"transient": 0, "user": 0}
 

@@ -19,8 +19,8 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import DeploymentUpdate
 
 from kdcore.models import build_model, count_parameters
-from pipelines.overrides import resolve_config
-from pipelines.tracking import loggable_params
+from pipelines.config.overrides import resolve_config
+from pipelines.tracking.runs import loggable_params
 from tests.conftest import ROOT, isolated_env
 from tests.test_prefect_deployment import DEPLOYMENT, free_port, kill_group, start, wait_until
 

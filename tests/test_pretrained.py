@@ -20,9 +20,9 @@ from kdcore.distill import LabelsOnly
 from kdcore.models.input_adapter import InputAdapter
 from kdcore.models.pretrained import cache_file
 from kdcore.train import TrainSettings, fit
-from pipelines.checkpoint import load_model, read_spec
-from pipelines.config import ConfigError, load_config
-from pipelines.pretrained import check_pretrained, pretrained_teacher
+from pipelines.cache.checkpoint import load_model, read_spec
+from pipelines.config.schema import ConfigError, load_config
+from pipelines.teachers.pretrained import check_pretrained, pretrained_teacher
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
 

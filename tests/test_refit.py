@@ -13,13 +13,13 @@ from kdcore.evaluate import predict_logits
 from kdcore.teacher_views import TeacherViews
 from kdcore.train import TrainSettings, fit
 from pipelines import stages
-from pipelines.checkpoint import load_model
-from pipelines.config import load_config
-from pipelines.refit import final_bundle, final_targets, refit_epochs, validation_outputs_path
+from pipelines.cache.checkpoint import load_model
+from pipelines.config.schema import load_config
 from pipelines.results import TuneResult
-from pipelines.teacher_targets import teacher_targets
-from pipelines.tracking import setup_experiment
-from pipelines.tuning import defaults
+from pipelines.teachers.teacher_targets import teacher_targets
+from pipelines.tracking.runs import setup_experiment
+from pipelines.training.refit import final_bundle, final_targets, refit_epochs, validation_outputs_path
+from pipelines.tuning.study import defaults
 
 SMALL = [
     "teacher.arch=cnn_small",

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.config import ConfigError, PipelineConfig, RetrainSection, load_config, validate
+from pipelines.config.schema import ConfigError, PipelineConfig, RetrainSection, load_config, validate
 from pipelines.lifelong.continual import retrain_settings
 from pipelines.lifelong.lineage import config_from_params
 from pipelines.lifelong.strategies import strategy_options

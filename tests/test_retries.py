@@ -11,7 +11,7 @@ from prefect.states import Failed
 
 from flows.retries import is_transient, retry_on_transient
 from kdcore.data import DataError
-from pipelines.config import ConfigError, load_config
+from pipelines.config.schema import ConfigError, load_config
 
 
 def unreachable_server_error() -> BaseException:

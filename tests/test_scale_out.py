@@ -86,7 +86,7 @@ def cluster(tmp_path_factory):
             timeout=120,
         )
         subprocess.run(
-            [sys.executable, "-m", "flows.tune_workers", "--pool", POOL],
+            [sys.executable, "-m", "flows.tune_worker_deployment", "--pool", POOL],
             env=env,
             cwd=ROOT,
             check=True,

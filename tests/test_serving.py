@@ -23,12 +23,12 @@ from PIL import Image
 from kdcore.data import DataBundle
 from kdcore.text.tokenizer import Tokenizer
 from pipelines import stages
-from pipelines.checkpoint import load_model
-from pipelines.config import load_config
-from pipelines.predict import PredictError, predict
-from pipelines.registry import eight_bit, png_base64
+from pipelines.cache.checkpoint import load_model
+from pipelines.config.schema import load_config
+from pipelines.registry.predict import PredictError, predict
+from pipelines.registry.registration import eight_bit, png_base64
 from pipelines.results import TuneResult
-from pipelines.tracking import setup_experiment
+from pipelines.tracking.runs import setup_experiment
 from tests.loopback_servers import Processes, free_port, wait_http
 from tests.test_text_pipeline_e2e import COLUMNS, write_reviews
 

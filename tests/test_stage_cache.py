@@ -2,8 +2,8 @@
 
 import os
 
-from pipelines.cache import cache_key
-from pipelines.config import load_config
+from pipelines.cache.keys import cache_key
+from pipelines.config.schema import load_config
 from pipelines.stages.prepare_data import source_stamp
 from pipelines.stages.train_teacher import teacher_cache_key
 

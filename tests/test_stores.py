@@ -6,10 +6,10 @@ import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import load_config
-from pipelines.stores import move_credentials_to_env
-from pipelines.tracking import loggable_params, redact
-from pipelines.tuning import OPTUNA_STORAGE_ENV, open_study, storage_url
+from pipelines.config.schema import load_config
+from pipelines.stores.shared import move_credentials_to_env
+from pipelines.tracking.runs import loggable_params, redact
+from pipelines.tuning.study import OPTUNA_STORAGE_ENV, open_study, storage_url
 
 
 def test_redact_removes_userinfo_and_query_passwords():

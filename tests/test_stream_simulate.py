@@ -11,8 +11,8 @@ from conftest import TINY
 
 from flows.cli import main
 from kdcore.train import make_optimizer, make_schedule
-from pipelines.config import load_config
-from pipelines.training import settings_for
+from pipelines.config.schema import load_config
+from pipelines.training.model_run import settings_for
 
 NAME = "kdflow-digits-student"
 

@@ -14,11 +14,11 @@ import torch
 from kdcore.data import DataBundle
 from kdcore.models import build_model
 from kdcore.teacher_views import TeacherViews
-from pipelines.checkpoint import load_model, save_model
-from pipelines.config import load_config
+from pipelines.cache.checkpoint import load_model, save_model
+from pipelines.config.schema import load_config
 from pipelines.results import TrainedModel
 from pipelines.stages import compute_teacher_logits, prepare_data
-from pipelines.teacher_targets import teacher_targets
+from pipelines.teachers.teacher_targets import teacher_targets
 
 
 def config(store, *overrides):

@@ -5,7 +5,7 @@ import torch
 
 from kdcore.models import MODELS, build_model, count_parameters
 from kdcore.models.text import TEXT_MODELS
-from pipelines.config import ConfigError, load_config
+from pipelines.config.schema import ConfigError, load_config
 
 IDS = torch.tensor(
     [

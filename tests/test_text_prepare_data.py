@@ -1,7 +1,7 @@
 """prepare_data on a text file: cached by config and by the file's content, vocabulary kept in the bundle."""
 
 from kdcore.data import DataBundle
-from pipelines.config import load_config
+from pipelines.config.schema import load_config
 from pipelines.stages.prepare_data import prepare_data
 from tests.test_text_pipeline_e2e import write_reviews
 

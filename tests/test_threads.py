@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import ConfigError, load_config
+from pipelines.config.schema import ConfigError, load_config
 from pipelines.stages import prepare_data
-from pipelines.threads import (
+from pipelines.training.threads import (
     PROCESSES_ENV,
     SMALL_MODEL_PARAMETERS,
     auto_threads,
@@ -52,10 +52,17 @@ def test_without_a_stated_count_the_kdflow_runs_on_the_host_are_counted(tmp_path
             101: ["python", "-m", "flows.cli", "run"],
             102: ["python", "-m", "flows.cli", "retrain", "--pipeline", "digits"],
             103: ["python", "-m", "flows.cli", "serve"],  # serves, does not train
-            104: ["python", "-m", "pipelines.tune_worker"],  # another run's local tuning worker
-            105: ["python", "-u", "-m", "pipelines.ddp_teacher", "/tmp/request.json"],  # a DDP rank
+            104: ["python", "-m", "pipelines.tuning.worker"],  # another run's local tuning worker
+            105: ["python", "-u", "-m", "pipelines.training.ddp_teacher", "/tmp/request.json"],  # a DDP rank
             106: ["python", "-m", "pytest", "tests/test_kdflow_ui.py"],
-            107: ["/usr/bin/python3", "-m", "torch.distributed.run", "--standalone", "-m", "pipelines.ddp_teacher"],
+            107: [
+                "/usr/bin/python3",
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "-m",
+                "pipelines.training.ddp_teacher",
+            ],
         },
     )
     assert kdflow_training_processes(proc) == {100, 101, 102, 104, 105}  # torchrun's agent only waits

@@ -12,9 +12,9 @@ import torch
 
 timm = pytest.importorskip("timm")
 
-from pipelines.checkpoint import load_model, read_spec  # noqa: E402
-from pipelines.config import ConfigError, load_config  # noqa: E402
-from pipelines.pretrained import check_pretrained  # noqa: E402
+from pipelines.cache.checkpoint import load_model, read_spec  # noqa: E402
+from pipelines.config.schema import ConfigError, load_config  # noqa: E402
+from pipelines.teachers.pretrained import check_pretrained  # noqa: E402
 from tests.test_pretrained import image_folder  # noqa: E402
 
 # What the saved weights say they were trained on: distinctive, so the test sees it was read.

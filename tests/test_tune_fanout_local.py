@@ -6,7 +6,7 @@ import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import load_config
+from pipelines.config.schema import load_config
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student
 
 State = optuna.trial.TrialState

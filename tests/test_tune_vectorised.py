@@ -13,13 +13,13 @@ from mlflow.tracking import MlflowClient
 
 from kdcore.datasets import load_dataset
 from kdcore.soft_targets import SoftTargets
-from pipelines.config import load_config
-from pipelines.group_heartbeat import GroupHeartbeat
+from pipelines.config.schema import load_config
 from pipelines.stages import compute_teacher_logits, prepare_data, train_teacher, tune_student
-from pipelines.training import settings_for
-from pipelines.tune_group import GroupRunner, group_size
-from pipelines.tune_worker import TuneJob, load_inputs, where
-from pipelines.tuning import open_study
+from pipelines.training.model_run import settings_for
+from pipelines.tuning.group_heartbeat import GroupHeartbeat
+from pipelines.tuning.study import open_study
+from pipelines.tuning.trial_group import GroupRunner, group_size
+from pipelines.tuning.worker import TuneJob, load_inputs, where
 
 State = optuna.trial.TrialState
 TINY = ["teacher.arch=cnn_small", "teacher.train.epochs=1", "runtime.device=cpu", "runtime.store_dir=store"]

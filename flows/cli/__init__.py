@@ -15,8 +15,8 @@ from importlib.metadata import version
 
 from flows.cli import commands as command_modules
 from flows.cli.log import setup_logging
-from pipelines.config import ConfigError
-from pipelines.credentials import CredentialsMasked, mask_credentials_in_logs
+from pipelines.config.schema import ConfigError
+from pipelines.stores.credentials import CredentialsMasked, mask_credentials_in_logs
 
 
 def command_names() -> list[str]:

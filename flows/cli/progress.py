@@ -9,7 +9,7 @@ from contextlib import contextmanager, nullcontext
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipelines.progress import ProgressListener, listening
+from pipelines.training.progress import ProgressListener, listening
 
 
 class ProgressBars(ProgressListener):

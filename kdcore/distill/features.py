@@ -12,7 +12,7 @@ from kdcore.data.bundle import Split
 from kdcore.distill.base import Batch, Distiller
 from kdcore.distill.hooks import FeatureTap
 from kdcore.distill.layers import LayerChoice, embedding_of, stages_of
-from kdcore.speed import ForwardMode
+from kdcore.forward_mode import ForwardMode
 
 
 @dataclass

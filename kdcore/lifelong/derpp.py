@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kdcore.forward_mode import ForwardMode
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.buffer import ReservoirBuffer
 from kdcore.lifelong.registry import register_strategy
 from kdcore.options import option
-from kdcore.speed import ForwardMode
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 
 from kdcore.distill.kd import kd_loss
+from kdcore.forward_mode import ForwardMode
 from kdcore.lifelong.base import Strategy
 from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.registry import register_strategy
 from kdcore.options import option
-from kdcore.speed import ForwardMode
 
 DEFAULT_TEMPERATURE = 2.0
 

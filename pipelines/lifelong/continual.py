@@ -35,9 +35,9 @@ from kdcore.lifelong.head import last_linear
 from kdcore.lifelong.remember import remember
 from kdcore.text.tokenizer import Tokenizer
 from kdcore.train import TrainSettings
-from pipelines.checkpoint import load_model, read_checkpoint, save_model
-from pipelines.config import RetrainSection, former_retrain_keys_moved
-from pipelines.gate import Candidate, eval_digest
+from pipelines.cache.checkpoint import load_model, read_checkpoint, save_model
+from pipelines.config.overrides import merge
+from pipelines.config.schema import RetrainSection, former_retrain_keys_moved
 from pipelines.lifelong import lineage as tags
 from pipelines.lifelong.heatmap import save_heatmap
 from pipelines.lifelong.lineage import Lineage, LineageError, original_data, rebuild_lineage, registered_name
@@ -45,13 +45,13 @@ from pipelines.lifelong.promotion import lifecycle_decision
 from pipelines.lifelong.refit_policy import refit_models
 from pipelines.lifelong.strategies import learn_task, strategy_options
 from pipelines.lifelong.token_width import to_width
-from pipelines.model_card import retrain_card
-from pipelines.onnx_export import log_export
-from pipelines.overrides import merge
-from pipelines.registry import ServedInput, class_names, eight_bit, log_served_model, register_version
-from pipelines.run_liveness import liveness_tags
+from pipelines.registry.gate import Candidate, eval_digest
+from pipelines.registry.model_card import retrain_card
+from pipelines.registry.onnx_export import log_export
+from pipelines.registry.registration import ServedInput, class_names, eight_bit, log_served_model, register_version
 from pipelines.stream import pipeline_batches
-from pipelines.tracking import loggable_params, setup_experiment
+from pipelines.tracking.run_liveness import liveness_tags
+from pipelines.tracking.runs import loggable_params, setup_experiment
 
 log = logging.getLogger("kdflow")
 ORIGINAL = "original"  # the name of the pipeline's own test split among the test parts

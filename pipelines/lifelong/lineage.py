@@ -19,8 +19,8 @@ import torch
 import yaml
 
 from kdcore.data import DataBundle
-from pipelines.checkpoint import read_checkpoint
-from pipelines.config import FORMER_RETRAIN_KEYS, PipelineConfig, RetrainSection
+from pipelines.cache.checkpoint import read_checkpoint
+from pipelines.config.schema import FORMER_RETRAIN_KEYS, PipelineConfig, RetrainSection
 from pipelines.stream import StreamError
 from pipelines.stream.readers import BatchError, RawBatch
 

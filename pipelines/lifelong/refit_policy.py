@@ -20,12 +20,12 @@ import torch
 from kdcore.data import DataBundle, DataError
 from kdcore.data.bundle import Split
 from kdcore.data.split import stratified_holdout
-from pipelines.cache import cache_dir
-from pipelines.checkpoint import save_atomic
-from pipelines.config import RetrainSection
-from pipelines.gate import choose_on_validation
+from pipelines.cache.checkpoint import save_atomic
+from pipelines.cache.keys import cache_dir
+from pipelines.config.schema import RetrainSection
 from pipelines.lifelong.lineage import Lineage
 from pipelines.lifelong.token_width import to_width
+from pipelines.registry.gate import choose_on_validation
 from pipelines.results import PreparedData, TrainedModel, TuneResult
 
 

@@ -10,7 +10,7 @@ from kdcore.distill.kd import KD
 from kdcore.lifelong.base import Strategy
 from kdcore.soft_targets import SoftTargets
 from kdcore.train import TrainSettings, fit
-from pipelines.config import RetrainSection
+from pipelines.config.schema import RetrainSection
 
 
 def strategy_options(settings: RetrainSection, temperature: float) -> dict:

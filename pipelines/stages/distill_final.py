@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from kdcore.data import DataBundle
-from pipelines.cache import cache_dir
-from pipelines.config import PipelineConfig
-from pipelines.methods import build_method, needs_teacher_model
-from pipelines.refit import final_bundle, final_targets, refit_epochs
+from pipelines.cache.keys import cache_dir
+from pipelines.config.methods import build_method, needs_teacher_model
+from pipelines.config.schema import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel, TuneResult
-from pipelines.teacher_targets import teacher_targets
-from pipelines.training import settings_for, train_model
-from pipelines.tuning import final_student, with_student
+from pipelines.teachers.teacher_targets import teacher_targets
+from pipelines.training.model_run import settings_for, train_model
+from pipelines.training.refit import final_bundle, final_targets, refit_epochs
+from pipelines.tuning.study import final_student, with_student
 
 
 def distill_final(

@@ -18,16 +18,16 @@ from kdcore.data import DataBundle
 from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
 from kdcore.text.tokenizer import Tokenizer
-from pipelines.checkpoint import load_model
-from pipelines.class_report import log_class_report
-from pipelines.config import PipelineConfig
-from pipelines.dataset_input import log_dataset
-from pipelines.gate import eval_digest
-from pipelines.hf_teacher import teacher_view
-from pipelines.model_timing import THROUGHPUT_BATCH, Timing, device_name, time_model, weights_megabytes
-from pipelines.registry import class_names
+from pipelines.cache.checkpoint import load_model
+from pipelines.config.schema import PipelineConfig
+from pipelines.registry.gate import eval_digest
+from pipelines.registry.registration import class_names
 from pipelines.results import Evaluation, PreparedData, TrainedModel
-from pipelines.tracking import stage_run
+from pipelines.teachers.hf_teacher import teacher_view
+from pipelines.tracking.class_report import log_class_report
+from pipelines.tracking.dataset_input import log_dataset
+from pipelines.tracking.model_timing import THROUGHPUT_BATCH, Timing, device_name, time_model, weights_megabytes
+from pipelines.tracking.runs import stage_run
 
 log = logging.getLogger("kdflow")
 

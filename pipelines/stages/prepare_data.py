@@ -9,14 +9,14 @@ from pathlib import Path
 from kdcore.data import DataBundle, DataError
 from kdcore.data.keep_classes import keep_classes
 from kdcore.datasets import load_dataset
-from pipelines.cache import cache_dir, cache_key, verified_entry
-from pipelines.checkpoint import read_spec, save_atomic
-from pipelines.config import PipelineConfig
-from pipelines.method_fit import check_methods_fit
-from pipelines.pretrained import check_pretrained
+from pipelines.cache.checkpoint import read_spec, save_atomic
+from pipelines.cache.keys import cache_dir, cache_key, verified_entry
+from pipelines.config.schema import PipelineConfig
 from pipelines.results import PreparedData
-from pipelines.size_search_fit import check_size_search
-from pipelines.store_reachability import check_stores_reachable
+from pipelines.stores.reachability import check_stores_reachable
+from pipelines.teachers.pretrained import check_pretrained
+from pipelines.tuning.method_fit import check_methods_fit
+from pipelines.tuning.size_search_fit import check_size_search
 
 log = logging.getLogger("kdflow")
 

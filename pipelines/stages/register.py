@@ -1,6 +1,6 @@
 """Stage 8: register the better of the KD student and the labels-only baseline on validation; the gate decides
-whether it becomes `champion` (pipelines/gate.py). The version carries an ONNX export with its parity check
-(pipelines/onnx_export.py) and a model card as its description (pipelines/model_card.py)."""
+whether it becomes `champion` (pipelines/registry/gate.py). The version carries an ONNX export with its parity check
+(pipelines/registry/onnx_export.py) and a model card as its description (pipelines/registry/model_card.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 import mlflow
 
 from kdcore.data import DataBundle
-from pipelines.checkpoint import load_model
-from pipelines.config import PipelineConfig
-from pipelines.gate import Candidate, choose_on_validation
-from pipelines.model_card import model_card
-from pipelines.onnx_export import log_export
-from pipelines.registry import class_names, register_version
+from pipelines.cache.checkpoint import load_model
+from pipelines.config.schema import PipelineConfig
+from pipelines.registry.gate import Candidate, choose_on_validation
+from pipelines.registry.model_card import model_card
+from pipelines.registry.onnx_export import log_export
+from pipelines.registry.registration import class_names, register_version
 from pipelines.results import Evaluation, PreparedData, Registration, TrainedModel, TuneResult
 from pipelines.stages.evaluate import registered_name
 

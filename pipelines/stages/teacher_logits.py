@@ -17,12 +17,12 @@ from kdcore.data import DataBundle
 from kdcore.device import resolve_device
 from kdcore.evaluate import predict_logits
 from kdcore.teacher_views import TeacherViews
-from pipelines.cache import cache_dir, cache_key, verified_entry
-from pipelines.checkpoint import load_model, save_atomic, weights_digest
-from pipelines.config import PipelineConfig
-from pipelines.hf_teacher import teacher_view
+from pipelines.cache.checkpoint import load_model, save_atomic, weights_digest
+from pipelines.cache.keys import cache_dir, cache_key, verified_entry
+from pipelines.config.schema import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
-from pipelines.teacher_targets import cached_logits_valid
+from pipelines.teachers.hf_teacher import teacher_view
+from pipelines.teachers.teacher_targets import cached_logits_valid
 
 log = logging.getLogger("kdflow")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
-from pipelines.cache import cache_dir
-from pipelines.config import ModelConfig, PipelineConfig
-from pipelines.refit import final_bundle
+from pipelines.cache.keys import cache_dir
+from pipelines.config.schema import ModelConfig, PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
-from pipelines.training import settings_for, train_model
-from pipelines.tuning import with_student
+from pipelines.training.model_run import settings_for, train_model
+from pipelines.training.refit import final_bundle
+from pipelines.tuning.study import with_student
 
 
 def train_baseline(

@@ -13,15 +13,15 @@ from kdcore.data import DataBundle
 from kdcore.distill import LabelsOnly
 from kdcore.evaluate import evaluate
 from kdcore.models import count_parameters
-from pipelines.cache import cache_dir, cache_key, verified_entry, write_entry_text
-from pipelines.checkpoint import load_model, read_spec
-from pipelines.config import PipelineConfig
-from pipelines.hf_teacher import teacher_view
-from pipelines.pretrained import pretrained_stamp
+from pipelines.cache.checkpoint import load_model, read_spec
+from pipelines.cache.keys import cache_dir, cache_key, verified_entry, write_entry_text
+from pipelines.cache.store_lock import store_lock
+from pipelines.config.schema import PipelineConfig
 from pipelines.results import PreparedData, TrainedModel
-from pipelines.store_lock import store_lock
-from pipelines.tracking import loggable_params, redact, stage_run, tracking_uri
-from pipelines.training import settings_for, train_model
+from pipelines.teachers.hf_teacher import teacher_view
+from pipelines.teachers.pretrained import pretrained_stamp
+from pipelines.tracking.runs import loggable_params, redact, stage_run, tracking_uri
+from pipelines.training.model_run import settings_for, train_model
 
 log = logging.getLogger("kdflow")
 
@@ -58,7 +58,7 @@ def cached_or_trained_teacher(cfg: PipelineConfig, data: PreparedData, parent_ru
 
     extra_params = {"data.digest": data.digest, "teacher.cache_key": key}
     if cfg.teacher.distributed.nproc > 1:
-        from pipelines.ddp_teacher import launch
+        from pipelines.training.ddp_teacher import launch
 
         result = launch(cfg, data.path, parent_run_id, checkpoint, extra_params)
     else:

@@ -1,6 +1,6 @@
 """Stage 5: an Optuna study over the KD method and its weights, scored on the validation split.
 
-The trials run in tune.n_workers workers (pipelines/tune_worker.py) that share the study's
+The trials run in tune.n_workers workers (pipelines/tuning/worker.py) that share the study's
 database; this stage opens the study, starts the workers and returns once the study holds
 tune.n_trials finished trials, so the final student never starts on a half-done search.
 """
@@ -13,17 +13,15 @@ from pathlib import Path
 
 import optuna
 
-from pipelines.cache import cache_dir, cache_key
-from pipelines.config import ModelConfig, PipelineConfig
-from pipelines.methods import searched_methods
-from pipelines.pareto_front import choose, log_front
-from pipelines.progress import report_trials
+from pipelines.cache.keys import cache_dir, cache_key
+from pipelines.cache.store_lock import store_lock
+from pipelines.config.methods import searched_methods
+from pipelines.config.schema import ModelConfig, PipelineConfig
 from pipelines.results import PreparedData, TrainedModel, TuneResult
-from pipelines.store_lock import store_lock
-from pipelines.study_plots import log_study_plots
-from pipelines.tracking import redact
-from pipelines.tune_worker import TuneJob, pull_trials, study_progress
-from pipelines.tuning import (
+from pipelines.tracking.runs import redact
+from pipelines.training.progress import report_trials
+from pipelines.tuning.pareto_front import choose, log_front
+from pipelines.tuning.study import (
     FINISHED,
     STUDENT_KEYS,
     best_accuracy,
@@ -35,7 +33,9 @@ from pipelines.tuning import (
     storage_url,
     warm_starts,
 )
-from pipelines.worker_processes import LaunchWorkers, LocalWorkers
+from pipelines.tuning.study_plots import log_study_plots
+from pipelines.tuning.worker import TuneJob, pull_trials, study_progress
+from pipelines.tuning.worker_processes import LaunchWorkers, LocalWorkers
 
 log = logging.getLogger("kdflow")
 State = optuna.trial.TrialState

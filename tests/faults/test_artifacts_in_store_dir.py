@@ -6,8 +6,8 @@ import os
 
 import mlflow
 
-from pipelines.config import load_config
-from pipelines.tracking import setup_experiment, tracking_uri
+from pipelines.config.schema import load_config
+from pipelines.tracking.runs import setup_experiment, tracking_uri
 from tests.conftest import TINY
 
 

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-from pipelines.store_integrity import check_store
+from pipelines.stores.integrity import check_store
 from tests.conftest import ROOT, isolated_env
 
 

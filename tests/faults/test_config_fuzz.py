@@ -12,8 +12,8 @@ import optuna
 import pytest
 from pydantic import BaseModel
 
-from pipelines.config import ConfigError, PipelineConfig, _is_number, load_config
-from pipelines.tuning import search, warm_starts
+from pipelines.config.schema import ConfigError, PipelineConfig, _is_number, load_config
+from pipelines.tuning.study import search, warm_starts
 from tests.conftest import isolated_env
 
 

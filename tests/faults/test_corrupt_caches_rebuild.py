@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cache import file_record, record_path, verified_entry
-from pipelines.checkpoint import save_atomic
+from pipelines.cache.checkpoint import save_atomic
+from pipelines.cache.keys import file_record, record_path, verified_entry
 from tests.conftest import TINY
 
 # One thread in every run: with `auto`, the count follows the host's other kdflow processes, and a teacher retrained

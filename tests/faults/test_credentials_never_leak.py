@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.credentials import CredentialsMasked, mask_credentials
+from pipelines.stores.credentials import CredentialsMasked, mask_credentials
 from tests.conftest import isolated_env
 from tests.loopback_servers import PG_BIN, Postgres, free_port
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from mlflow.tracking import MlflowClient
 
-from pipelines.run_liveness import (
+from pipelines.tracking.run_liveness import (
     END_REASON_TAG,
     HEARTBEAT_EVERY_TAG,
     HEARTBEAT_TAG,
@@ -75,7 +75,7 @@ BEATING = """
 import sys, time
 from mlflow.tracking import MlflowClient
 import mlflow
-from pipelines.run_liveness import liveness_tags
+from pipelines.tracking.run_liveness import liveness_tags
 mlflow.set_tracking_uri(sys.argv[1])
 client = MlflowClient()
 experiment = client.create_experiment("e", artifact_location=sys.argv[2])

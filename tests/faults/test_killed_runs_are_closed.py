@@ -13,7 +13,7 @@ import time
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from pipelines.run_liveness import END_REASON_TAG, HOST_TAG, PID_TAG, fail_orphaned_runs, liveness_tags
+from pipelines.tracking.run_liveness import END_REASON_TAG, HOST_TAG, PID_TAG, fail_orphaned_runs, liveness_tags
 from tests.conftest import TINY, isolated_env
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import ConfigError, load_config
-from pipelines.overrides import resolve_config
+from pipelines.config.overrides import resolve_config
+from pipelines.config.schema import ConfigError, load_config
 
 
 def test_a_preset_file_without_a_name_takes_its_stem(tmp_path):

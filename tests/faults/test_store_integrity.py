@@ -7,9 +7,9 @@ import os
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from pipelines.cache import cache_dir, write_entry_text
-from pipelines.gate import EVAL_ACC_TAG, EVAL_DIGEST_TAG
-from pipelines.store_integrity import check_store
+from pipelines.cache.keys import cache_dir, write_entry_text
+from pipelines.registry.gate import EVAL_ACC_TAG, EVAL_DIGEST_TAG
+from pipelines.stores.integrity import check_store
 from pipelines.stream import StreamStore, ingest
 
 

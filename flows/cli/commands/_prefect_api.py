@@ -20,7 +20,7 @@ def connect_prefect(command: str) -> str | None:
         os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value() or DEFAULT_API_URL
     url = os.environ["PREFECT_API_URL"].rstrip("/")
     from flows.local_ui import healthy
-    from pipelines.tracking import redact
+    from pipelines.tracking.runs import redact
 
     if not healthy(f"{url}/health"):
         print(

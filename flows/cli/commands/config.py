@@ -6,7 +6,7 @@ import argparse
 
 import yaml
 
-from pipelines.config import load_config, preset_names
+from pipelines.config.schema import load_config, preset_names
 
 
 def add_parser(commands) -> None:

@@ -27,7 +27,7 @@ def export_command(args: argparse.Namespace) -> int:
         return 1
     import mlflow
 
-    from pipelines.export_version import ExportError, export_version
+    from pipelines.registry.export_version import ExportError, export_version
 
     mlflow.set_tracking_uri(uri)
     try:

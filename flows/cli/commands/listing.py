@@ -7,7 +7,7 @@ import inspect
 import itertools
 import re
 
-from pipelines.config import PRESETS_DIR, load_config, preset_names
+from pipelines.config.schema import PRESETS_DIR, load_config, preset_names
 
 KINDS = ("presets", "models", "methods", "strategies", "datasets")
 EXAMPLE_INPUT = {"image": (3, 32, 32), "text": (64,)}  # parameter counts are for these inputs and 10 classes

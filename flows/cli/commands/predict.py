@@ -24,7 +24,7 @@ def add_parser(commands) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from pipelines.predict import PredictError, champion_uri, predict
+    from pipelines.registry.predict import PredictError, champion_uri, predict
 
     inputs = ([Path(args.model)] if args.preset and args.model else []) + args.inputs
     model = champion_uri(args.preset) if args.preset else args.model

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from flows.cli.commands._lifelong import lifelong_errors, print_pipeline_result, write_output
-from pipelines.config import STRATEGY_NAMES
+from pipelines.config.schema import STRATEGY_NAMES
 
 
 def add_parser(commands) -> None:
@@ -40,8 +40,8 @@ def add_parser(commands) -> None:
 
 def pipeline_changes(args) -> dict:
     """retrain.* settings from the options; validated before any work."""
-    from pipelines.config import ConfigError, apply_override, former_retrain_keys_moved, validate
-    from pipelines.overrides import merge
+    from pipelines.config.overrides import merge
+    from pipelines.config.schema import ConfigError, apply_override, former_retrain_keys_moved, validate
 
     tree: dict = {}
     for item in args.overrides:

@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from pipelines.config import load_config, preset_names
+from pipelines.config.schema import load_config, preset_names
 
 
 def add_parser(commands) -> None:
@@ -48,7 +48,7 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.summary import (
+    from pipelines.tracking.summary import (
         champion_sentence,
         choice_sentence,
         evidence_sentence,
@@ -103,7 +103,7 @@ def dry_run(cfg) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.preset, args.overrides)  # fails here, before any work, on a bad config
-    from pipelines.run_liveness import heartbeat_interval
+    from pipelines.tracking.run_liveness import heartbeat_interval
 
     try:
         heartbeat_interval()  # a bad KDFLOW_HEARTBEAT_S is known now, not when the first run opens
@@ -117,7 +117,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(cfg)
     from flows.cli.progress import progress_bars, wants_bars
-    from pipelines.stores import move_credentials_to_env
+    from pipelines.stores.shared import move_credentials_to_env
 
     cfg, secrets = move_credentials_to_env(cfg)  # passwords stay out of flow parameters and MLflow params
     os.environ.update(secrets)

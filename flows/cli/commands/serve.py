@@ -11,7 +11,7 @@ import os
 import sys
 
 from flows.cli.commands._prefect_api import connect_prefect
-from pipelines.tracking import redact
+from pipelines.tracking.runs import redact
 
 
 def add_parser(commands) -> None:

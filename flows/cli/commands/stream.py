@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from flows.cli.commands._lifelong import lifelong_errors, print_pipeline_result, write_output
-from pipelines.config import STRATEGY_NAMES
+from pipelines.config.schema import STRATEGY_NAMES
 
 
 def add_parser(commands) -> None:
@@ -41,7 +41,7 @@ def add_parser(commands) -> None:
 
 
 def run_simulate(args) -> int:
-    from pipelines.config import load_config
+    from pipelines.config.schema import load_config
     from pipelines.stream.simulate import class_tasks, dataset_arrays
 
     store = str(Path(args.store).resolve())
@@ -68,7 +68,7 @@ def first_task(preset: str, cfg) -> None:
     """The pipeline itself on the first task's classes: its champion is what later tasks retrain."""
     from flows.cli.commands.run import print_summary, quiet_libraries
     from flows.distill_pipeline import distill_pipeline
-    from pipelines.config import preset_names
+    from pipelines.config.schema import preset_names
     from pipelines.stages import prepare_data
 
     quiet_libraries()

@@ -18,8 +18,8 @@ def add_parser(commands) -> None:
 
 def ui_command(args: argparse.Namespace) -> int:
     from flows.local_ui import UiError, run_ui
-    from pipelines.config import PipelineConfig, RuntimeConfig
-    from pipelines.tracking import tracking_uri
+    from pipelines.config.schema import PipelineConfig, RuntimeConfig
+    from pipelines.tracking.runs import tracking_uri
 
     uri = tracking_uri(PipelineConfig(runtime=RuntimeConfig(store_dir=args.store_dir)))
     backend = None if uri.startswith(("http://", "https://")) else uri
