@@ -34,7 +34,7 @@ RB32 = {**B500, "label_weight": 1.0, "replay_batch_size": 32}  # the best valida
 XDER = {**RB32, "refresh_task_logits": True, "transplant_gamma": 0.85}  # X-DER's end-of-task update of stored logits
 RUNS = {  # row name -> (strategy, options)
     "finetune": ("finetune", {}),
-    "lwf": ("lwf", {}),
+    "lwf": ("lwf", {"kd_weight": 1.0}),  # the paper's weight (the option's default is the pipeline's 0.2)
     "derpp (buffer 200)": ("derpp", {"buffer_size": 200, **BEST[200]}),
     "derpp (buffer 500)": ("derpp", B500),
     "joint": ("joint", {}),

@@ -62,7 +62,7 @@ def test_changes_replace_single_options_of_the_lineages_section():
 
 def test_an_empty_lwf_temperature_is_the_models_distillation_temperature():
     lwf = RetrainSection(strategy="lwf")
-    assert strategy_options(lwf, temperature=4.0) == {"kd_weight": 1.0, "temperature": 4.0}
+    assert strategy_options(lwf, temperature=4.0) == {"kd_weight": 0.2, "temperature": 4.0}  # as before the move
     fixed = RetrainSection(strategy="lwf", lwf={"temperature": 2.5})
     assert strategy_options(fixed, temperature=4.0)["temperature"] == 2.5
     assert strategy_options(RetrainSection(strategy="finetune"), temperature=4.0) == {}

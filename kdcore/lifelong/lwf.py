@@ -22,8 +22,8 @@ class LwFOptions:
     """Learning without Forgetting (Li & Hoiem 2016): distils the previous model's outputs on the new data."""
 
     kd_weight: float = option(
-        1.0,
-        "Weight of T^2 * KL(previous model's softened outputs || the model's) beside the loop's loss.",
+        0.2,  # kdflow's retraining default since its first version (retrain.alpha); the paper's benchmarks use 1
+        "Weight of T^2 * KL(previous model's softened outputs || the model's) beside the loop's loss (paper: 1).",
         ge=0,
         le=100,
     )
