@@ -62,6 +62,28 @@ def test_an_unknown_option_is_an_error_naming_the_valid_ones(name, option):
     assert name != "derpp" or "logit_weight, label_weight" in str(err.value)
 
 
+def test_replay_skips_the_column_mask_only_while_every_stored_row_is_as_wide_as_the_head():
+    g = torch.Generator().manual_seed(2)
+    now, stored = (
+        torch.randn(5, 4, generator=g, dtype=torch.float64),
+        torch.randn(5, 4, generator=g, dtype=torch.float64),
+    )
+    labels, o = torch.tensor([0, 1, 2, 3, 0]), DERppOptions(logit_weight=0.3)
+    unmasked = derpp_terms(now, stored, None, now, labels, o)["replay_mse"].item()
+    masked = derpp_terms(now, stored, torch.ones(5, 4, dtype=torch.bool), now, labels, o)["replay_mse"].item()
+    assert unmasked == pytest.approx(masked, rel=1e-12)
+    # which path each task takes: the width every earlier row shares (0: none yet), None when they differ
+    torch.manual_seed(0)
+    model, strategy = nn.Sequential(nn.Linear(10, 2)), build_strategy("derpp", buffer_size=40)
+    settings, task = TrainSettings(epochs=1, batch_size=10, lr=0.05, optimizer="sgd"), tiny_stream()[0]
+    seen = []
+    for head in (2, 2, 4, 4):
+        grow_head(model, head)
+        fit(model, task, None, settings, LabelsOnly(), strategy=strategy)
+        seen.append(strategy.earlier_rows_width)
+    assert seen == [0, 2, 2, None]  # task 3's rows at width 2 against logits of 4: masked; then mixed widths
+
+
 def tiny_stream():
     g = torch.Generator().manual_seed(0)
     centres = torch.randn(6, 10, generator=g) * 1.5

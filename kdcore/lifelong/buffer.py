@@ -112,10 +112,26 @@ class ReservoirBuffer:
         device = x.device if self._x is None else self._x.device
         self.write(torch.tensor(self.slots(len(y)), device=device), x.to(device), y.to(device), logits.to(device))
 
-    def rows(self, pick: torch.Tensor):
-        """(x, y, logits, mask) of the stored rows `pick`; mask marks the real logit columns."""
+    @property
+    def columns(self) -> int:
+        """Logit columns each row has room for (the widest head seen)."""
+        return self._logits.shape[1]
+
+    def all_full_width(self) -> bool:
+        """Every stored row's logits fill all the columns (reads the widths on the host)."""
+        return bool((self.logit_width == self.columns).all())
+
+    def examples(self, pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of the stored rows `pick`."""
+        return self._x[pick], self._y[pick]
+
+    def rows(self, pick: torch.Tensor, masked: bool = True):
+        """(x, y, logits, mask) of the stored rows `pick`; mask marks the real logit columns (None unless
+        `masked`)."""
         logits = self._logits[pick]
-        mask = torch.arange(logits.shape[1], device=logits.device)[None, :] < self._logit_width[pick][:, None]
+        mask = None
+        if masked:
+            mask = torch.arange(logits.shape[1], device=logits.device)[None, :] < self._logit_width[pick][:, None]
         return self._x[pick], self._y[pick], logits, mask
 
     def sample(self, size: int, device: torch.device | str = "cpu"):

@@ -77,13 +77,15 @@ BEST = {
 def derpp_terms(
     logits_now: torch.Tensor,
     stored_logits: torch.Tensor,
-    mask: torch.Tensor,
+    mask: torch.Tensor | None,
     label_logits: torch.Tensor,
     labels: torch.Tensor,
     o: DERppOptions,
 ) -> dict[str, torch.Tensor]:
-    """logit_weight * mean squared error over the stored (masked) columns + label_weight * CE on the labels."""
-    mse = ((logits_now[:, : stored_logits.shape[1]] - stored_logits) ** 2 * mask).sum() / mask.sum()
+    """logit_weight * mean squared error over the stored (masked) columns + label_weight * CE on the labels;
+    mask None: every stored column is real (the same sum in the same order, so the same bits, without the mask)."""
+    squared = (logits_now[:, : stored_logits.shape[1]] - stored_logits) ** 2
+    mse = squared.sum() / squared.numel() if mask is None else (squared * mask).sum() / mask.sum()
     return {"replay_mse": o.logit_weight * mse, "replay_ce": o.label_weight * F.cross_entropy(label_logits, labels)}
 
 
@@ -155,12 +157,17 @@ class DERpp(Strategy):
         self.task_classes: torch.Tensor | None = None  # the labels of the task being learned
         self.first_class = 0  # the smallest of them
         self.task_data = None  # the task's examples, for fill_at_task_end
+        self.earlier_rows_width: int | None = None  # set per task: when replay may skip the column mask
 
     def before_task(self, model, train, settings):
         """Draw the whole task's replay and reservoir choices now, in the order the steps use them, and send
         them to the device at once: no step then moves an index between host and device."""
         device = next(model.parameters()).device
         self.buffer.to(device)
+        # replay needs no column mask while every stored row is as wide as the task's logits: the rows from before
+        # it all at one width (host read, once per task) that equals the head's, as rows written in it are
+        uniform = not self.options.mask_future_logits and self.buffer.all_full_width()
+        self.earlier_rows_width = (self.buffer.columns if len(self.buffer) else 0) if uniform else None  # 0: none
         if self.options.mask_future_logits or self.options.margin is not None:  # host reads, once per task
             self.known_classes = max(self.known_classes, int(train.y.max()) + 1)
             self.first_class = int(train.y.min())
@@ -199,12 +206,15 @@ class DERpp(Strategy):
             zero = logits.new_zeros(())
             nothing = logits.new_zeros((0, logits.shape[1])), batch.y[:0]
             return {**current, "replay_mse": zero, "replay_ce": zero, **self.margins(logits, *nothing)}
-        bx, by, stored, mask = self.buffer.rows(step.logit_rows)
-        lx, ly, _, _ = self.buffer.rows(step.label_rows)
+        full = self.earlier_rows_width in (0, logits.shape[1])
+        bx, by, stored, mask = self.buffer.rows(step.logit_rows, masked=not full)
+        lx, ly = self.buffer.examples(step.label_rows)
         with ForwardMode(batch.autocast).context(batch.x.device):
             now, label_logits = model(bx).float(), model(lx).float()
-        replayed = torch.cat([now, label_logits]), torch.cat([by, ly])
         terms = derpp_terms(now, stored, mask, label_logits, ly, self.options)
+        if self.options.margin is None:
+            return {**current, **terms}
+        replayed = torch.cat([now, label_logits]), torch.cat([by, ly])
         return {**current, **terms, **self.margins(logits, *replayed)}
 
     def margins(self, logits, replayed, labels):
