@@ -164,8 +164,8 @@ class DERpp(Strategy):
         them to the device at once: no step then moves an index between host and device."""
         device = next(model.parameters()).device
         self.buffer.to(device)
-        # replay needs no column mask while every stored row is as wide as the task's logits: the rows from before
-        # it all at one width (host read, once per task) that equals the head's, as rows written in it are
+        # replay needs no column mask while every stored row is as wide as this task's logits: so when the rows stored
+        # before it share one width (read on the host, once per task) equal to the head's, as rows written in it do
         uniform = not self.options.mask_future_logits and self.buffer.all_full_width()
         self.earlier_rows_width = (self.buffer.columns if len(self.buffer) else 0) if uniform else None  # 0: none
         if self.options.mask_future_logits or self.options.margin is not None:  # host reads, once per task
