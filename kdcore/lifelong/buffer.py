@@ -132,7 +132,7 @@ class ReservoirBuffer:
         mask = None
         if masked:
             mask = torch.arange(logits.shape[1], device=logits.device)[None, :] < self._logit_width[pick][:, None]
-        return self._x[pick], self._y[pick], logits, mask
+        return (*self.examples(pick), logits, mask)
 
     def sample(self, size: int, device: torch.device | str = "cpu"):
         """(x, y, logits, mask) of `size` random stored examples, on `device`."""

@@ -65,5 +65,13 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, **opt
     return adapt_input(MODELS[name](input_shape=adapter.input_shape, num_classes=num_classes, **options), adapter)
 
 
+def model_from_checkpoint(blob: dict) -> nn.Module:
+    """The model a kdflow checkpoint (`{"spec": ..., "state_dict": ...}`) holds, its weights loaded, in eval mode."""
+    spec = blob["spec"]
+    model = build_model(spec["arch"], tuple(spec["input_shape"]), spec["num_classes"], **spec["options"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

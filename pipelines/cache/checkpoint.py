@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from kdcore.models import build_model
+from kdcore.models import model_from_checkpoint
 from pipelines.cache.keys import record_entry
 
 
@@ -78,8 +78,4 @@ def weights_digest(path: str | Path) -> str:
 
 
 def load_model(path: str | Path) -> nn.Module:
-    blob = read_checkpoint(path)
-    spec = blob["spec"]
-    model = build_model(spec["arch"], tuple(spec["input_shape"]), spec["num_classes"], **spec["options"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
+    return model_from_checkpoint(read_checkpoint(path))

@@ -6,7 +6,7 @@ import difflib
 import re
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -27,6 +27,14 @@ from kdcore.lifelong import STRATEGIES
 from kdcore.options import OptionSpec, option_specs
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def auto_or_count(value: Any, most: int, what: str) -> Any:
+    """`auto` or a whole number from 1 to `most`: one clear message for 0, -1, true or "many" instead of one per
+    member of the union."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most):
+        return value
+    raise ValueError(f"choose auto or a whole number of {what} from 1 to {most}")
 
 
 class Section(BaseModel):
@@ -636,10 +644,7 @@ class TuneConfig(Section):
     @field_validator("vectorise", mode="before")
     @classmethod
     def _auto_or_group_size(cls, value: Any) -> Any:
-        """One clear message for 0, -1, true or "many" instead of one per member of the union."""
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 256):
-            return value
-        raise ValueError("choose auto or a whole number of trials from 1 to 256")
+        return auto_or_count(value, 256, "trials")
 
     heartbeat_seconds: int = Field(
         10, ge=1, le=3600, description="How often a running trial tells the study it is alive."
@@ -747,10 +752,7 @@ class RuntimeConfig(Section):
     @field_validator("threads", mode="before")
     @classmethod
     def _auto_or_count(cls, value: Any) -> Any:
-        """One clear message for 0, -1, true or "many" instead of one per member of the union."""
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096):
-            return value
-        raise ValueError("choose auto or a whole number of threads from 1 to 4096")
+        return auto_or_count(value, 4096, "threads")
 
     seed: int = Field(0, ge=0, description="Seed of model initialisation and batch order.")
     tracking_uri: str | None = Field(
@@ -855,6 +857,8 @@ class RetrainSpine(Section):
         le=10_000,
         description="refit: Optuna trials of a new search on all the data (0: the champion's best hyper-parameters).",
     )
+
+    former_keys: ClassVar[frozenset[str]] = frozenset(FORMER_RETRAIN_KEYS)  # still read, moved by the validator
 
     @model_validator(mode="before")
     @classmethod

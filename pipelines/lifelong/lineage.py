@@ -20,7 +20,7 @@ import yaml
 
 from kdcore.data import DataBundle
 from pipelines.cache.checkpoint import read_checkpoint
-from pipelines.config.schema import FORMER_RETRAIN_KEYS, PipelineConfig, RetrainSection
+from pipelines.config.schema import PipelineConfig
 from pipelines.stream import StreamError
 from pipelines.stream.readers import BatchError, RawBatch
 
@@ -139,7 +139,7 @@ def config_from_params(params: dict[str, str]) -> PipelineConfig:
                 fits = False
                 break
             model, node = f.annotation, node.setdefault(part, {})
-        former = model is RetrainSection and leaf in FORMER_RETRAIN_KEYS  # a lineage registered before they moved
+        former = leaf in getattr(model, "former_keys", ())  # a section's key of earlier versions, still read
         if not fits or (leaf not in getattr(model, "model_fields", {}) and not former):
             continue  # params other stages add (data.digest, best.*, model.parameters)
         value = yaml.safe_load(text) if text != "" else None

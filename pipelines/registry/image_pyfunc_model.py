@@ -21,16 +21,13 @@ class ImageClassifier(PythonModel):
         import torch
 
         from kdcore.data.image_input import ImagePreprocessing
-        from kdcore.models import build_model
+        from kdcore.models import model_from_checkpoint
 
         meta = json.loads(Path(context.artifacts["preprocessing"]).read_text())
         self.preprocessing = ImagePreprocessing.from_state_dict(meta["preprocessing"])
         self.classes = list(meta["classes"])
         blob = torch.load(context.artifacts["checkpoint"], map_location="cpu", weights_only=True)
-        spec = blob["spec"]
-        self.model = build_model(spec["arch"], tuple(spec["input_shape"]), spec["num_classes"], **spec["options"])
-        self.model.load_state_dict(blob["state_dict"])
-        self.model.eval()
+        self.model = model_from_checkpoint(blob)
 
     def predict(self, context, model_input, params=None):
         """`image` column (PNG/JPEG bytes, base64 text or 8-bit arrays) or an (N, ...) uint8 batch -> one row each:

@@ -19,16 +19,13 @@ class TextClassifier(PythonModel):
     def load_context(self, context) -> None:
         import torch
 
-        from kdcore.models import build_model
+        from kdcore.models import model_from_checkpoint
         from kdcore.text.tokenizer import Tokenizer
 
         vocab = json.loads(Path(context.artifacts["tokenizer"]).read_text())
         self.tokenizer, self.classes = Tokenizer.from_state_dict(vocab), list(vocab["classes"])
         blob = torch.load(context.artifacts["checkpoint"], map_location="cpu", weights_only=True)
-        spec = blob["spec"]
-        self.model = build_model(spec["arch"], tuple(spec["input_shape"]), spec["num_classes"], **spec["options"])
-        self.model.load_state_dict(blob["state_dict"])
-        self.model.eval()
+        self.model = model_from_checkpoint(blob)
 
     def predict(self, context, model_input, params=None):
         """Texts (a list, or a DataFrame's first column) -> one row each: `class`, `probability`, `prob_<class>`."""
